@@ -1,0 +1,1 @@
+"""The node: Raft driver loop, proposals and apply, reads, watches and leases (asyncio)."""
