@@ -1,0 +1,1 @@
+"""The client-facing gRPC servicers: thin, validate, fill headers, map errors."""
