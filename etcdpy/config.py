@@ -242,6 +242,7 @@ class Kind(IntEnum):
     STRINGS = 11  # flags.StringsValue: comma list, order kept
     UNIQUE_STRINGS = 12  # flags.UniqueStringsValue: comma list, sorted set
     IGNORED = 13  # flags.IgnoredFlag: accepted, no effect
+    CHOICE_LIST = 14  # flags.SelectiveStringsValue: comma list of allowed words
 
 
 _INT_BITS = {Kind.UINT: 64, Kind.UINT32: 32, Kind.UINT64: 64, Kind.INT: 64, Kind.INT64: 64}
@@ -261,6 +262,7 @@ _GO_TYPE = {
     Kind.STRINGS: "[]string",
     Kind.UNIQUE_STRINGS: "[]string",
     Kind.IGNORED: "string",
+    Kind.CHOICE_LIST: "string",
 }
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
@@ -393,7 +395,7 @@ class FlagSpec:
 
     def __post_init__(self) -> None:
         assert self.name and not self.name.startswith("-"), self.name
-        assert (self.kind is Kind.CHOICE) == bool(self.choices), self.name
+        assert (self.kind in (Kind.CHOICE, Kind.CHOICE_LIST)) == bool(self.choices), self.name
         assert not self.choices or self.default_text in self.choices, self.name
 
     @property
@@ -427,6 +429,11 @@ class FlagSpec:
         if kind is Kind.CHOICE:
             if text not in self.choices:
                 raise ValueError("invalid value")
+            return text
+        if kind is Kind.CHOICE_LIST:
+            for word in text.split(","):
+                if word not in self.choices:
+                    raise ValueError(f'invalid value "{word}"')
             return text
         if kind is Kind.STRINGS:
             return tuple(text.split(",")) if text else ()
@@ -607,7 +614,7 @@ class Config:
     )
     enable_v2: bool = _opt(_B, "false", C, "Serve the deprecated v2 API.")
     v2_deprecation: str = _opt(
-        Kind.CHOICE,
+        Kind.CHOICE_LIST,
         "not-yet",
         C,
         "Stage of the v2 store deprecation.",
@@ -1069,6 +1076,23 @@ IGNORED_FLAG_NAMES = (
 IGNORED_FLAGS = tuple(
     FlagSpec(n, Kind.IGNORED, "", M, "Ignored.", None, ()) for n in IGNORED_FLAG_NAMES
 )
+# Flags this table has beyond etcd 3.5.1's: added by later 3.5 releases, or etcdpy's own.
+NOT_IN_ETCD_3_5_1 = frozenset(
+    {
+        "listen-client-http-urls",
+        "max-concurrent-streams",
+        "tls-min-version",
+        "tls-max-version",
+        "experimental-distributed-tracing-sampling-rate",
+        "experimental-enable-lease-checkpoint-persist",
+        "experimental-compaction-sleep-interval",
+        "experimental-compact-hash-check-enabled",
+        "experimental-compact-hash-check-time",
+        "experimental-stop-grpc-service-on-defrag",
+        "experimental-snapshot-catchup-entries",
+        "emulated-etcd-version",
+    }
+)
 ALL_FLAGS: Mapping[str, FlagSpec] = {
     s.name: s for s in (*FLAGS, CONFIG_FILE_FLAG, VERSION_FLAG, *IGNORED_FLAGS)
 }
@@ -1392,6 +1416,18 @@ def _yaml_value(spec: FlagSpec, value: Any) -> Any:
     return value
 
 
+def _check_yaml_choice(spec: FlagSpec, value: str) -> None:
+    try:
+        spec.parse(value)
+    except ValueError as err:
+        if spec.name in ("proxy", "discovery-fallback"):
+            # etcdmain log.Fatalf()s these, unstructured.
+            flag = "proxyFlag" if spec.name == "proxy" else "discovery-fallback flag"
+            raise PlainConfigError(f"unexpected error setting up {flag}: {err}") from err
+        # etcd 3.5.1 would keep an unknown v2-deprecation stage; refusing it is safer.
+        raise ConfigError(f"invalid {spec.name}: {err}") from err
+
+
 def _config_from_yaml(text: str, path: str) -> Config:
     try:
         doc = yaml.safe_load(text)
@@ -1418,13 +1454,8 @@ def _config_from_yaml(text: str, path: str) -> Config:
         if not found or node is None:
             continue  # JSON null leaves the default, as in Go
         value = _yaml_value(spec, node)
-        if spec.kind is Kind.CHOICE and value not in spec.choices:
-            if spec.name in ("proxy", "discovery-fallback"):
-                # etcdmain log.Fatalf()s these; the cluster state is checked by Validate.
-                flag = "proxyFlag" if spec.name == "proxy" else "discovery-fallback flag"
-                raise PlainConfigError(f"unexpected error setting up {flag}: invalid value")
-            if spec.name == "v2-deprecation":
-                raise ConfigError(f'invalid value "{value}"')
+        if spec.choices and spec.name != "initial-cluster-state":  # Validate checks that one
+            _check_yaml_choice(spec, value)
         values[spec.attr] = value
     if values.get("initial_cluster_state") == "":
         values["initial_cluster_state"] = "new"
