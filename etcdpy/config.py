@@ -83,6 +83,7 @@ ERR_CONFLICT_BOOTSTRAP_FLAGS = (
     'Choose one of "initial-cluster", "discovery" or "discovery-srv"'
 )
 MAX_ELECTION_MS = 50000
+DEFAULT_QUOTA_BYTES = 2 * 1024**3
 ENV_PREFIX = "ETCD"
 
 
@@ -867,6 +868,41 @@ class Config:
     def uses_discovery(self) -> bool:
         return bool(self.discovery or self.discovery_srv)
 
+    @property
+    def min_lease_ttl_seconds(self) -> int:
+        """Shortest lease TTL granted: 1.5 election timeouts, rounded up (etcd's lessor)."""
+        ticks = 3 * self.election_ticks // 2
+        return -(-ticks * self.heartbeat_interval // 1000)
+
+    @property
+    def effective_quota_backend_bytes(self) -> int | None:
+        """The NOSPACE threshold: 0 means etcd's 2 GiB default, a negative value no quota."""
+        if self.quota_backend_bytes < 0:
+            return None
+        return self.quota_backend_bytes or DEFAULT_QUOTA_BYTES
+
+    def auto_compaction_retention_value(self) -> datetime.timedelta | int:
+        """--auto-compaction-retention read as etcd does at start.
+
+        A bare integer is hours in periodic mode and revisions in revision mode; anything
+        else must be a Go duration (in revision mode etcd then counts its nanoseconds).
+        """
+        text = self.auto_compaction_retention or "0"
+        if re.fullmatch(r"[+-]?[0-9]+", text) and int(text) >= 0:
+            hours_or_revs = int(text)
+            if self.auto_compaction_mode == "revision":
+                return hours_or_revs
+            return datetime.timedelta(hours=hours_or_revs)
+        try:
+            duration = parse_go_duration(text)
+        except ValueError as err:
+            raise ConfigError(
+                f'error parsing CompactionRetention: time: invalid duration "{text}"'
+            ) from err
+        if self.auto_compaction_mode == "revision":
+            return round(duration.total_seconds() * 1e9)
+        return duration
+
     def initial_cluster_map(self) -> dict[str, tuple[EtcdURL, ...]]:
         """--initial-cluster as name -> sorted peer URLs (a name may repeat to add URLs)."""
         grouped: dict[str, list[str]] = {}
@@ -1202,6 +1238,12 @@ def load(
         )
         return Loaded(config, (note,))
     return _config_from_flags(cmdline, environ)
+
+
+def from_argv(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Convenience for tests and tools: an etcd command line (and environment) -> Config."""
+    parsed = parse_argv(argv)
+    return load(parsed.as_dict(), environ or {}, parsed.rest).config
 
 
 def reject_positional(rest: Sequence[str]) -> None:

@@ -644,3 +644,19 @@ def test_help_lists_every_flag_in_etcds_groups() -> None:
         < text.index("Clustering:")
         < text.index("  --initial-cluster-state 'new'")
     )
+
+
+def test_lease_quota_and_compaction_helpers() -> None:
+    c = cfg.from_argv(["--auto-compaction-retention=5m"])
+    assert c.min_lease_ttl_seconds == 2  # 15 ticks of 100 ms, rounded up
+    assert cfg.from_argv(["--election-timeout=5000"]).min_lease_ttl_seconds == 8
+    assert c.effective_quota_backend_bytes == 2 * 1024**3
+    assert cfg.from_argv(["--quota-backend-bytes=-1"]).effective_quota_backend_bytes is None
+    assert c.auto_compaction_retention_value() == datetime.timedelta(minutes=5)
+    assert cfg.from_argv(["--auto-compaction-retention=2"]).auto_compaction_retention_value() == (
+        datetime.timedelta(hours=2)
+    )
+    revision = cfg.from_argv(["--auto-compaction-mode=revision", "--auto-compaction-retention=100"])
+    assert revision.auto_compaction_retention_value() == 100
+    with pytest.raises(ConfigError, match='time: invalid duration "abc"'):
+        cfg.from_argv(["--auto-compaction-retention=abc"]).auto_compaction_retention_value()
