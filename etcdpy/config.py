@@ -804,7 +804,11 @@ class Config:
         _B, "false", EX, "Report NOT_SERVING on gRPC health while defragmenting."
     )
     experimental_snapshot_catchup_entries: int = _opt(
-        Kind.UINT64, "5000", EX, "Entries kept after a snapshot for slow followers."
+        Kind.UINT64,
+        "5000",
+        EX,
+        "Entries kept after a snapshot for slow followers.",
+        yaml_path=("experimental-snapshot-catch-up-entries",),  # sic, etcd's YAML key
     )
 
     # --- unsafe
