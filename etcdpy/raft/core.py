@@ -16,6 +16,7 @@ from typing import Any
 
 from . import confchange
 from .config import RaftConfig
+from .describe import describe_conf_change, message_type_name
 from .errors import (
     Compacted,
     ProposalDropped,
@@ -340,7 +341,7 @@ class Raft:
                 continue
             self._log(
                 f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
-                f"{self.raft_log.last_index()}] sent {_mt_name(vote_msg)} request to {nid} "
+                f"{self.raft_log.last_index()}] sent {message_type_name(vote_msg)} request to {nid} "
                 f"at term {self.term}"
             )
             self.send(
@@ -356,7 +357,7 @@ class Raft:
 
     def _poll(self, nid: int, t: MessageType, granted: bool) -> tuple[int, int, VoteResult]:
         verb = "" if granted else "rejection "
-        self._log(f"{self.id} received {_mt_name(t)} {verb}from {nid} at term {self.term}")
+        self._log(f"{self.id} received {message_type_name(t)} {verb}from {nid} at term {self.term}")
         self.trk.record_vote(nid, granted)
         return self.trk.tally_votes()
 
@@ -380,7 +381,7 @@ class Raft:
                     self._log(
                         f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
                         f"{self.raft_log.last_index()}, vote: {self.vote}] ignored "
-                        f"{_mt_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
+                        f"{message_type_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
                         f"{m.index}] at term {self.term}: lease is not expired (remaining "
                         f"ticks: {self.election_timeout - self.election_elapsed})"
                     )
@@ -393,7 +394,7 @@ class Raft:
                 pass
             else:
                 self._log(
-                    f"{self.id} [term: {self.term}] received a {_mt_name(m.type)} message "
+                    f"{self.id} [term: {self.term}] received a {message_type_name(m.type)} message "
                     f"with higher term from {m.from_} [term: {m.term}]"
                 )
                 if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
@@ -410,13 +411,13 @@ class Raft:
                 self._log(
                     f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
                     f"{self.raft_log.last_index()}, vote: {self.vote}] rejected "
-                    f"{_mt_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
+                    f"{message_type_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
                     f"{m.index}] at term {self.term}"
                 )
                 self.send(Message(type=MT.PRE_VOTE_RESP, to=m.from_, term=self.term, reject=True))
             else:
                 self._log(
-                    f"{self.id} [term: {self.term}] ignored a {_mt_name(m.type)} message "
+                    f"{self.id} [term: {self.term}] ignored a {message_type_name(m.type)} message "
                     f"with lower term from {m.from_} [term: {m.term}]"
                 )
             return
@@ -440,7 +441,7 @@ class Raft:
         )
         self._log(
             f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
-            f"{self.raft_log.last_index()}, vote: {self.vote}] {verb} {_mt_name(m.type)} for "
+            f"{self.raft_log.last_index()}, vote: {self.vote}] {verb} {message_type_name(m.type)} for "
             f"{m.from_} [logterm: {m.log_term}, index: {m.index}] at term {self.term}"
         )
         if verb == "cast":
@@ -659,7 +660,7 @@ class Raft:
         elif m.type == my_resp:
             gr, rj, res = self._poll(m.from_, m.type, not m.reject)
             self._log(
-                f"{self.id} has received {gr} {_mt_name(m.type)} votes and {rj} vote rejections"
+                f"{self.id} has received {gr} {message_type_name(m.type)} votes and {rj} vote rejections"
             )
             if res == VoteResult.WON:
                 if self.state == StateType.PRE_CANDIDATE:
@@ -952,6 +953,7 @@ class Raft:
         self.trk.config = cfg
         self.trk.progress = prs
         self.trk.check()
+        self._log(f"{self.id} switched to configuration {cfg}")
         cs = self.trk.conf_state()
         pr = prs.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
@@ -978,37 +980,8 @@ def _replace(m: Message, **kw: Any) -> Message:
     return replace(m, **kw)
 
 
-_MT_NAMES = {
-    MT.HUP: "MsgHup",
-    MT.BEAT: "MsgBeat",
-    MT.PROP: "MsgProp",
-    MT.APP: "MsgApp",
-    MT.APP_RESP: "MsgAppResp",
-    MT.VOTE: "MsgVote",
-    MT.VOTE_RESP: "MsgVoteResp",
-    MT.SNAP: "MsgSnap",
-    MT.HEARTBEAT: "MsgHeartbeat",
-    MT.HEARTBEAT_RESP: "MsgHeartbeatResp",
-    MT.UNREACHABLE: "MsgUnreachable",
-    MT.SNAP_STATUS: "MsgSnapStatus",
-    MT.CHECK_QUORUM: "MsgCheckQuorum",
-    MT.TRANSFER_LEADER: "MsgTransferLeader",
-    MT.TIMEOUT_NOW: "MsgTimeoutNow",
-    MT.READ_INDEX: "MsgReadIndex",
-    MT.READ_INDEX_RESP: "MsgReadIndexResp",
-    MT.PRE_VOTE: "MsgPreVote",
-    MT.PRE_VOTE_RESP: "MsgPreVoteResp",
-}
-
-
-def _mt_name(t: MessageType) -> str:
-    return _MT_NAMES[t]
-
-
 def describe_cc(data: bytes) -> str:
     try:
-        cc = ConfChange.decode(data)
+        return describe_conf_change(ConfChange.decode(data))
     except ValueError:
         return "<undecodable>"
-    prefix = {0: "v", 1: "r", 2: "u", 3: "l"}[int(cc.type)]
-    return f"{prefix}{cc.node_id}"
