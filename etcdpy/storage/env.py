@@ -80,9 +80,9 @@ class LmdbEnv:
         )
         self.dbs: dict[bytes, lmdb._Database] = {}
         if readonly:
-            with self.env.begin() as txn:
-                for name in db_names:
-                    self.dbs[name] = self.env.open_db(name, txn=txn, create=False)
+            # py-lmdb opens the handles in its own read transaction on a read-only env
+            for name in db_names:
+                self.dbs[name] = self.env.open_db(name, create=False)
         else:
             with self.env.begin(write=True) as txn:
                 for name in db_names:
