@@ -411,6 +411,12 @@ class WriteBatch:
         if w.changed:
             self.current_rev = w.begin_rev + 1
 
+    @property
+    def raw_txn(self) -> lmdb.Transaction:
+        """The batch's LMDB transaction, for other state written atomically with it
+        (e.g. ``members.Members(batch.raw_txn, env.dbs)`` for a conf change)."""
+        return self._txn
+
     def set_applied_index(self, index: int) -> None:
         """Advance the index written at commit (entries applied one by one in a batch)."""
         assert index >= self.applied_index
