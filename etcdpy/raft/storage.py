@@ -1,0 +1,153 @@
+"""The read side of the Raft log storage, and an in-memory implementation.
+
+Raft only ever reads storage; the application writes it after each Ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .errors import Compacted, SnapshotOutOfDate, Unavailable
+from .types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+
+
+class LogStorage(Protocol):
+    def initial_state(self) -> tuple[HardState, ConfState]: ...
+
+    def entries(self, lo: int, hi: int, max_size: int | None = None) -> list[Entry]:
+        """Entries in [lo, hi); at least one entry if any, then up to max_size bytes."""
+        ...
+
+    def term(self, index: int) -> int:
+        """Term of the entry at index; valid for first_index()-1 .. last_index()."""
+        ...
+
+    def first_index(self) -> int: ...
+
+    def last_index(self) -> int: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+
+def limit_size(entries: list[Entry], max_size: int | None) -> list[Entry]:
+    """The longest prefix within max_size bytes, but never fewer than one entry."""
+    if max_size is None or not entries:
+        return entries
+    total = entries[0].size()
+    n = 1
+    while n < len(entries):
+        total += entries[n].size()
+        if total > max_size:
+            break
+        n += 1
+    return entries[:n]
+
+
+class MemoryStorage:
+    """LogStorage kept in lists; for tests and the simulator.
+
+    Invariant: self._ents[0] is a dummy entry whose index/term are those of the
+    last snapshot (index 0 for a fresh log), so first_index() = _ents[0].index + 1.
+    """
+
+    def __init__(self) -> None:
+        self._hard_state = HardState()
+        self._snapshot = Snapshot()
+        self._ents: list[Entry] = [Entry(term=0, index=0)]
+
+    @classmethod
+    def bootstrap(cls, voters: Sequence[int], learners: Sequence[int] = ()) -> MemoryStorage:
+        """A fresh member: its configuration is stored as a snapshot at index 0, term 0.
+
+        The node then starts with an empty log and knows its peers, like etcd's
+        interaction tests' `add-nodes` (use apply_snapshot for a non-zero index).
+        """
+        s = cls()
+        cs = ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
+        s._snapshot = Snapshot(metadata=SnapshotMetadata(conf_state=cs, index=0, term=0))
+        return s
+
+    # --- LogStorage -------------------------------------------------------
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self._hard_state, self._snapshot.metadata.conf_state
+
+    def entries(self, lo: int, hi: int, max_size: int | None = None) -> list[Entry]:
+        offset = self._ents[0].index
+        if lo <= offset:
+            raise Compacted(f"index {lo} is compacted (first is {offset + 1})")
+        if hi > self.last_index() + 1:
+            raise Unavailable(f"entries [{lo},{hi}) beyond last index {self.last_index()}")
+        assert lo <= hi, (lo, hi)
+        return limit_size(self._ents[lo - offset : hi - offset], max_size)
+
+    def term(self, index: int) -> int:
+        offset = self._ents[0].index
+        if index < offset:
+            raise Compacted(f"index {index} is compacted")
+        if index - offset >= len(self._ents):
+            raise Unavailable(f"index {index} beyond last index {self.last_index()}")
+        return self._ents[index - offset].term
+
+    def first_index(self) -> int:
+        return self._ents[0].index + 1
+
+    def last_index(self) -> int:
+        return self._ents[0].index + len(self._ents) - 1
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # --- writers used by the application ----------------------------------
+
+    def hard_state(self) -> HardState:
+        return self._hard_state
+
+    def set_hard_state(self, hs: HardState) -> None:
+        self._hard_state = hs
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        if snap.metadata.index < self._snapshot.metadata.index:
+            raise SnapshotOutOfDate(
+                f"snapshot {snap.metadata.index} older than {self._snapshot.metadata.index}"
+            )
+        self._snapshot = snap
+        self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]
+
+    def create_snapshot(self, index: int, conf_state: ConfState | None, data: bytes) -> Snapshot:
+        if index <= self._snapshot.metadata.index:
+            raise SnapshotOutOfDate(f"snapshot at {index} is not newer than the stored one")
+        if index > self.last_index():
+            raise Unavailable(f"snapshot index {index} beyond last index {self.last_index()}")
+        cs = conf_state if conf_state is not None else self._snapshot.metadata.conf_state
+        meta = SnapshotMetadata(conf_state=cs, index=index, term=self.term(index))
+        self._snapshot = Snapshot(data=data, metadata=meta)
+        return self._snapshot
+
+    def compact(self, index: int) -> None:
+        """Drop entries up to and including index (it becomes the dummy entry)."""
+        offset = self._ents[0].index
+        if index <= offset:
+            raise Compacted(f"index {index} already compacted")
+        if index > self.last_index():
+            raise Unavailable(f"compact {index} beyond last index {self.last_index()}")
+        i = index - offset
+        self._ents = [Entry(term=self._ents[i].term, index=index), *self._ents[i + 1 :]]
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append, replacing any suffix of the log from entries[0].index on."""
+        if not entries:
+            return
+        first = self.first_index()
+        last = entries[-1].index
+        if last < first:
+            return  # everything given is already compacted
+        ents = list(entries)
+        if first > ents[0].index:
+            ents = ents[first - ents[0].index :]
+        offset = ents[0].index - self._ents[0].index
+        assert offset <= len(self._ents), (
+            f"missing log entry: last {self.last_index()}, got {ents[0].index}"
+        )
+        self._ents = self._ents[:offset] + ents

@@ -1,0 +1,1 @@
+"""Durable state in LMDB (see schema.py for the layout)."""
