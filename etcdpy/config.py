@@ -396,6 +396,7 @@ class FlagSpec:
 
     def __post_init__(self) -> None:
         assert self.name and not self.name.startswith("-"), self.name
+        assert isinstance(self.kind, Kind) and isinstance(self.group, Group), self.name
         assert (self.kind in (Kind.CHOICE, Kind.CHOICE_LIST)) == bool(self.choices), self.name
         assert not self.choices or self.default_text in self.choices, self.name
 
@@ -447,31 +448,32 @@ def flag_to_env(name: str) -> str:
     return f"{ENV_PREFIX}_{name.replace('-', '_').upper()}"
 
 
+_AS_DEFAULT = "\0"  # `shown` sentinel: --help prints the default text itself
+_UNNAMED = "_"
+
+
 def _opt(
     kind: Kind,
     default_text: str,
     group: Group,
     help_text: str,
     *,
-    name: str = "",
-    shown: str | None = "\0",
+    shown: str | None = _AS_DEFAULT,
     yaml_path: tuple[str, ...] = (),
     choices: tuple[str, ...] = (),
-    default: Any = None,
 ) -> Any:
-    """A Config field that is an etcd flag; the name is filled in from the attribute."""
+    """A Config field that is an etcd flag; `_build_flags` fills in the name later."""
     spec = FlagSpec(
-        name=name or "?",
+        name=_UNNAMED,
         kind=kind,
         default_text=default_text,
         group=group,
         help=help_text,
-        shown_default=default_text if shown == "\0" else shown,
+        shown_default=default_text if shown == _AS_DEFAULT else shown,
         yaml_path=yaml_path,
         choices=choices,
     )
-    value = default if default is not None else _default_for(spec)
-    return field(default=value, metadata={"flag": spec})
+    return field(default=_default_for(spec), metadata={"flag": spec})
 
 
 def _default_for(spec: FlagSpec) -> Any:
@@ -482,8 +484,8 @@ def _default_for(spec: FlagSpec) -> Any:
     return spec.parse(spec.default_text)
 
 
-M, C, S, A = Group.MEMBER, Group.CLUSTERING, Group.SECURITY, Group.AUTH
-MON, LOG, TR, PX, EX, UN = (
+_GM, _GC, _GS, _GA = Group.MEMBER, Group.CLUSTERING, Group.SECURITY, Group.AUTH
+_GMON, _GLOG, _GTR, _GPX, _GEX, _GUN = (
     Group.MONITORING,
     Group.LOGGING,
     Group.TRACING,
@@ -510,306 +512,333 @@ class Config:
     """
 
     # --- member
-    name: str = _opt(_S, "default", M, "Human-readable name of this member.")
-    data_dir: str = _opt(_S, "", M, "Data directory.", shown="${name}.etcd")
-    wal_dir: str = _opt(_S, "", M, "Separate directory for the write-ahead log.")
+    name: str = _opt(_S, "default", _GM, "Human-readable name of this member.")
+    data_dir: str = _opt(_S, "", _GM, "Data directory.", shown="${name}.etcd")
+    wal_dir: str = _opt(_S, "", _GM, "Separate directory for the write-ahead log.")
     snapshot_count: int = _opt(
-        Kind.UINT64, "100000", M, "Committed entries between two snapshots to disk."
+        Kind.UINT64, "100000", _GM, "Committed entries between two snapshots to disk."
     )
-    heartbeat_interval: int = _opt(_U, "100", M, "Heartbeat interval in milliseconds.")
-    election_timeout: int = _opt(_U, "1000", M, "Election timeout in milliseconds.")
+    heartbeat_interval: int = _opt(_U, "100", _GM, "Heartbeat interval in milliseconds.")
+    election_timeout: int = _opt(_U, "1000", _GM, "Election timeout in milliseconds.")
     initial_election_tick_advance: bool = _opt(
-        _B, "true", M, "Fast-forward election ticks at boot so the first election comes sooner."
+        _B, "true", _GM, "Fast-forward election ticks at boot so the first election comes sooner."
     )
     listen_peer_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "http://localhost:2380", M, "URLs to listen on for peer traffic."
+        _URLS, "http://localhost:2380", _GM, "URLs to listen on for peer traffic."
     )
     listen_client_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "http://localhost:2379", M, "URLs to listen on for client traffic."
+        _URLS, "http://localhost:2379", _GM, "URLs to listen on for client traffic."
     )
     listen_client_http_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "", M, "URLs serving only HTTP client traffic (removes HTTP from client URLs)."
+        _URLS, "", _GM, "URLs serving only HTTP client traffic (removes HTTP from client URLs)."
     )
-    max_snapshots: int = _opt(_U, "5", M, "Snapshot files to keep (0: keep all).")
-    max_wals: int = _opt(_U, "5", M, "WAL files to keep (0: keep all).")
+    max_snapshots: int = _opt(_U, "5", _GM, "Snapshot files to keep (0: keep all).")
+    max_wals: int = _opt(_U, "5", _GM, "WAL files to keep (0: keep all).")
     quota_backend_bytes: int = _opt(
-        Kind.INT64, "0", M, "Backend size that raises the NOSPACE alarm (0: the default quota)."
+        Kind.INT64, "0", _GM, "Backend size that raises the NOSPACE alarm (0: the default quota)."
     )
     backend_bbolt_freelist_type: str = _opt(
-        _S, "map", M, "Free-list type of the backend (array or map); accepted for compatibility."
+        _S, "map", _GM, "Free-list type of the backend (array or map); accepted for compatibility."
     )
     backend_batch_interval: datetime.timedelta = _opt(
-        _D, "", M, "Longest time before a backend transaction is committed."
+        _D, "", _GM, "Longest time before a backend transaction is committed."
     )
     backend_batch_limit: int = _opt(
-        Kind.INT, "0", M, "Most operations before a backend transaction is committed."
+        Kind.INT, "0", _GM, "Most operations before a backend transaction is committed."
     )
-    max_txn_ops: int = _opt(_U, "128", M, "Most operations allowed in one transaction.")
-    max_request_bytes: int = _opt(_U, "1572864", M, "Largest client request accepted, in bytes.")
+    max_txn_ops: int = _opt(_U, "128", _GM, "Most operations allowed in one transaction.")
+    max_request_bytes: int = _opt(_U, "1572864", _GM, "Largest client request accepted, in bytes.")
     max_concurrent_streams: int = _opt(
-        Kind.UINT32, "4294967295", M, "Most concurrent streams per client connection."
+        Kind.UINT32, "4294967295", _GM, "Most concurrent streams per client connection."
     )
     grpc_keepalive_min_time: datetime.timedelta = _opt(
-        _D, "5s", M, "Shortest interval a client may wait between pings."
+        _D, "5s", _GM, "Shortest interval a client may wait between pings."
     )
     grpc_keepalive_interval: datetime.timedelta = _opt(
-        _D, "2h", M, "Interval of server-to-client pings (0 disables)."
+        _D, "2h", _GM, "Interval of server-to-client pings (0 disables)."
     )
     grpc_keepalive_timeout: datetime.timedelta = _opt(
-        _D, "20s", M, "Wait for a ping reply before closing the connection (0 disables)."
+        _D, "20s", _GM, "Wait for a ping reply before closing the connection (0 disables)."
     )
     socket_reuse_port: bool = _opt(
-        _B, "false", M, "Set SO_REUSEPORT on listeners.", yaml_path=("socket-options", "reuse-port")
+        _B,
+        "false",
+        _GM,
+        "Set SO_REUSEPORT on listeners.",
+        yaml_path=("socket-options", "reuse-port"),
     )
     socket_reuse_address: bool = _opt(
         _B,
         "false",
-        M,
+        _GM,
         "Set SO_REUSEADDR on listeners.",
         yaml_path=("socket-options", "reuse-address"),
     )
-    raft_read_timeout: datetime.timedelta = _opt(_D, "5s", M, "Read timeout on peer connections.")
-    raft_write_timeout: datetime.timedelta = _opt(_D, "5s", M, "Write timeout on peer connections.")
-    enable_grpc_gateway: bool = _opt(_B, "true", M, "Serve the JSON gateway on the client port.")
+    raft_read_timeout: datetime.timedelta = _opt(_D, "5s", _GM, "Read timeout on peer connections.")
+    raft_write_timeout: datetime.timedelta = _opt(
+        _D, "5s", _GM, "Write timeout on peer connections."
+    )
+    enable_grpc_gateway: bool = _opt(_B, "true", _GM, "Serve the JSON gateway on the client port.")
 
     # --- clustering
     initial_advertise_peer_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "http://localhost:2380", C, "This member's peer URLs as told to the other members."
+        _URLS, "http://localhost:2380", _GC, "This member's peer URLs as told to the other members."
     )
     initial_cluster: str = _opt(
-        _S, DEFAULT_INITIAL_CLUSTER, C, "Members at bootstrap, as name=peer-url,..."
+        _S, DEFAULT_INITIAL_CLUSTER, _GC, "Members at bootstrap, as name=peer-url,..."
     )
     initial_cluster_state: str = _opt(
         Kind.CHOICE,
         "new",
-        C,
+        _GC,
         "'new' to bootstrap a cluster, 'existing' to join one.",
         choices=("new", "existing"),
     )
     initial_cluster_token: str = _opt(
-        _S, "etcd-cluster", C, "Token that keeps clusters with the same peer URLs apart."
+        _S, "etcd-cluster", _GC, "Token that keeps clusters with the same peer URLs apart."
     )
     advertise_client_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "http://localhost:2379", C, "This member's client URLs as told to clients."
+        _URLS, "http://localhost:2379", _GC, "This member's client URLs as told to clients."
     )
-    discovery: str = _opt(_S, "", C, "Discovery service URL used to bootstrap.")
+    discovery: str = _opt(_S, "", _GC, "Discovery service URL used to bootstrap.")
     discovery_fallback: str = _opt(
         Kind.CHOICE,
         "proxy",
-        C,
+        _GC,
         "What to do when discovery fails: 'exit' or 'proxy'.",
         choices=("proxy", "exit"),
     )
-    discovery_proxy: str = _opt(_S, "", C, "HTTP proxy for reaching the discovery service.")
-    discovery_srv: str = _opt(_S, "", C, "DNS domain whose SRV records list the members.")
-    discovery_srv_name: str = _opt(_S, "", C, "Suffix of the SRV service name queried.")
+    discovery_proxy: str = _opt(_S, "", _GC, "HTTP proxy for reaching the discovery service.")
+    discovery_srv: str = _opt(_S, "", _GC, "DNS domain whose SRV records list the members.")
+    discovery_srv_name: str = _opt(_S, "", _GC, "Suffix of the SRV service name queried.")
     strict_reconfig_check: bool = _opt(
-        _B, "true", C, "Refuse membership changes that would lose quorum."
+        _B, "true", _GC, "Refuse membership changes that would lose quorum."
     )
-    pre_vote: bool = _opt(_B, "true", C, "Run Raft's pre-vote phase before elections.")
+    pre_vote: bool = _opt(_B, "true", _GC, "Run Raft's pre-vote phase before elections.")
     auto_compaction_retention: str = _opt(
-        _S, "0", C, "History kept by auto compaction (0: off); hours unless a unit is given."
+        _S, "0", _GC, "History kept by auto compaction (0: off); hours unless a unit is given."
     )
     auto_compaction_mode: str = _opt(
-        _S, "periodic", C, "How the retention is read: 'periodic' (time) or 'revision'."
+        _S, "periodic", _GC, "How the retention is read: 'periodic' (time) or 'revision'."
     )
-    enable_v2: bool = _opt(_B, "false", C, "Serve the deprecated v2 API.")
+    enable_v2: bool = _opt(_B, "false", _GC, "Serve the deprecated v2 API.")
     v2_deprecation: str = _opt(
         Kind.CHOICE_LIST,
         "not-yet",
-        C,
+        _GC,
         "Stage of the v2 store deprecation.",
         choices=("not-yet", "write-only", "write-only-drop-data", "gone"),
     )
 
     # --- security
     cert_file: str = _opt(
-        _S, "", S, "TLS certificate for the client port.", yaml_path=(_CTS, "cert-file")
+        _S, "", _GS, "TLS certificate for the client port.", yaml_path=(_CTS, "cert-file")
     )
-    key_file: str = _opt(_S, "", S, "TLS key for the client port.", yaml_path=(_CTS, "key-file"))
+    key_file: str = _opt(_S, "", _GS, "TLS key for the client port.", yaml_path=(_CTS, "key-file"))
     client_cert_file: str = _opt(
-        _S, "", S, "Certificate used when acting as a client.", yaml_path=(_CTS, "client-cert-file")
+        _S,
+        "",
+        _GS,
+        "Certificate used when acting as a client.",
+        yaml_path=(_CTS, "client-cert-file"),
     )
     client_key_file: str = _opt(
-        _S, "", S, "Key used when acting as a client.", yaml_path=(_CTS, "client-key-file")
+        _S, "", _GS, "Key used when acting as a client.", yaml_path=(_CTS, "client-key-file")
     )
     client_cert_auth: bool = _opt(
-        _B, "false", S, "Require client certificates.", yaml_path=(_CTS, "client-cert-auth")
+        _B, "false", _GS, "Require client certificates.", yaml_path=(_CTS, "client-cert-auth")
     )
-    client_crl_file: str = _opt(_S, "", S, "Certificate revocation list for clients.")
+    client_crl_file: str = _opt(_S, "", _GS, "Certificate revocation list for clients.")
     client_cert_allowed_hostname: tuple[str, ...] = _opt(
         Kind.STRINGS,
         "",
-        S,
+        _GS,
         "Hostnames a client certificate must name.",
         yaml_path=(_CTS, "allowed-hostname"),
     )
     trusted_ca_file: str = _opt(
-        _S, "", S, "CA bundle for verifying clients.", yaml_path=(_CTS, "trusted-ca-file")
+        _S, "", _GS, "CA bundle for verifying clients.", yaml_path=(_CTS, "trusted-ca-file")
     )
     auto_tls: bool = _opt(
-        _B, "false", S, "Client TLS with a generated certificate.", yaml_path=(_CTS, "auto-tls")
+        _B, "false", _GS, "Client TLS with a generated certificate.", yaml_path=(_CTS, "auto-tls")
     )
     peer_cert_file: str = _opt(
-        _S, "", S, "TLS certificate for the peer port.", yaml_path=(_PTS, "cert-file")
+        _S, "", _GS, "TLS certificate for the peer port.", yaml_path=(_PTS, "cert-file")
     )
-    peer_key_file: str = _opt(_S, "", S, "TLS key for the peer port.", yaml_path=(_PTS, "key-file"))
+    peer_key_file: str = _opt(
+        _S, "", _GS, "TLS key for the peer port.", yaml_path=(_PTS, "key-file")
+    )
     peer_client_cert_file: str = _opt(
-        _S, "", S, "Certificate used towards peers.", yaml_path=(_PTS, "client-cert-file")
+        _S, "", _GS, "Certificate used towards peers.", yaml_path=(_PTS, "client-cert-file")
     )
     peer_client_key_file: str = _opt(
-        _S, "", S, "Key used towards peers.", yaml_path=(_PTS, "client-key-file")
+        _S, "", _GS, "Key used towards peers.", yaml_path=(_PTS, "client-key-file")
     )
     peer_client_cert_auth: bool = _opt(
-        _B, "false", S, "Require peer client certificates.", yaml_path=(_PTS, "client-cert-auth")
+        _B, "false", _GS, "Require peer client certificates.", yaml_path=(_PTS, "client-cert-auth")
     )
     peer_trusted_ca_file: str = _opt(
-        _S, "", S, "CA bundle for verifying peers.", yaml_path=(_PTS, "trusted-ca-file")
+        _S, "", _GS, "CA bundle for verifying peers.", yaml_path=(_PTS, "trusted-ca-file")
     )
     peer_cert_allowed_cn: tuple[str, ...] = _opt(
         Kind.STRINGS,
         "",
-        S,
+        _GS,
         "Common names a peer certificate must have.",
         yaml_path=(_PTS, "allowed-cn"),
     )
     peer_cert_allowed_hostname: tuple[str, ...] = _opt(
         Kind.STRINGS,
         "",
-        S,
+        _GS,
         "Hostnames a peer certificate must name.",
         yaml_path=(_PTS, "allowed-hostname"),
     )
     peer_auto_tls: bool = _opt(
-        _B, "false", S, "Peer TLS with generated certificates.", yaml_path=(_PTS, "auto-tls")
+        _B, "false", _GS, "Peer TLS with generated certificates.", yaml_path=(_PTS, "auto-tls")
     )
     self_signed_cert_validity: int = _opt(
-        _U, "1", S, "Validity in years of generated certificates."
+        _U, "1", _GS, "Validity in years of generated certificates."
     )
-    peer_crl_file: str = _opt(_S, "", S, "Certificate revocation list for peers.")
+    peer_crl_file: str = _opt(_S, "", _GS, "Certificate revocation list for peers.")
     cipher_suites: tuple[str, ...] = _opt(
-        Kind.STRINGS, "", S, "Allowed TLS cipher suites, comma separated (empty: defaults)."
+        Kind.STRINGS, "", _GS, "Allowed TLS cipher suites, comma separated (empty: defaults)."
     )
-    cors: tuple[str, ...] = _opt(Kind.CORS, "*", S, "Allowed CORS origins ('*' allows all).")
+    cors: tuple[str, ...] = _opt(Kind.CORS, "*", _GS, "Allowed CORS origins ('*' allows all).")
     host_whitelist: tuple[str, ...] = _opt(
-        Kind.UNIQUE_STRINGS, "*", S, "Accepted Host headers on plain HTTP ('*' allows all)."
+        Kind.UNIQUE_STRINGS, "*", _GS, "Accepted Host headers on plain HTTP ('*' allows all)."
     )
-    tls_min_version: str = _opt(_S, "TLS1.2", S, "Lowest TLS version accepted (TLS1.2 or TLS1.3).")
-    tls_max_version: str = _opt(_S, "", S, "Highest TLS version accepted (empty: library default).")
+    tls_min_version: str = _opt(
+        _S, "TLS1.2", _GS, "Lowest TLS version accepted (TLS1.2 or TLS1.3)."
+    )
+    tls_max_version: str = _opt(
+        _S, "", _GS, "Highest TLS version accepted (empty: library default)."
+    )
 
     # --- auth
-    auth_token: str = _opt(_S, "simple", A, "Auth token type and options ('simple' or 'jwt,...').")
-    bcrypt_cost: int = _opt(_U, "10", A, "bcrypt cost for password hashes (4 to 31).")
-    auth_token_ttl: int = _opt(_U, "300", A, "Lifetime of a simple token in seconds.")
+    auth_token: str = _opt(
+        _S, "simple", _GA, "Auth token type and options ('simple' or 'jwt,...')."
+    )
+    bcrypt_cost: int = _opt(_U, "10", _GA, "bcrypt cost for password hashes (4 to 31).")
+    auth_token_ttl: int = _opt(_U, "300", _GA, "Lifetime of a simple token in seconds.")
 
     # --- profiling and monitoring
-    enable_pprof: bool = _opt(_B, "false", MON, "Serve profiling data under /debug/pprof/.")
-    metrics: str = _opt(_S, "basic", MON, "Metrics detail: 'basic' or 'extensive'.")
+    enable_pprof: bool = _opt(_B, "false", _GMON, "Serve profiling data under /debug/pprof/.")
+    metrics: str = _opt(_S, "basic", _GMON, "Metrics detail: 'basic' or 'extensive'.")
     listen_metrics_urls: tuple[EtcdURL, ...] = _opt(
-        _URLS, "", MON, "Extra URLs serving only /metrics and /health."
+        _URLS, "", _GMON, "Extra URLs serving only /metrics and /health."
     )
 
     # --- logging
-    logger: str = _opt(_S, "zap", LOG, "Logger implementation; only 'zap'.")
+    logger: str = _opt(_S, "zap", _GLOG, "Logger implementation; only 'zap'.")
     log_outputs: tuple[str, ...] = _opt(
-        Kind.UNIQUE_STRINGS, "default", LOG, "Log targets: 'default', 'stderr', 'stdout' or files."
+        Kind.UNIQUE_STRINGS,
+        "default",
+        _GLOG,
+        "Log targets: 'default', 'stderr', 'stdout' or files.",
     )
-    log_level: str = _opt(_S, "info", LOG, "debug, info, warn, error, panic or fatal.")
-    enable_log_rotation: bool = _opt(_B, "false", LOG, "Rotate a single file log output.")
+    log_level: str = _opt(_S, "info", _GLOG, "debug, info, warn, error, panic or fatal.")
+    enable_log_rotation: bool = _opt(_B, "false", _GLOG, "Rotate a single file log output.")
     log_rotation_config_json: str = _opt(
-        _S, DEFAULT_LOG_ROTATION_CONFIG, LOG, "Rotation settings as JSON (size MB, age days...)."
+        _S, DEFAULT_LOG_ROTATION_CONFIG, _GLOG, "Rotation settings as JSON (size MB, age days...)."
     )
 
     # --- distributed tracing
     experimental_enable_distributed_tracing: bool = _opt(
-        _B, "false", TR, "Export traces with OpenTelemetry."
+        _B, "false", _GTR, "Export traces with OpenTelemetry."
     )
     experimental_distributed_tracing_address: str = _opt(
-        _S, "localhost:4317", TR, "Trace collector address."
+        _S, "localhost:4317", _GTR, "Trace collector address."
     )
     experimental_distributed_tracing_service_name: str = _opt(
-        _S, "etcd", TR, "Service name in traces; the same on every member."
+        _S, "etcd", _GTR, "Service name in traces; the same on every member."
     )
     experimental_distributed_tracing_instance_id: str = _opt(
-        _S, "", TR, "Instance id in traces; different on every member."
+        _S, "", _GTR, "Instance id in traces; different on every member."
     )
     experimental_distributed_tracing_sampling_rate: int = _opt(
-        Kind.INT, "0", TR, "Spans sampled per million."
+        Kind.INT, "0", _GTR, "Spans sampled per million."
     )
 
     # --- v2 proxy
     proxy: str = _opt(
         Kind.CHOICE,
         "off",
-        PX,
+        _GPX,
         "v2 proxy mode: 'off', 'readonly' or 'on'.",
         choices=("off", "readonly", "on"),
     )
-    proxy_failure_wait: int = _opt(_U, "5000", PX, "Milliseconds a failed endpoint is skipped.")
-    proxy_refresh_interval: int = _opt(_U, "30000", PX, "Milliseconds between endpoint refreshes.")
-    proxy_dial_timeout: int = _opt(_U, "1000", PX, "Dial timeout in milliseconds.")
-    proxy_write_timeout: int = _opt(_U, "5000", PX, "Write timeout in milliseconds.")
-    proxy_read_timeout: int = _opt(_U, "0", PX, "Read timeout in milliseconds.")
+    proxy_failure_wait: int = _opt(_U, "5000", _GPX, "Milliseconds a failed endpoint is skipped.")
+    proxy_refresh_interval: int = _opt(
+        _U, "30000", _GPX, "Milliseconds between endpoint refreshes."
+    )
+    proxy_dial_timeout: int = _opt(_U, "1000", _GPX, "Dial timeout in milliseconds.")
+    proxy_write_timeout: int = _opt(_U, "5000", _GPX, "Write timeout in milliseconds.")
+    proxy_read_timeout: int = _opt(_U, "0", _GPX, "Read timeout in milliseconds.")
 
     # --- experimental
     experimental_initial_corrupt_check: bool = _opt(
-        _B, "false", EX, "Check for data corruption before serving."
+        _B, "false", _GEX, "Check for data corruption before serving."
     )
     experimental_corrupt_check_time: datetime.timedelta = _opt(
-        _D, "0s", EX, "Interval between cluster corruption checks."
+        _D, "0s", _GEX, "Interval between cluster corruption checks."
     )
-    experimental_enable_v2v3: str = _opt(_S, "", EX, "Prefix under which v2 is served from v3.")
+    experimental_enable_v2v3: str = _opt(_S, "", _GEX, "Prefix under which v2 is served from v3.")
     experimental_enable_lease_checkpoint: bool = _opt(
-        _B, "false", EX, "Leader checkpoints lease TTLs to the other members."
+        _B, "false", _GEX, "Leader checkpoints lease TTLs to the other members."
     )
     experimental_enable_lease_checkpoint_persist: bool = _opt(
-        _B, "false", EX, "Persist checkpointed lease TTLs."
+        _B, "false", _GEX, "Persist checkpointed lease TTLs."
     )
     experimental_compaction_batch_limit: int = _opt(
-        Kind.INT, "1000", EX, "Revisions removed per compaction batch."
+        Kind.INT, "1000", _GEX, "Revisions removed per compaction batch."
     )
     experimental_compaction_sleep_interval: datetime.timedelta = _opt(
-        _D, "", EX, "Pause between compaction batches."
+        _D, "", _GEX, "Pause between compaction batches."
     )
     experimental_peer_skip_client_san_verification: bool = _opt(
-        _B, "false", EX, "Do not check SANs of peer client certificates."
+        _B, "false", _GEX, "Do not check SANs of peer client certificates."
     )
     experimental_watch_progress_notify_interval: datetime.timedelta = _opt(
-        _D, "10m", EX, "Interval of progress notifications on idle watches."
+        _D, "10m", _GEX, "Interval of progress notifications on idle watches."
     )
     experimental_downgrade_check_time: datetime.timedelta = _opt(
-        _D, "5s", EX, "Interval between downgrade status checks."
+        _D, "5s", _GEX, "Interval between downgrade status checks."
     )
     experimental_warning_apply_duration: datetime.timedelta = _opt(
-        _D, "100ms", EX, "Applies slower than this are logged."
+        _D, "100ms", _GEX, "Applies slower than this are logged."
     )
-    experimental_memory_mlock: bool = _opt(_B, "false", EX, "Lock the process memory in RAM.")
+    experimental_memory_mlock: bool = _opt(_B, "false", _GEX, "Lock the process memory in RAM.")
     experimental_txn_mode_write_with_shared_buffer: bool = _opt(
-        _B, "true", EX, "Write transactions read through a shared buffer."
+        _B, "true", _GEX, "Write transactions read through a shared buffer."
     )
     experimental_bootstrap_defrag_threshold_megabytes: int = _opt(
         _U,
         "0",
-        EX,
+        _GEX,
         "Defragment at boot when it frees at least this many MB (0: never).",
         shown=None,
     )
     experimental_compact_hash_check_enabled: bool = _opt(
-        _B, "false", EX, "Leader compares followers' compaction hashes."
+        _B, "false", _GEX, "Leader compares followers' compaction hashes."
     )
     experimental_compact_hash_check_time: datetime.timedelta = _opt(
-        _D, "1m", EX, "Interval between compaction hash checks."
+        _D, "1m", _GEX, "Interval between compaction hash checks."
     )
     experimental_stop_grpc_service_on_defrag: bool = _opt(
-        _B, "false", EX, "Report NOT_SERVING on gRPC health while defragmenting."
+        _B, "false", _GEX, "Report NOT_SERVING on gRPC health while defragmenting."
     )
     experimental_snapshot_catchup_entries: int = _opt(
-        Kind.UINT64, "5000", EX, "Entries kept after a snapshot for slow followers."
+        Kind.UINT64,
+        "5000",
+        _GEX,
+        "Entries kept after a snapshot for slow followers.",
+        yaml_path=("experimental-snapshot-catch-up-entries",),  # sic, etcd's YAML key
     )
 
     # --- unsafe
-    force_new_cluster: bool = _opt(_B, "false", UN, "Restart as a new one-member cluster.")
-    unsafe_no_fsync: bool = _opt(_B, "false", UN, "Never fsync: loses data on a crash.")
+    force_new_cluster: bool = _opt(_B, "false", _GUN, "Restart as a new one-member cluster.")
+    unsafe_no_fsync: bool = _opt(_B, "false", _GUN, "Never fsync: loses data on a crash.")
 
     # --- etcdpy's own
     emulated_etcd_version: str = _opt(
@@ -1085,12 +1114,12 @@ CONFIG_FILE_FLAG = FlagSpec(
     "config-file",
     Kind.STRING,
     "",
-    M,
+    _GM,
     "YAML configuration file; when given, other flags and ETCD_* variables are ignored.",
     "",
     ("config-file",),
 )
-VERSION_FLAG = FlagSpec("version", Kind.BOOL, "false", M, "Print the version and exit.", None, ())
+VERSION_FLAG = FlagSpec("version", Kind.BOOL, "false", _GM, "Print the version and exit.", None, ())
 # Old flags etcd still accepts and ignores (its `ignored` list), so old scripts still start.
 IGNORED_FLAG_NAMES = (
     "cluster-active-size",
@@ -1110,7 +1139,7 @@ IGNORED_FLAG_NAMES = (
     "test.outputdir",
 )
 IGNORED_FLAGS = tuple(
-    FlagSpec(n, Kind.IGNORED, "", M, "Ignored.", None, ()) for n in IGNORED_FLAG_NAMES
+    FlagSpec(n, Kind.IGNORED, "", _GM, "Ignored.", None, ()) for n in IGNORED_FLAG_NAMES
 )
 # Flags this table has beyond etcd 3.5.1's: added by later 3.5 releases, or etcdpy's own.
 NOT_IN_ETCD_3_5_1 = frozenset(

@@ -58,6 +58,44 @@ def etcd_help_defaults() -> dict[str, str | None]:
     return found
 
 
+# Every flag etcd 3.5.1 registers (read from the flag registrations in its
+# server/etcdmain/config.go at tag v3.5.1), including those its --help does not show.
+_ETCD_351_FLAG_TEXT = """
+advertise-client-urls auth-token auth-token-ttl auto-compaction-mode auto-compaction-retention
+auto-tls backend-batch-interval backend-batch-limit backend-bbolt-freelist-type bcrypt-cost
+cert-file cipher-suites client-cert-allowed-hostname client-cert-auth client-cert-file
+client-crl-file client-key-file cluster-active-size cluster-remove-delay cluster-sync-interval
+config config-file cors data-dir discovery discovery-fallback discovery-proxy discovery-srv
+discovery-srv-name election-timeout enable-grpc-gateway enable-log-rotation enable-pprof
+enable-v2 experimental-bootstrap-defrag-threshold-megabytes experimental-compaction-batch-limit
+experimental-corrupt-check-time experimental-distributed-tracing-address
+experimental-distributed-tracing-instance-id experimental-distributed-tracing-service-name
+experimental-downgrade-check-time experimental-enable-distributed-tracing
+experimental-enable-lease-checkpoint experimental-enable-v2v3 experimental-initial-corrupt-check
+experimental-memory-mlock experimental-peer-skip-client-san-verification
+experimental-txn-mode-write-with-shared-buffer experimental-warning-apply-duration
+experimental-watch-progress-notify-interval force force-new-cluster grpc-keepalive-interval
+grpc-keepalive-min-time grpc-keepalive-timeout heartbeat-interval host-whitelist
+initial-advertise-peer-urls initial-cluster initial-cluster-state initial-cluster-token
+initial-election-tick-advance key-file listen-client-urls listen-metrics-urls listen-peer-urls
+log-level log-outputs log-rotation-config-json logger max-request-bytes max-result-buffer
+max-retry-attempts max-snapshots max-txn-ops max-wals metrics name peer-auto-tls
+peer-cert-allowed-cn peer-cert-allowed-hostname peer-cert-file peer-client-cert-auth
+peer-client-cert-file peer-client-key-file peer-crl-file peer-election-timeout
+peer-heartbeat-interval peer-key-file peer-trusted-ca-file pre-vote proxy proxy-dial-timeout
+proxy-failure-wait proxy-read-timeout proxy-refresh-interval proxy-write-timeout
+quota-backend-bytes raft-read-timeout raft-write-timeout retry-interval
+self-signed-cert-validity snapshot snapshot-count socket-reuse-address socket-reuse-port
+strict-reconfig-check test.coverprofile test.outputdir trusted-ca-file unsafe-no-fsync v
+v2-deprecation version vv wal-dir
+"""
+ETCD_351_FLAGS = frozenset(_ETCD_351_FLAG_TEXT.split())
+
+
+def test_our_table_is_etcd_351_plus_the_documented_extras() -> None:
+    assert set(cfg.ALL_FLAGS) == set(ETCD_351_FLAGS) | cfg.NOT_IN_ETCD_3_5_1
+
+
 def test_every_flag_in_etcd_help_is_in_our_table(etcd_help_defaults: dict[str, Any]) -> None:
     missing = set(etcd_help_defaults) - set(cfg.ALL_FLAGS)
     assert not missing
@@ -72,13 +110,14 @@ def test_defaults_printed_by_etcd_help_equal_ours(etcd_help_defaults: dict[str, 
 
 @pytest.mark.parametrize("spec", cfg.FLAGS, ids=lambda s: s.name)
 def test_default_value_is_the_parse_of_the_shown_default(spec: FlagSpec) -> None:
+    """Where etcd shows nothing (or '') the default is the zero value of the flag's type."""
     value = getattr(Config(), spec.attr)
-    shown = spec.shown_default
-    if shown in (None, "", "${name}.etcd"):
-        zero: dict[Kind, Any] = {Kind.DURATION: datetime.timedelta(0), Kind.URLS: ()}
-        assert value == zero.get(spec.kind, spec.parse(spec.default_text) if shown else value)
+    if spec.shown_default in (None, "", "${name}.etcd"):
+        zero = {Kind.DURATION: datetime.timedelta(0), Kind.STRING: ""}
+        integer = spec.kind in (Kind.UINT, Kind.UINT32, Kind.UINT64, Kind.INT, Kind.INT64)
+        assert value == (0 if integer else zero.get(spec.kind, ()))
     else:
-        assert value == spec.parse(shown)
+        assert value == spec.parse(spec.shown_default)
 
 
 def test_headline_defaults_are_etcds() -> None:
