@@ -128,6 +128,8 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         election_timeout_s=cfg.election_timeout / 1000,
         min_lease_ttl_s=_min_lease_ttl_s(cfg),
         quota_backend_bytes=quota,
+        snapshot_count=max(cfg.snapshot_count, 1),
+        snapshot_catchup_entries=cfg.experimental_snapshot_catchup_entries,
     )
     server = EtcdServer(settings, store, lessor, identity.members,
                         lambda: envs.state.used_bytes() + envs.raft.used_bytes())
@@ -148,6 +150,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     node = RaftNode(rawnode, raft_storage, SingleMemberTransport(), server,
                     cfg.heartbeat_interval / 1000)
     server.node = node
+    server.raft_log = raft_storage
     _campaign_if_alone(identity, node)
 
     client, health = grpc_server.build(server, cfg.max_request_bytes,

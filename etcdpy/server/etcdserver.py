@@ -50,6 +50,8 @@ class ServerSettings:
     election_timeout_s: float
     min_lease_ttl_s: int
     quota_backend_bytes: int
+    snapshot_count: int = 100_000
+    snapshot_catchup_entries: int = 5_000
 
 
 class EtcdServer:
@@ -75,6 +77,7 @@ class EtcdServer:
         self.watch_hub = WatchHub(_StoreHistory(store), store.current_rev)
         self.applier = Applier(store, lessor, self, settings.min_lease_ttl_s)
         self.node: RaftNode | None = None  # set by the app before start()
+        self.raft_log: Any = None  # LmdbRaftStorage, set by the app before start()
         self.applied_index = store.consistent_index
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._pending_reads: list[asyncio.Future[None]] = []
@@ -323,6 +326,7 @@ class EtcdServer:
     def apply(self, entries: Sequence[Entry]) -> None:
         result = self.applier.apply(entries)
         self.applied_index = max(self.applied_index, entries[-1].index)
+        self._maybe_snapshot()
         if result.events or result.revision != self.watch_hub.revision:
             self.watch_hub.notify(result.revision, result.events)
         for request_id, response in result.results:
@@ -339,6 +343,26 @@ class EtcdServer:
                 else:
                     still.append((index, future))
             self._applied_waiters = still
+
+    def _maybe_snapshot(self) -> None:
+        """Every `snapshot_count` applied entries, cut the Raft log (etcd's --snapshot-count).
+
+        The state is made durable first: the log may only lose entries that the state env
+        holds on disk, since after a crash the state is replayed from the log. A margin of
+        `snapshot_catchup_entries` stays so a slow follower can catch up from the log."""
+        log_store = self.raft_log
+        if log_store is None:
+            return
+        snapshot_index = log_store.snapshot().metadata.index
+        if self.applied_index - snapshot_index <= self.settings.snapshot_count:
+            return
+        self._store.env.sync()
+        snap = log_store.create_snapshot(self.applied_index, None, b"")
+        log.info("saved snapshot", **{"snapshot-index": snap.metadata.index})
+        compact_to = self.applied_index - self.settings.snapshot_catchup_entries
+        if compact_to > log_store.first_index():
+            log_store.compact(compact_to)
+            log.info("compacted Raft logs", **{"compact-index": compact_to})
 
     def restore(self, snapshot: Snapshot) -> None:
         raise NotImplementedError("installing a snapshot arrives with multi-member clusters")
