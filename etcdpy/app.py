@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import random
 import signal
@@ -50,14 +51,14 @@ def _host_port(url: str) -> str:
     return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def _min_lease_ttl_s(cfg: Config) -> int:
-    # etcd: ceil(3/2 * election timeout) so a lease cannot expire during a leader change.
-    return -(-3 * cfg.election_timeout // 2000)
-
-
 def _request_timeout_s(cfg: Config) -> float:
     # etcd: 5 s plus twice the election timeout.
     return 5.0 + 2 * cfg.election_timeout / 1000
+
+
+def _retention(cfg: Config) -> float:
+    value = cfg.auto_compaction_retention_value()
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
 
 
 def run(cfg: Config) -> None:
@@ -85,7 +86,7 @@ async def _serve(cfg: Config) -> None:
             "election-timeout": f"{cfg.election_timeout}ms",
         },
     )
-    quota = cfg.quota_backend_bytes if cfg.quota_backend_bytes > 0 else DEFAULT_QUOTA_BYTES
+    quota = cfg.effective_quota_backend_bytes or DEFAULT_QUOTA_BYTES
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
     try:
@@ -114,7 +115,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         raise BootstrapError("clusters of more than one member are not supported yet")
 
     store = KVStore(envs.state)
-    lessor = Lessor(time.monotonic, _min_lease_ttl_s(cfg))
+    lessor = Lessor(time.monotonic, cfg.min_lease_ttl_seconds)
     with store.read() as view:
         lessor.recover(view.leases())
     log.info("kvstore restored", **{"current-rev": store.current_rev})
@@ -126,10 +127,15 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         max_request_bytes=cfg.max_request_bytes,
         request_timeout_s=_request_timeout_s(cfg),
         election_timeout_s=cfg.election_timeout / 1000,
-        min_lease_ttl_s=_min_lease_ttl_s(cfg),
+        min_lease_ttl_s=cfg.min_lease_ttl_seconds,
         quota_backend_bytes=quota,
         snapshot_count=max(cfg.snapshot_count, 1),
         snapshot_catchup_entries=cfg.experimental_snapshot_catchup_entries,
+        auto_compaction_mode=cfg.auto_compaction_mode or "periodic",
+        auto_compaction_retention=_retention(cfg),
+        watch_progress_notify_interval_s=(
+            cfg.experimental_watch_progress_notify_interval.total_seconds()
+        ),
     )
     server = EtcdServer(settings, store, lessor, identity.members,
                         lambda: envs.state.used_bytes() + envs.raft.used_bytes())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from etcdpy.cluster.membership import Member, format_id
 from etcdpy.raft import ConfChange, Entry, ReadState, Snapshot, SoftState, StateType
 from etcdpy.server import errors, txn
 from etcdpy.server.apply import Applier
+from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import IdGenerator
 from etcdpy.server.mvcc_view import ReadTxnView, event_to_pb
 from etcdpy.server.raft_node import RaftNode
@@ -52,6 +54,9 @@ class ServerSettings:
     quota_backend_bytes: int
     snapshot_count: int = 100_000
     snapshot_catchup_entries: int = 5_000
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: float = 0  # seconds (periodic) or revisions (revision)
+    watch_progress_notify_interval_s: float = 600.0
 
 
 class EtcdServer:
@@ -100,6 +105,8 @@ class EtcdServer:
             self._read_loop(),
             self._lease_expiry_loop(),
             self._compaction_loop(),
+            self._auto_compaction_loop(),
+            self._progress_notify_loop(),
             self.watch_hub.run_catch_up(),
         ):
             task = asyncio.create_task(coro)
@@ -420,6 +427,48 @@ class EtcdServer:
         return pb.HashKVResponse(
             hash=hash_value, compact_revision=compact_rev, hash_revision=hash_rev
         )
+
+    async def _progress_notify_loop(self) -> None:
+        interval = self.settings.watch_progress_notify_interval_s
+        while not self._stopped:
+            # etcd adds up to 10% jitter so many members' notifications do not align.
+            await asyncio.sleep(interval * (1 + 0.1 * random.random()))
+            self.watch_hub.progress_tick()
+
+    async def _auto_compaction_loop(self) -> None:
+        """The leader compacts on etcd's auto-compaction schedule (followers only sample)."""
+        mode = self.settings.auto_compaction_mode
+        retention = self.settings.auto_compaction_retention
+        if retention <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if mode == "revision":
+            by_revision = RevisionCompactor(int(retention))
+            while not self._stopped:
+                await asyncio.sleep(by_revision.check_interval_s)
+                target = by_revision.check(self._store.current_rev)
+                if target is not None and self.is_leader and await self._auto_compact(target):
+                    by_revision.compacted(target)
+            return
+        periodic = PeriodicCompactor(retention, loop.time())
+        while not self._stopped:
+            await asyncio.sleep(periodic.sample_interval_s)
+            target = periodic.sample(loop.time(), self._store.current_rev)
+            if target is not None and self.is_leader and await self._auto_compact(target):
+                periodic.compacted(loop.time())
+
+    async def _auto_compact(self, revision: int) -> bool:
+        log.info("starting auto compaction", revision=revision,
+                 mode=self.settings.auto_compaction_mode)
+        try:
+            await self.compact(pb.CompactionRequest(revision=revision))
+        except errors.Compacted:
+            return True
+        except errors.EtcdError as error:
+            log.warning("failed auto compaction", revision=revision, error=error.message)
+            return False
+        log.info("completed auto compaction", revision=revision)
+        return True
 
     async def _compaction_loop(self) -> None:
         """Physical compaction in small steps, so applies and reads keep going meanwhile."""

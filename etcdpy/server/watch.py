@@ -73,6 +73,8 @@ class Watcher:
     progress_notify: bool = False
     fragment: bool = False
     synced: bool = False
+    # Events went out since the last periodic progress notification (etcd then skips one).
+    sent_since_progress: bool = False
 
     def matches(self, event: mvccpb.Event) -> bool:
         if self.no_put and event.type == EventType.PUT:
@@ -177,6 +179,7 @@ class WatchStream:
 
     def send_events(self, watcher: Watcher, events: list[mvccpb.Event], revision: int) -> None:
         """Queue the events of one or more whole revisions, fragmenting when asked."""
+        watcher.sent_since_progress = True
         if not watcher.fragment or len(events) < 2:
             self._send(pb.WatchResponse(watch_id=watcher.id, events=events), revision)
             return
@@ -303,7 +306,11 @@ class WatchHub:
     def progress_tick(self) -> None:
         """Periodic progress notification for idle synced watchers that asked for it."""
         for watcher in list(self._iter_synced()):
-            if watcher.progress_notify and watcher.stream.has_room():
+            if not watcher.progress_notify:
+                continue
+            if watcher.sent_since_progress:
+                watcher.sent_since_progress = False
+            elif watcher.stream.has_room():
                 watcher.stream._send(pb.WatchResponse(watch_id=watcher.id), self.revision)
 
     # --- catching up ---
