@@ -124,15 +124,17 @@ class _Reader:
             )
         else:
             candidates = idx.iter_keys(start, end)
+        live_at = idx.live_at
+        get = self._txn.get
         for _key, kid in candidates:
-            rec = idx.get(kid, at_rev)
-            if rec is None or rec.tombstone:
+            ms = live_at(kid, at_rev)
+            if ms is None:
                 continue
             count += 1
             if count_only or (limit and len(kvs) >= limit):
                 continue
-            raw = self._txn.get(rev_bytes(rec.rev.main, rec.rev.sub), db=kvdb)
-            assert raw is not None, f"index names a revision missing from the key DB: {rec}"
+            raw = get(ms[:8] + b"_" + ms[8:], db=kvdb)
+            assert raw is not None, f"index names a revision missing from the key DB: {ms!r}"
             kv = decode_kv(raw)
             if keys_only:
                 kv = KeyValue(
