@@ -78,7 +78,10 @@ def test_events_history_with_prev_kv(store: KVStore) -> None:
     evs = store.events(b"k", b"", 3, end_rev=5, prev_kv=True)
     assert [e.kv.mod_revision for e in evs] == [3, 4]
     assert [e.prev_kv.value for e in evs if e.prev_kv] == [b"1", b"2"]
-    assert len(store.events(b"\x00", b"\x00", 1, limit=3)) == 3
+    # limit 3 ends inside revision 3 (k@3, other@3): that revision is completed
+    assert [e.kv.mod_revision for e in store.events(b"\x00", b"\x00", 1, limit=3)] == [
+        2, 2, 3, 3]
+    assert len(store.events(b"\x00", b"\x00", 1, limit=4)) == 4
 
 
 def test_lease_attach_revoke_in_one_revision(store: KVStore) -> None:

@@ -510,8 +510,10 @@ class KVStore:
     ) -> list[Event]:
         """History in revision order, start_rev <= main < end_rev (0 = no end), for watch.
 
-        At most ``limit`` events are returned; call again from the last revision + 1
-        (a revision's events may span calls only if one revision alone exceeds limit).
+        About ``limit`` events are returned: the events of one revision are never
+        split across calls (watch responses must be atomic per revision), so the
+        last revision is completed even past the limit.  Call again from the last
+        returned revision + 1.
         """
         assert limit > 0
         start, end, single = range_bounds(key, range_end)
@@ -522,9 +524,12 @@ class KVStore:
             cur = rv._txn.cursor(self.env.dbs[schema.DB_KEY])
             if not cur.set_range(rev_bytes(max(start_rev, 0))):
                 return out
-            for k, v in cur:  # bounded by limit
+            full_at = -1  # main revision at which the limit was reached
+            for k, v in cur:  # bounded by limit plus the changes of one revision
                 r = Revision.from_bytes(k)
                 if end_rev and r.main >= end_rev:
+                    break
+                if full_at >= 0 and r.main != full_at:
                     break
                 kv = decode_kv(v)
                 if single:
@@ -539,8 +544,8 @@ class KVStore:
                     out.append(Event(EventType.DELETE, KeyValue(kv.key, mod_revision=r.main), prev))
                 else:
                     out.append(Event(EventType.PUT, kv, prev))
-                if len(out) >= limit:
-                    break
+                if len(out) >= limit and full_at < 0:
+                    full_at = r.main
             return out
 
     def _prev_kv(self, rv: ReadView, key: bytes, rev: Revision) -> KeyValue | None:
