@@ -38,15 +38,14 @@ from ..env import LmdbEnv
 from ..errors import CompactedError, FutureRevisionError, LeaseExistsError, LeaseNotFoundError
 from ..lease_store import LeaseRecord, decode_lease, encode_lease, lease_key
 from . import key_codec
-from .hashing import crc32c_update
+from .compaction import DEFAULT_COMPACT_BATCH_KEYS, compact_batch
+from .hash_kv import hash_by_rev
 from .index import Index
 from .kv_codec import Event, EventType, KeyValue, decode_kv, encode_kv
 from .revision import Revision, is_tombstone, rev_bytes
 
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
-# Revision DB keys read by events(): bounded per call by `limit`
-DEFAULT_COMPACT_BATCH_KEYS: Final = 1000
 NO_COMPACTION: Final = -1
 
 
@@ -571,41 +570,15 @@ class KVStore:
 
     # --- physical compaction -----------------------------------------------------
     def compact_step(self, max_keys: int = DEFAULT_COMPACT_BATCH_KEYS) -> bool:
-        """Compact up to ``max_keys`` index keys in one LMDB transaction.
+        """Compact up to ``max_keys`` index buckets in one LMDB transaction.
 
-        Returns True when the scheduled compaction is physically complete.
+        Returns True when the scheduled compaction is physically complete.  Must not
+        be called while a write batch is open (LMDB has one writer).
         """
         if not self.compaction_pending():
             return True
-        assert max_keys > 0
         at = self._meta.compact_rev
-        self.env.ensure_headroom()
-        with self.env.begin(write=True) as txn:
-            dbs = self.env.dbs
-            meta = dbs[schema.DB_META]
-            idx = Index(txn, dbs)
-            progress = txn.get(schema.META_COMPACT_PROGRESS, db=meta) or b""
-            done_keys = 0
-            last_bucket = progress
-            finished = True
-            buckets = list(_take(idx.iter_buckets_from(progress), max_keys + 1))
-            if len(buckets) > max_keys:
-                buckets = buckets[:max_keys]
-                finished = False
-            for bk, entries in buckets:
-                for key, kid in entries:
-                    removed, empty = idx.compact_key(kid, at)
-                    for rec in removed:
-                        txn.delete(rec.rev.to_bytes(rec.tombstone), db=dbs[schema.DB_KEY])
-                    if empty:
-                        idx.remove(key)
-                    done_keys += 1
-                last_bucket = bk
-            if finished:
-                txn.put(schema.META_FINISHED_COMPACT_REV, _I64.pack(at), db=meta)
-                txn.put(schema.META_COMPACT_PROGRESS, b"", db=meta)
-            else:
-                txn.put(schema.META_COMPACT_PROGRESS, last_bucket, db=meta)
+        finished = compact_batch(self.env, at, max_keys)
         if finished:
             m = self._meta
             self._meta = StoreMeta(m.consistent_index, m.current_rev, m.compact_rev, at)
@@ -618,15 +591,9 @@ class KVStore:
 
     # --- hashing ------------------------------------------------------------------
     def hash_kv(self, rev: int = 0) -> tuple[int, int, int]:
-        """(hash, current_rev, compact_rev) exactly as etcd 3.5's HashKV computes them.
-
-        CRC-32C (Castagnoli) over the DB name ``key`` followed by every (revision
-        key, stored KeyValue) with main <= rev.  Revisions at or below the compaction
-        point are included only if they are the ones a compaction at ``rev`` would
-        keep (etcd's ``Keep(rev)``), so members that compacted at different times
-        agree; etcd skips that filter when the keep set is empty, and so do we.
-        Like etcd 3.5, a revision equal to the compaction point is "compacted".
-        """
+        """(hash, current_rev, compact_rev) exactly as etcd 3.5's HashKV computes them
+        (see ``hash_kv.py``).  Like etcd 3.5, a revision equal to the compaction point
+        counts as compacted."""
         with self.read() as rv:
             m = rv.meta
             if 0 < rev <= m.compact_rev:
@@ -635,34 +602,5 @@ class KVStore:
                 raise FutureRevisionError()
             if rev <= 0:
                 rev = m.current_rev
-            keep: set[Revision] | None = None
-            h = crc32c_update(0, schema.DB_KEY)
-            for k, v in rv._txn.cursor(self.env.dbs[schema.DB_KEY]):
-                r = Revision.from_bytes(k)
-                if r.main > rev:
-                    break
-                if r.main <= m.compact_rev:
-                    if keep is None:
-                        keep = _keep_set(rv._index, rev)
-                    if keep and r not in keep:
-                        continue
-                h = crc32c_update(h, k)
-                h = crc32c_update(h, v)
+            h = hash_by_rev(rv._txn, rv._index, self.env.dbs[schema.DB_KEY], rev, m.compact_rev)
             return h, m.current_rev, m.compact_rev
-
-
-def _keep_set(idx: Index, at: int) -> set[Revision]:
-    keep: set[Revision] = set()
-    for _key, kid in idx.iter_keys(b"", None):
-        r = idx.kept_at(kid, at)
-        if r is not None:
-            keep.add(r)
-    return keep
-
-
-def _take(it: Iterator[tuple[bytes, list[tuple[bytes, int]]]], n: int
-          ) -> Iterator[tuple[bytes, list[tuple[bytes, int]]]]:
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
