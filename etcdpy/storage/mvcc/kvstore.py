@@ -74,6 +74,10 @@ class RangeResult:
     count: int
     more: bool
     rev: int  # the store's current revision (header revision), not the one read at
+    # with ``raw=True``: the stored mvccpb.KeyValue wire bytes instead of ``kvs``, so
+    # the server can hand them to protobuf (or splice them into a RangeResponse)
+    # without decoding each one in Python
+    raw_kvs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +114,13 @@ class _Reader:
         limit: int,
         count_only: bool,
         keys_only: bool,
+        raw: bool = False,
     ) -> RangeResult:
         start, end, single = range_bounds(key, range_end)
         kvdb = self._dbs[schema.DB_KEY]
         idx = self._index
         kvs: list[KeyValue] = []
+        raws: list[bytes] = []
         count = 0
         if single:
             kid = idx.find(key)
@@ -130,18 +136,24 @@ class _Reader:
             if ms is None:
                 continue
             count += 1
-            if count_only or (limit and len(kvs) >= limit):
+            if count_only or (limit and len(kvs) + len(raws) >= limit):
                 continue
-            raw = get(ms[:8] + b"_" + ms[8:], db=kvdb)
-            assert raw is not None, f"index names a revision missing from the key DB: {ms!r}"
-            kv = decode_kv(raw)
+            stored = get(ms[:8] + b"_" + ms[8:], db=kvdb)
+            assert stored is not None, f"index names a revision missing from the key DB: {ms!r}"
+            if raw and not keys_only:
+                raws.append(stored)
+                continue
+            kv = decode_kv(stored)
             if keys_only:
                 kv = KeyValue(
                     kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease
                 )
-            kvs.append(kv)
+            if raw:
+                raws.append(encode_kv(kv))
+            else:
+                kvs.append(kv)
         more = bool(limit) and count > limit
-        return RangeResult(tuple(kvs), count, more, current_rev)
+        return RangeResult(tuple(kvs), count, more, current_rev, tuple(raws))
 
     def _latest_kv(self, kid: int) -> tuple[Revision, KeyValue] | None:
         rec = self._index.latest(kid)
@@ -187,10 +199,11 @@ class ReadView(_Reader):
         rev: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
         at = self.check_rev(rev)
         return self._range_at(
-            key, range_end, at, self.meta.current_rev, limit, count_only, keys_only
+            key, range_end, at, self.meta.current_rev, limit, count_only, keys_only, raw
         )
 
     def leases(self) -> list[tuple[LeaseRecord, list[bytes]]]:
@@ -249,6 +262,7 @@ class WriteTxn(_Reader):
         rev: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
         """Reads see this request's own earlier writes (etcd does the same)."""
         cur = self.begin_rev + 1 if self._events else self.begin_rev
@@ -261,7 +275,7 @@ class WriteTxn(_Reader):
             raise CompactedError()
         else:
             at = rev
-        return self._range_at(key, range_end, at, cur, limit, count_only, keys_only)
+        return self._range_at(key, range_end, at, cur, limit, count_only, keys_only, raw)
 
     def _next_rev(self) -> Revision:
         r = Revision(self.begin_rev + 1, self._sub)
@@ -498,10 +512,10 @@ class KVStore:
 
     def range(
         self, key: bytes, range_end: bytes = b"", limit: int = 0, rev: int = 0,
-        count_only: bool = False, keys_only: bool = False,
+        count_only: bool = False, keys_only: bool = False, raw: bool = False,
     ) -> RangeResult:
         with self.read() as rv:
-            return rv.range(key, range_end, limit, rev, count_only, keys_only)
+            return rv.range(key, range_end, limit, rev, count_only, keys_only, raw)
 
     def events(
         self, key: bytes, range_end: bytes, start_rev: int, end_rev: int = 0,
