@@ -109,3 +109,16 @@ def test_lease_attach_revoke_in_one_revision(store: KVStore) -> None:
     with store.read() as rv:
         assert rv.leases() == []
     assert [kv.key for kv in store.range(b"\x00", b"\x00").kvs] == [b"b", b"c"]
+
+
+def test_applied_index_and_term_are_written_with_the_batch(store: KVStore) -> None:
+    with store.write_batch(3, term=2) as b:
+        b.set_applied_index(5, term=4)
+        w = b.txn()
+        w.put(b"k", b"v")
+        w.end()
+    assert (store.consistent_index, store.term) == (5, 4)
+    with store.write_batch(6):  # a batch that does not track terms keeps the old one
+        pass
+    meta = store.refresh()
+    assert (meta.consistent_index, meta.term, meta.current_rev) == (6, 4, 2)

@@ -86,6 +86,7 @@ class StoreMeta:
     current_rev: int
     compact_rev: int  # scheduled compaction revision, -1 = never compacted
     finished_compact_rev: int
+    term: int = 0  # Raft term of the entry at consistent_index (etcd keeps it too)
 
 
 def _read_meta(txn: lmdb.Transaction, meta: lmdb._Database) -> StoreMeta:
@@ -95,6 +96,7 @@ def _read_meta(txn: lmdb.Transaction, meta: lmdb._Database) -> StoreMeta:
         current_rev=_get_i64(txn, schema.META_CURRENT_REV, meta, 1),
         compact_rev=_get_i64(txn, schema.META_SCHEDULED_COMPACT_REV, meta, NO_COMPACTION),
         finished_compact_rev=_get_i64(txn, schema.META_FINISHED_COMPACT_REV, meta, NO_COMPACTION),
+        term=_get_u64(txn, schema.META_TERM, meta, 0),
     )
 
 
@@ -399,7 +401,7 @@ class WriteTxn(_Reader):
 class WriteBatch:
     """One LMDB write transaction applying a batch of committed Raft entries."""
 
-    def __init__(self, store: KVStore, applied_index: int) -> None:
+    def __init__(self, store: KVStore, applied_index: int, term: int = 0) -> None:
         self._store = store
         store.env.ensure_headroom()
         self._txn = store.env.begin(write=True)
@@ -411,9 +413,10 @@ class WriteBatch:
         assert applied_index >= self.meta.consistent_index, (
             applied_index, self.meta.consistent_index)
         self.applied_index = applied_index
+        # the term never goes back either; 0 = caller does not track terms
+        self.term = max(term, self.meta.term)
         self.current_rev = self.meta.current_rev
         self._open: WriteTxn | None = None
-        self._compaction_scheduled = False
 
     def txn(self) -> WriteTxn:
         assert self._open is None, "previous WriteTxn not ended"
@@ -432,10 +435,11 @@ class WriteBatch:
         (e.g. ``members.Members(batch.raw_txn, env.dbs)`` for a conf change)."""
         return self._txn
 
-    def set_applied_index(self, index: int) -> None:
+    def set_applied_index(self, index: int, term: int = 0) -> None:
         """Advance the index written at commit (entries applied one by one in a batch)."""
         assert index >= self.applied_index
         self.applied_index = index
+        self.term = max(self.term, term)
 
     def schedule_compaction(self, rev: int) -> None:
         """Record a compaction at ``rev`` (etcd Compact semantics for the error cases)."""
@@ -448,9 +452,8 @@ class WriteBatch:
         self._txn.put(schema.META_COMPACT_PROGRESS, b"", db=meta)
         self.meta = StoreMeta(
             self.meta.consistent_index, self.meta.current_rev, rev,
-            self.meta.finished_compact_rev,
+            self.meta.finished_compact_rev, self.meta.term,
         )
-        self._compaction_scheduled = True
 
     def __enter__(self) -> WriteBatch:
         return self
@@ -467,6 +470,8 @@ class WriteBatch:
         assert self._open is None, "WriteTxn not ended before the batch committed"
         meta = self._dbs[schema.DB_META]
         self._txn.put(schema.META_CONSISTENT_INDEX, _U64.pack(self.applied_index), db=meta)
+        if self.term:
+            self._txn.put(schema.META_TERM, _U64.pack(self.term), db=meta)
         self._txn.put(schema.META_CURRENT_REV, _I64.pack(self.current_rev), db=meta)
         self._txn.commit()
         self._store._committed(self)
@@ -496,6 +501,10 @@ class KVStore:
     @property
     def consistent_index(self) -> int:
         return self._meta.consistent_index
+
+    @property
+    def term(self) -> int:
+        return self._meta.term
 
     def compaction_pending(self) -> bool:
         return self._meta.compact_rev > self._meta.finished_compact_rev
@@ -572,14 +581,15 @@ class KVStore:
         return None if raw is None else decode_kv(raw)
 
     # --- writes ----------------------------------------------------------------
-    def write_batch(self, applied_index: int) -> WriteBatch:
+    def write_batch(self, applied_index: int, term: int = 0) -> WriteBatch:
+        """Open the batch applying committed entries up to ``applied_index`` (of ``term``)."""
         assert not self.env.readonly
-        return WriteBatch(self, applied_index)
+        return WriteBatch(self, applied_index, term)
 
     def _committed(self, batch: WriteBatch) -> None:
         self._meta = StoreMeta(
             batch.applied_index, batch.current_rev, batch.meta.compact_rev,
-            self._meta.finished_compact_rev,
+            self._meta.finished_compact_rev, batch.term,
         )
 
     # --- physical compaction -----------------------------------------------------
@@ -595,7 +605,7 @@ class KVStore:
         finished = compact_batch(self.env, at, max_keys)
         if finished:
             m = self._meta
-            self._meta = StoreMeta(m.consistent_index, m.current_rev, m.compact_rev, at)
+            self._meta = StoreMeta(m.consistent_index, m.current_rev, m.compact_rev, at, m.term)
         return finished
 
     def run_compaction(self, max_keys_per_txn: int = DEFAULT_COMPACT_BATCH_KEYS) -> None:
