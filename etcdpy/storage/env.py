@@ -78,6 +78,10 @@ class LmdbEnv:
             subdir=True,
             create=not readonly,
         )
+        if not readonly:
+            # reader slots of processes that died (kill -9) would pin old pages and
+            # make the file grow; the owner clears them when it opens
+            self.env.reader_check()
         self.dbs: dict[bytes, lmdb._Database] = {}
         if readonly:
             # py-lmdb opens the handles in its own read transaction on a read-only env
