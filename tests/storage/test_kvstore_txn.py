@@ -122,3 +122,19 @@ def test_applied_index_and_term_are_written_with_the_batch(store: KVStore) -> No
         pass
     meta = store.refresh()
     assert (meta.consistent_index, meta.term, meta.current_rev) == (6, 4, 2)
+
+
+def test_domain_error_inside_a_batch_can_be_caught(store: KVStore) -> None:
+    with store.write_batch(1) as b:
+        w = b.txn()
+        w.put(b"a", b"1")
+        w.end()
+        w = b.txn()
+        with pytest.raises(LeaseNotFoundError):
+            w.put(b"b", b"1", lease=99)  # this request fails and changes nothing
+        assert w.end() == []
+        w = b.txn()
+        w.put(b"c", b"1")
+        w.end()
+    assert [kv.key for kv in store.range(b"\x00", b"\x00").kvs] == [b"a", b"c"]
+    assert store.current_rev == 3

@@ -239,6 +239,10 @@ class WriteTxn(_Reader):
 
     All changes get the same main revision ``begin_rev + 1`` and increasing subs;
     ``end()`` commits the revision to the batch only if something changed.
+
+    Domain errors (``LeaseNotFoundError``, ``LeaseExistsError``) are raised before
+    the failing call changes anything, so the applier may catch one, ``end()`` the
+    request and carry on with the batch; anything else should abort the batch.
     """
 
     def __init__(self, batch: WriteBatch) -> None:
