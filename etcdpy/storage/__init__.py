@@ -3,6 +3,7 @@
 See ``schema.py`` for the on-disk layout and ``env.py`` for the durability policy.
 """
 
+from .alarms import AlarmMember, Alarms, AlarmType
 from .env import EnvOptions, LmdbEnv, MemberEnvs, member_dir_exists
 from .errors import (
     CompactedError,
@@ -28,8 +29,12 @@ from .mvcc import (
     WriteTxn,
 )
 from .raft_log import LmdbRaftStorage
+from .snapshot import install_state_snapshot, snapshot_consistent_index, write_state_snapshot
 
 __all__ = [
+    "AlarmMember",
+    "AlarmType",
+    "Alarms",
     "CompactedError",
     "CorruptStoreError",
     "DataDirLockedError",
@@ -57,5 +62,8 @@ __all__ = [
     "StorageError",
     "WriteBatch",
     "WriteTxn",
+    "install_state_snapshot",
     "member_dir_exists",
+    "snapshot_consistent_index",
+    "write_state_snapshot",
 ]
