@@ -97,7 +97,12 @@ class LmdbEnv:
 
     def begin(self, write: bool = False) -> lmdb.Transaction:
         assert not (write and self.readonly), "write transaction on a read-only env"
-        return self.env.begin(write=write)
+        try:
+            return self.env.begin(write=write)
+        except lmdb.MapResizedError:
+            # another process (the owner) grew the map: adopt its size and retry
+            self.env.set_mapsize(0)
+            return self.env.begin(write=write)
 
     def sync(self) -> None:
         """Flush everything committed so far, meta page included, to stable storage."""
@@ -128,7 +133,7 @@ class LmdbEnv:
             self.env.set_mapsize(new_size)
 
     def entries(self, name: bytes) -> int:
-        with self.env.begin() as txn:
+        with self.begin() as txn:
             return int(txn.stat(self.dbs[name])["entries"])
 
     def close(self) -> None:

@@ -39,3 +39,53 @@ def test_map_grows_before_it_fills(tmp_path: Path) -> None:
         assert store.range(b"k", b"l", count_only=True).count == 2000
     finally:
         env.close()
+
+
+_LONG_READER = """
+import sys
+from pathlib import Path
+from etcdpy.storage import schema
+from etcdpy.storage.env import LmdbEnv
+from etcdpy.storage.mvcc import KVStore
+env = LmdbEnv(Path(sys.argv[1]), schema.STATE_DBS, 1 << 20, readonly=True)
+store = KVStore(env)
+for line in sys.stdin:
+    r = store.range(b"k", b"l", count_only=True)
+    print(r.count, r.rev, flush=True)
+"""
+
+
+def test_long_lived_reader_follows_map_growth(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = LmdbEnv(tmp_path / "state", schema.STATE_DBS, 1 << 20, readonly=False)
+    try:
+        store = KVStore(env)
+        with store.write_batch(1) as b:
+            w = b.txn()
+            w.put(b"k0", b"v")
+            w.end()
+        reader = subprocess.Popen(
+            [sys.executable, "-c", _LONG_READER, str(tmp_path / "state")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={"PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["1", "2"]
+        for i in range(20):  # ~4 MiB: the owner grows the map several times
+            with store.write_batch(i + 2) as b:
+                for j in range(50):
+                    w = b.txn()
+                    w.put(b"k%d-%d" % (i, j), b"x" * 4000)
+                    w.end()
+        assert env.map_size() > 1 << 20
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["1001", str(store.current_rev)]
+        reader.stdin.close()
+        assert reader.wait() == 0
+    finally:
+        env.close()
