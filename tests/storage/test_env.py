@@ -37,6 +37,13 @@ def test_map_grows_before_it_fills(tmp_path: Path) -> None:
                     w.end()
         assert env.map_size() > 1 << 20
         assert store.range(b"k", b"l", count_only=True).count == 2000
+        # one batch bigger than the whole map: announced, so the map grows first
+        before = env.map_size()
+        with store.write_batch(100, reserve_bytes=3 * before) as b:
+            w = b.txn()
+            w.put(b"huge", b"h" * (2 * before))
+            w.end()
+        assert env.map_size() > before
     finally:
         env.close()
 

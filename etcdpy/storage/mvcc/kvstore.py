@@ -405,9 +405,14 @@ class WriteTxn(_Reader):
 class WriteBatch:
     """One LMDB write transaction applying a batch of committed Raft entries."""
 
-    def __init__(self, store: KVStore, applied_index: int, term: int = 0) -> None:
+    def __init__(
+        self, store: KVStore, applied_index: int, term: int = 0, reserve_bytes: int = 0
+    ) -> None:
         self._store = store
-        store.env.ensure_headroom()
+        # grow the map *before* the transaction: LMDB cannot resize inside one, and a
+        # full map would abort the whole batch.  Copy-on-write touches each page on the
+        # path to a change, hence the generous factor over the payload size.
+        store.env.ensure_headroom(4 * reserve_bytes)
         self._txn = store.env.begin(write=True)
         self._dbs = store.env.dbs
         self._index = Index(self._txn, self._dbs)
@@ -585,10 +590,16 @@ class KVStore:
         return None if raw is None else decode_kv(raw)
 
     # --- writes ----------------------------------------------------------------
-    def write_batch(self, applied_index: int, term: int = 0) -> WriteBatch:
-        """Open the batch applying committed entries up to ``applied_index`` (of ``term``)."""
+    def write_batch(
+        self, applied_index: int, term: int = 0, reserve_bytes: int = 0
+    ) -> WriteBatch:
+        """Open the batch applying committed entries up to ``applied_index`` (of ``term``).
+
+        ``reserve_bytes``: roughly the payload the batch will write (the sum of the
+        entries' sizes), so the map can be grown beforehand.
+        """
         assert not self.env.readonly
-        return WriteBatch(self, applied_index, term)
+        return WriteBatch(self, applied_index, term, reserve_bytes)
 
     def _committed(self, batch: WriteBatch) -> None:
         self._meta = StoreMeta(
