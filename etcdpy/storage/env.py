@@ -113,6 +113,20 @@ class LmdbEnv:
         stat = self.env.stat()
         return int((info["last_pgno"] + 1) * stat["psize"])
 
+    def file_bytes(self) -> int:
+        """Size of data.mdb on disk (etcd's ``dbSize``)."""
+        return (self.path / "data.mdb").stat().st_size
+
+    def in_use_bytes(self) -> int:
+        """Bytes of pages holding live data in every DB (etcd's ``dbSizeInUse``);
+        the rest of the file is free pages LMDB reuses."""
+        with self.begin() as txn:
+            stats = [txn.stat(db) for db in self.dbs.values()]
+        main = self.env.stat()
+        pages = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+        pages += main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+        return int((pages + 2) * main["psize"])  # + the two meta pages
+
     def map_size(self) -> int:
         return int(self.env.info()["map_size"])
 

@@ -174,7 +174,7 @@ class LmdbRaftStorage:
         Entries replace any conflicting suffix of the log.  With ``sync`` the data is
         on stable storage when this returns (the Raft driver passes ``must_sync``).
         """
-        self._env.ensure_headroom(sum(len(e.data) + 64 for e in entries))
+        self._env.ensure_headroom(2 * sum(len(e.data) + 64 for e in entries))
         b = self._bounds
         snap_meta = self._snap_meta
         with self._env.begin(write=True) as txn:

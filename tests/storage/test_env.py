@@ -96,3 +96,25 @@ def test_long_lived_reader_follows_map_growth(tmp_path: Path) -> None:
         assert reader.wait() == 0
     finally:
         env.close()
+
+
+def test_sizes_for_status_and_quota(tmp_path: Path) -> None:
+    with MemberEnvs(tmp_path, EnvOptions(256 << 20, 256 << 20)) as e:
+        store = KVStore(e.state)
+        empty_use = e.state.in_use_bytes()
+        with store.write_batch(1) as b:
+            for i in range(200):
+                w = b.txn()
+                w.put(b"k%03d" % i, b"x" * 2000)
+                w.end()
+        used = e.state.in_use_bytes()
+        assert used - empty_use >= 200 * 2000
+        assert e.state.file_bytes() >= used
+        with store.write_batch(2) as b:
+            w = b.txn()
+            w.delete_range(b"k", b"l")
+            w.end()
+            b.schedule_compaction(3)
+        store.run_compaction()
+        # the values are gone from the live data; the file keeps its free pages
+        assert e.state.in_use_bytes() < used - 150 * 2000
