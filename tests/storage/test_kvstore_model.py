@@ -112,6 +112,13 @@ def test_store_matches_model(tmp_path_factory, steps) -> None:  # type: ignore[n
                         keys = sorted(k for k in want if _in_range(k, key, end))
                         assert [kv.key for kv in sub.kvs] == keys[:2]
                         assert sub.count == len(keys) and sub.more == (len(keys) > 2)
+        # a single-key watch (index path) sees exactly what a range watch sees
+        since = max(m.compact_rev, 1)
+        every = s.events(b"\x00", b"\x00", since, limit=100_000, prev_kv=True)
+        assert [e.kv.mod_revision for e in every] == sorted(e.kv.mod_revision for e in every)
+        for key in KEYS:
+            mine = s.events(key, b"", since, limit=100_000, prev_kv=True)
+            assert mine == [e for e in every if e.kv.key == key]
         s.run_compaction()
         if m.compact_rev > 0:
             # physically left: every change above the compaction point, plus the

@@ -169,11 +169,13 @@ class Index:
             return None
         return RevRecord(Revision(main, sub), cur.value() == _TOMB)
 
-    def history(self, kid: int, upto_main: int | None = None) -> list[RevRecord]:
-        """All records of a key in order (optionally only main <= upto_main)."""
+    def history(
+        self, kid: int, upto_main: int | None = None, from_main: int = 0
+    ) -> list[RevRecord]:
+        """Records of a key in order, from_main <= main (<= upto_main if given)."""
         out: list[RevRecord] = []
         cur = self._txn.cursor(self._revs)
-        if not cur.set_range(_REVKEY.pack(kid, 0, 0)):
+        if not cur.set_range(_REVKEY.pack(kid, from_main, 0)):
             return out
         for k, v in cur:  # bounded by the key's history
             k_id, main, sub = _REVKEY.unpack(k)

@@ -544,29 +544,34 @@ class KVStore:
         About ``limit`` events are returned: the events of one revision are never
         split across calls (watch responses must be atomic per revision), so the
         last revision is completed even past the limit.  Call again from the last
-        returned revision + 1.
+        returned revision + 1.  A single-key watch reads only that key's revisions
+        through the index; a range watch walks the revision DB from ``start_rev``.
         """
         assert limit > 0
         start, end, single = range_bounds(key, range_end)
+        kvdb = self.env.dbs[schema.DB_KEY]
         with self.read() as rv:
             if start_rev < rv.meta.compact_rev:
                 raise CompactedError()
+            first = max(start_rev, 0)
+            source: Iterator[tuple[bytes, bytes]]
+            if single:
+                source = _key_history(rv, kvdb, key, first)
+            else:
+                cur = rv._txn.cursor(kvdb)
+                if not cur.set_range(rev_bytes(first)):
+                    return []
+                source = iter(cur)
             out: list[Event] = []
-            cur = rv._txn.cursor(self.env.dbs[schema.DB_KEY])
-            if not cur.set_range(rev_bytes(max(start_rev, 0))):
-                return out
             full_at = -1  # main revision at which the limit was reached
-            for k, v in cur:  # bounded by limit plus the changes of one revision
+            for k, v in source:  # ends at end_rev, or after the revision filling limit
                 r = Revision.from_bytes(k)
                 if end_rev and r.main >= end_rev:
                     break
                 if full_at >= 0 and r.main != full_at:
                     break
                 kv = decode_kv(v)
-                if single:
-                    if kv.key != key:
-                        continue
-                elif kv.key < start or (end is not None and kv.key >= end):
+                if not single and (kv.key < start or (end is not None and kv.key >= end)):
                     continue
                 prev: KeyValue | None = None
                 if prev_kv:
@@ -643,3 +648,17 @@ class KVStore:
                 rev = m.current_rev
             h = hash_by_rev(rv._txn, rv._index, self.env.dbs[schema.DB_KEY], rev, m.compact_rev)
             return h, m.current_rev, m.compact_rev
+
+
+def _key_history(
+    rv: ReadView, kvdb: lmdb._Database, key: bytes, first_main: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """(revision key, stored value) of one key's changes with main >= first_main."""
+    kid = rv._index.find(key)
+    if kid is None:
+        return
+    for rec in rv._index.history(kid, from_main=first_main):  # bounded by its history
+        k = rec.rev.to_bytes(rec.tombstone)
+        v = rv._txn.get(k, db=kvdb)
+        assert v is not None, f"index names a revision missing from the key DB: {rec}"
+        yield k, v
