@@ -78,6 +78,10 @@ class LmdbEnv:
             subdir=True,
             create=not readonly,
         )
+        if not readonly:
+            # reader slots of processes that died (kill -9) would pin old pages and
+            # make the file grow; the owner clears them when it opens
+            self.env.reader_check()
         self.dbs: dict[bytes, lmdb._Database] = {}
         if readonly:
             # py-lmdb opens the handles in its own read transaction on a read-only env
@@ -93,7 +97,12 @@ class LmdbEnv:
 
     def begin(self, write: bool = False) -> lmdb.Transaction:
         assert not (write and self.readonly), "write transaction on a read-only env"
-        return self.env.begin(write=write)
+        try:
+            return self.env.begin(write=write)
+        except lmdb.MapResizedError:
+            # another process (the owner) grew the map: adopt its size and retry
+            self.env.set_mapsize(0)
+            return self.env.begin(write=write)
 
     def sync(self) -> None:
         """Flush everything committed so far, meta page included, to stable storage."""
@@ -103,6 +112,20 @@ class LmdbEnv:
         info = self.env.info()
         stat = self.env.stat()
         return int((info["last_pgno"] + 1) * stat["psize"])
+
+    def file_bytes(self) -> int:
+        """Size of data.mdb on disk (etcd's ``dbSize``)."""
+        return (self.path / "data.mdb").stat().st_size
+
+    def in_use_bytes(self) -> int:
+        """Bytes of pages holding live data in every DB (etcd's ``dbSizeInUse``);
+        the rest of the file is free pages LMDB reuses."""
+        with self.begin() as txn:
+            stats = [txn.stat(db) for db in self.dbs.values()]
+        main = self.env.stat()
+        pages = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+        pages += main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+        return int((pages + 2) * main["psize"])  # + the two meta pages
 
     def map_size(self) -> int:
         return int(self.env.info()["map_size"])
@@ -124,7 +147,7 @@ class LmdbEnv:
             self.env.set_mapsize(new_size)
 
     def entries(self, name: bytes) -> int:
-        with self.env.begin() as txn:
+        with self.begin() as txn:
             return int(txn.stat(self.dbs[name])["entries"])
 
     def close(self) -> None:

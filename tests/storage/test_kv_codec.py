@@ -51,3 +51,16 @@ def test_decode_accepts_any_field_order_and_unknown_fields() -> None:
 
 def test_tombstone_value_is_key_only() -> None:
     assert encode_kv(KeyValue(b"foo")) == b"\x0a\x03foo"
+
+
+@given(kvs)
+def test_bytes_equal_generated_mvccpb(kv: KeyValue) -> None:
+    from etcdpy._pb.mvccpb import kv_pb2
+
+    ref = kv_pb2.KeyValue(key=kv.key, create_revision=kv.create_revision,
+                          mod_revision=kv.mod_revision, version=kv.version, value=kv.value,
+                          lease=kv.lease)
+    assert encode_kv(kv) == ref.SerializeToString()
+    back = kv_pb2.KeyValue.FromString(encode_kv(kv))
+    assert (back.key, back.value, back.version, back.lease) == (kv.key, kv.value, kv.version,
+                                                                 kv.lease)

@@ -118,3 +118,15 @@ def test_long_keys_mixed_with_short(app: Applier) -> None:
     assert app.store.range(b"L" * 600).count == 0
     assert app.store.range(b"L" * 600 + b"\x00").count == 1
     assert app.store.range(b"L", b"M", count_only=True).count == len(pre) - 1
+
+
+def test_raw_range_returns_stored_wire_bytes(filled: Applier) -> None:
+    from etcdpy.storage.mvcc import encode_kv
+
+    s = filled.store
+    plain = s.range(b"a", b"b", limit=2)
+    raw = s.range(b"a", b"b", limit=2, raw=True)
+    assert raw.kvs == () and raw.raw_kvs == tuple(encode_kv(kv) for kv in plain.kvs)
+    assert (raw.count, raw.more) == (plain.count, plain.more)
+    ko = s.range(b"a", b"b", keys_only=True, raw=True)
+    assert ko.raw_kvs == tuple(encode_kv(kv) for kv in s.range(b"a", b"b", keys_only=True).kvs)

@@ -78,7 +78,10 @@ def test_events_history_with_prev_kv(store: KVStore) -> None:
     evs = store.events(b"k", b"", 3, end_rev=5, prev_kv=True)
     assert [e.kv.mod_revision for e in evs] == [3, 4]
     assert [e.prev_kv.value for e in evs if e.prev_kv] == [b"1", b"2"]
-    assert len(store.events(b"\x00", b"\x00", 1, limit=3)) == 3
+    # limit 3 ends inside revision 3 (k@3, other@3): that revision is completed
+    assert [e.kv.mod_revision for e in store.events(b"\x00", b"\x00", 1, limit=3)] == [
+        2, 2, 3, 3]
+    assert len(store.events(b"\x00", b"\x00", 1, limit=4)) == 4
 
 
 def test_lease_attach_revoke_in_one_revision(store: KVStore) -> None:
@@ -106,3 +109,32 @@ def test_lease_attach_revoke_in_one_revision(store: KVStore) -> None:
     with store.read() as rv:
         assert rv.leases() == []
     assert [kv.key for kv in store.range(b"\x00", b"\x00").kvs] == [b"b", b"c"]
+
+
+def test_applied_index_and_term_are_written_with_the_batch(store: KVStore) -> None:
+    with store.write_batch(3, term=2) as b:
+        b.set_applied_index(5, term=4)
+        w = b.txn()
+        w.put(b"k", b"v")
+        w.end()
+    assert (store.consistent_index, store.term) == (5, 4)
+    with store.write_batch(6):  # a batch that does not track terms keeps the old one
+        pass
+    meta = store.refresh()
+    assert (meta.consistent_index, meta.term, meta.current_rev) == (6, 4, 2)
+
+
+def test_domain_error_inside_a_batch_can_be_caught(store: KVStore) -> None:
+    with store.write_batch(1) as b:
+        w = b.txn()
+        w.put(b"a", b"1")
+        w.end()
+        w = b.txn()
+        with pytest.raises(LeaseNotFoundError):
+            w.put(b"b", b"1", lease=99)  # this request fails and changes nothing
+        assert w.end() == []
+        w = b.txn()
+        w.put(b"c", b"1")
+        w.end()
+    assert [kv.key for kv in store.range(b"\x00", b"\x00").kvs] == [b"a", b"c"]
+    assert store.current_rev == 3

@@ -32,6 +32,7 @@ from .key_index import RevRecord, compact_plan
 from .revision import Revision
 
 _REVKEY = struct.Struct(">QQQ")
+_KID8 = struct.Struct(">Q")
 _TOMB: Final = b"t"
 _LIVE: Final = b""
 
@@ -137,6 +138,20 @@ class Index:
         """The newest record with main <= at_main (a put or a tombstone), if any."""
         return self._before(kid, _REVKEY.pack(kid, at_main + 1, 0))
 
+    def live_at(self, kid: int, at_main: int) -> bytes | None:
+        """Fast path of :meth:`get` for Range: the 16-byte (main, sub) of the put
+        visible at ``at_main``, or None when the key is absent or deleted there."""
+        cur = self._rcur
+        if cur.set_range(_REVKEY.pack(kid, at_main + 1, 0)):
+            if not cur.prev():
+                return None
+        elif not cur.last():
+            return None
+        k = cur.key()
+        if k[:8] != _KID8.pack(kid) or cur.value() == _TOMB:
+            return None
+        return k[8:]
+
     def before(self, kid: int, rev: Revision) -> RevRecord | None:
         """The newest record strictly before ``rev`` (for an event's prev_kv)."""
         return self._before(kid, _REVKEY.pack(kid, rev.main, rev.sub))
@@ -154,11 +169,13 @@ class Index:
             return None
         return RevRecord(Revision(main, sub), cur.value() == _TOMB)
 
-    def history(self, kid: int, upto_main: int | None = None) -> list[RevRecord]:
-        """All records of a key in order (optionally only main <= upto_main)."""
+    def history(
+        self, kid: int, upto_main: int | None = None, from_main: int = 0
+    ) -> list[RevRecord]:
+        """Records of a key in order, from_main <= main (<= upto_main if given)."""
         out: list[RevRecord] = []
         cur = self._txn.cursor(self._revs)
-        if not cur.set_range(_REVKEY.pack(kid, 0, 0)):
+        if not cur.set_range(_REVKEY.pack(kid, from_main, 0)):
             return out
         for k, v in cur:  # bounded by the key's history
             k_id, main, sub = _REVKEY.unpack(k)

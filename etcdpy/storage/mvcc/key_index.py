@@ -21,7 +21,10 @@ below the point takes its whole generation with it:
 * ``compact(4)`` leaves ``{4, 5(t)}, {}``           (4 is the value visible at 4);
 * ``compact(5)`` or later leaves only ``{}``: the key disappears from the index.
 
-Revisions here are ``(main, sub)`` tuples compared lexicographically.
+Revisions here are ``(main, sub)`` tuples compared lexicographically.  The functions
+below are the reference semantics on an in-memory history; ``index.py`` applies the
+same rules with cursor operations on LMDB (``compact_plan`` is shared), and the tests
+check the two against each other.
 """
 
 from __future__ import annotations

@@ -38,15 +38,14 @@ from ..env import LmdbEnv
 from ..errors import CompactedError, FutureRevisionError, LeaseExistsError, LeaseNotFoundError
 from ..lease_store import LeaseRecord, decode_lease, encode_lease, lease_key
 from . import key_codec
-from .hashing import crc32c_update
+from .compaction import DEFAULT_COMPACT_BATCH_KEYS, compact_batch
+from .hash_kv import hash_by_rev
 from .index import Index
 from .kv_codec import Event, EventType, KeyValue, decode_kv, encode_kv
 from .revision import Revision, is_tombstone, rev_bytes
 
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
-# Revision DB keys read by events(): bounded per call by `limit`
-DEFAULT_COMPACT_BATCH_KEYS: Final = 1000
 NO_COMPACTION: Final = -1
 
 
@@ -75,6 +74,10 @@ class RangeResult:
     count: int
     more: bool
     rev: int  # the store's current revision (header revision), not the one read at
+    # with ``raw=True``: the stored mvccpb.KeyValue wire bytes instead of ``kvs``, so
+    # the server can hand them to protobuf (or splice them into a RangeResponse)
+    # without decoding each one in Python
+    raw_kvs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class StoreMeta:
     current_rev: int
     compact_rev: int  # scheduled compaction revision, -1 = never compacted
     finished_compact_rev: int
+    term: int = 0  # Raft term of the entry at consistent_index (etcd keeps it too)
 
 
 def _read_meta(txn: lmdb.Transaction, meta: lmdb._Database) -> StoreMeta:
@@ -92,6 +96,7 @@ def _read_meta(txn: lmdb.Transaction, meta: lmdb._Database) -> StoreMeta:
         current_rev=_get_i64(txn, schema.META_CURRENT_REV, meta, 1),
         compact_rev=_get_i64(txn, schema.META_SCHEDULED_COMPACT_REV, meta, NO_COMPACTION),
         finished_compact_rev=_get_i64(txn, schema.META_FINISHED_COMPACT_REV, meta, NO_COMPACTION),
+        term=_get_u64(txn, schema.META_TERM, meta, 0),
     )
 
 
@@ -111,11 +116,13 @@ class _Reader:
         limit: int,
         count_only: bool,
         keys_only: bool,
+        raw: bool = False,
     ) -> RangeResult:
         start, end, single = range_bounds(key, range_end)
         kvdb = self._dbs[schema.DB_KEY]
         idx = self._index
         kvs: list[KeyValue] = []
+        raws: list[bytes] = []
         count = 0
         if single:
             kid = idx.find(key)
@@ -124,23 +131,31 @@ class _Reader:
             )
         else:
             candidates = idx.iter_keys(start, end)
+        live_at = idx.live_at
+        get = self._txn.get
         for _key, kid in candidates:
-            rec = idx.get(kid, at_rev)
-            if rec is None or rec.tombstone:
+            ms = live_at(kid, at_rev)
+            if ms is None:
                 continue
             count += 1
-            if count_only or (limit and len(kvs) >= limit):
+            if count_only or (limit and len(kvs) + len(raws) >= limit):
                 continue
-            raw = self._txn.get(rev_bytes(rec.rev.main, rec.rev.sub), db=kvdb)
-            assert raw is not None, f"index names a revision missing from the key DB: {rec}"
-            kv = decode_kv(raw)
+            stored = get(ms[:8] + b"_" + ms[8:], db=kvdb)
+            assert stored is not None, f"index names a revision missing from the key DB: {ms!r}"
+            if raw and not keys_only:
+                raws.append(stored)
+                continue
+            kv = decode_kv(stored)
             if keys_only:
                 kv = KeyValue(
                     kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease
                 )
-            kvs.append(kv)
+            if raw:
+                raws.append(encode_kv(kv))
+            else:
+                kvs.append(kv)
         more = bool(limit) and count > limit
-        return RangeResult(tuple(kvs), count, more, current_rev)
+        return RangeResult(tuple(kvs), count, more, current_rev, tuple(raws))
 
     def _latest_kv(self, kid: int) -> tuple[Revision, KeyValue] | None:
         rec = self._index.latest(kid)
@@ -186,10 +201,11 @@ class ReadView(_Reader):
         rev: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
         at = self.check_rev(rev)
         return self._range_at(
-            key, range_end, at, self.meta.current_rev, limit, count_only, keys_only
+            key, range_end, at, self.meta.current_rev, limit, count_only, keys_only, raw
         )
 
     def leases(self) -> list[tuple[LeaseRecord, list[bytes]]]:
@@ -223,6 +239,10 @@ class WriteTxn(_Reader):
 
     All changes get the same main revision ``begin_rev + 1`` and increasing subs;
     ``end()`` commits the revision to the batch only if something changed.
+
+    Domain errors (``LeaseNotFoundError``, ``LeaseExistsError``) are raised before
+    the failing call changes anything, so the applier may catch one, ``end()`` the
+    request and carry on with the batch; anything else should abort the batch.
     """
 
     def __init__(self, batch: WriteBatch) -> None:
@@ -248,6 +268,7 @@ class WriteTxn(_Reader):
         rev: int = 0,
         count_only: bool = False,
         keys_only: bool = False,
+        raw: bool = False,
     ) -> RangeResult:
         """Reads see this request's own earlier writes (etcd does the same)."""
         cur = self.begin_rev + 1 if self._events else self.begin_rev
@@ -260,7 +281,7 @@ class WriteTxn(_Reader):
             raise CompactedError()
         else:
             at = rev
-        return self._range_at(key, range_end, at, cur, limit, count_only, keys_only)
+        return self._range_at(key, range_end, at, cur, limit, count_only, keys_only, raw)
 
     def _next_rev(self) -> Revision:
         r = Revision(self.begin_rev + 1, self._sub)
@@ -384,9 +405,14 @@ class WriteTxn(_Reader):
 class WriteBatch:
     """One LMDB write transaction applying a batch of committed Raft entries."""
 
-    def __init__(self, store: KVStore, applied_index: int) -> None:
+    def __init__(
+        self, store: KVStore, applied_index: int, term: int = 0, reserve_bytes: int = 0
+    ) -> None:
         self._store = store
-        store.env.ensure_headroom()
+        # grow the map *before* the transaction: LMDB cannot resize inside one, and a
+        # full map would abort the whole batch.  Copy-on-write touches each page on the
+        # path to a change, hence the generous factor over the payload size.
+        store.env.ensure_headroom(4 * reserve_bytes)
         self._txn = store.env.begin(write=True)
         self._dbs = store.env.dbs
         self._index = Index(self._txn, self._dbs)
@@ -396,9 +422,10 @@ class WriteBatch:
         assert applied_index >= self.meta.consistent_index, (
             applied_index, self.meta.consistent_index)
         self.applied_index = applied_index
+        # the term never goes back either; 0 = caller does not track terms
+        self.term = max(term, self.meta.term)
         self.current_rev = self.meta.current_rev
         self._open: WriteTxn | None = None
-        self._compaction_scheduled = False
 
     def txn(self) -> WriteTxn:
         assert self._open is None, "previous WriteTxn not ended"
@@ -417,10 +444,11 @@ class WriteBatch:
         (e.g. ``members.Members(batch.raw_txn, env.dbs)`` for a conf change)."""
         return self._txn
 
-    def set_applied_index(self, index: int) -> None:
+    def set_applied_index(self, index: int, term: int = 0) -> None:
         """Advance the index written at commit (entries applied one by one in a batch)."""
         assert index >= self.applied_index
         self.applied_index = index
+        self.term = max(self.term, term)
 
     def schedule_compaction(self, rev: int) -> None:
         """Record a compaction at ``rev`` (etcd Compact semantics for the error cases)."""
@@ -433,9 +461,8 @@ class WriteBatch:
         self._txn.put(schema.META_COMPACT_PROGRESS, b"", db=meta)
         self.meta = StoreMeta(
             self.meta.consistent_index, self.meta.current_rev, rev,
-            self.meta.finished_compact_rev,
+            self.meta.finished_compact_rev, self.meta.term,
         )
-        self._compaction_scheduled = True
 
     def __enter__(self) -> WriteBatch:
         return self
@@ -452,6 +479,8 @@ class WriteBatch:
         assert self._open is None, "WriteTxn not ended before the batch committed"
         meta = self._dbs[schema.DB_META]
         self._txn.put(schema.META_CONSISTENT_INDEX, _U64.pack(self.applied_index), db=meta)
+        if self.term:
+            self._txn.put(schema.META_TERM, _U64.pack(self.term), db=meta)
         self._txn.put(schema.META_CURRENT_REV, _I64.pack(self.current_rev), db=meta)
         self._txn.commit()
         self._store._committed(self)
@@ -482,6 +511,10 @@ class KVStore:
     def consistent_index(self) -> int:
         return self._meta.consistent_index
 
+    @property
+    def term(self) -> int:
+        return self._meta.term
+
     def compaction_pending(self) -> bool:
         return self._meta.compact_rev > self._meta.finished_compact_rev
 
@@ -497,10 +530,10 @@ class KVStore:
 
     def range(
         self, key: bytes, range_end: bytes = b"", limit: int = 0, rev: int = 0,
-        count_only: bool = False, keys_only: bool = False,
+        count_only: bool = False, keys_only: bool = False, raw: bool = False,
     ) -> RangeResult:
         with self.read() as rv:
-            return rv.range(key, range_end, limit, rev, count_only, keys_only)
+            return rv.range(key, range_end, limit, rev, count_only, keys_only, raw)
 
     def events(
         self, key: bytes, range_end: bytes, start_rev: int, end_rev: int = 0,
@@ -508,27 +541,37 @@ class KVStore:
     ) -> list[Event]:
         """History in revision order, start_rev <= main < end_rev (0 = no end), for watch.
 
-        At most ``limit`` events are returned; call again from the last revision + 1
-        (a revision's events may span calls only if one revision alone exceeds limit).
+        About ``limit`` events are returned: the events of one revision are never
+        split across calls (watch responses must be atomic per revision), so the
+        last revision is completed even past the limit.  Call again from the last
+        returned revision + 1.  A single-key watch reads only that key's revisions
+        through the index; a range watch walks the revision DB from ``start_rev``.
         """
         assert limit > 0
         start, end, single = range_bounds(key, range_end)
+        kvdb = self.env.dbs[schema.DB_KEY]
         with self.read() as rv:
             if start_rev < rv.meta.compact_rev:
                 raise CompactedError()
+            first = max(start_rev, 0)
+            source: Iterator[tuple[bytes, bytes]]
+            if single:
+                source = _key_history(rv, kvdb, key, first)
+            else:
+                cur = rv._txn.cursor(kvdb)
+                if not cur.set_range(rev_bytes(first)):
+                    return []
+                source = iter(cur)
             out: list[Event] = []
-            cur = rv._txn.cursor(self.env.dbs[schema.DB_KEY])
-            if not cur.set_range(rev_bytes(max(start_rev, 0))):
-                return out
-            for k, v in cur:  # bounded by limit
+            full_at = -1  # main revision at which the limit was reached
+            for k, v in source:  # ends at end_rev, or after the revision filling limit
                 r = Revision.from_bytes(k)
                 if end_rev and r.main >= end_rev:
                     break
+                if full_at >= 0 and r.main != full_at:
+                    break
                 kv = decode_kv(v)
-                if single:
-                    if kv.key != key:
-                        continue
-                elif kv.key < start or (end is not None and kv.key >= end):
+                if not single and (kv.key < start or (end is not None and kv.key >= end)):
                     continue
                 prev: KeyValue | None = None
                 if prev_kv:
@@ -537,8 +580,8 @@ class KVStore:
                     out.append(Event(EventType.DELETE, KeyValue(kv.key, mod_revision=r.main), prev))
                 else:
                     out.append(Event(EventType.PUT, kv, prev))
-                if len(out) >= limit:
-                    break
+                if len(out) >= limit and full_at < 0:
+                    full_at = r.main
             return out
 
     def _prev_kv(self, rv: ReadView, key: bytes, rev: Revision) -> KeyValue | None:
@@ -552,56 +595,37 @@ class KVStore:
         return None if raw is None else decode_kv(raw)
 
     # --- writes ----------------------------------------------------------------
-    def write_batch(self, applied_index: int) -> WriteBatch:
+    def write_batch(
+        self, applied_index: int, term: int = 0, reserve_bytes: int = 0
+    ) -> WriteBatch:
+        """Open the batch applying committed entries up to ``applied_index`` (of ``term``).
+
+        ``reserve_bytes``: roughly the payload the batch will write (the sum of the
+        entries' sizes), so the map can be grown beforehand.
+        """
         assert not self.env.readonly
-        return WriteBatch(self, applied_index)
+        return WriteBatch(self, applied_index, term, reserve_bytes)
 
     def _committed(self, batch: WriteBatch) -> None:
         self._meta = StoreMeta(
             batch.applied_index, batch.current_rev, batch.meta.compact_rev,
-            self._meta.finished_compact_rev,
+            self._meta.finished_compact_rev, batch.term,
         )
 
     # --- physical compaction -----------------------------------------------------
     def compact_step(self, max_keys: int = DEFAULT_COMPACT_BATCH_KEYS) -> bool:
-        """Compact up to ``max_keys`` index keys in one LMDB transaction.
+        """Compact up to ``max_keys`` index buckets in one LMDB transaction.
 
-        Returns True when the scheduled compaction is physically complete.
+        Returns True when the scheduled compaction is physically complete.  Must not
+        be called while a write batch is open (LMDB has one writer).
         """
         if not self.compaction_pending():
             return True
-        assert max_keys > 0
         at = self._meta.compact_rev
-        self.env.ensure_headroom()
-        with self.env.begin(write=True) as txn:
-            dbs = self.env.dbs
-            meta = dbs[schema.DB_META]
-            idx = Index(txn, dbs)
-            progress = txn.get(schema.META_COMPACT_PROGRESS, db=meta) or b""
-            done_keys = 0
-            last_bucket = progress
-            finished = True
-            buckets = list(_take(idx.iter_buckets_from(progress), max_keys + 1))
-            if len(buckets) > max_keys:
-                buckets = buckets[:max_keys]
-                finished = False
-            for bk, entries in buckets:
-                for key, kid in entries:
-                    removed, empty = idx.compact_key(kid, at)
-                    for rec in removed:
-                        txn.delete(rec.rev.to_bytes(rec.tombstone), db=dbs[schema.DB_KEY])
-                    if empty:
-                        idx.remove(key)
-                    done_keys += 1
-                last_bucket = bk
-            if finished:
-                txn.put(schema.META_FINISHED_COMPACT_REV, _I64.pack(at), db=meta)
-                txn.put(schema.META_COMPACT_PROGRESS, b"", db=meta)
-            else:
-                txn.put(schema.META_COMPACT_PROGRESS, last_bucket, db=meta)
+        finished = compact_batch(self.env, at, max_keys)
         if finished:
             m = self._meta
-            self._meta = StoreMeta(m.consistent_index, m.current_rev, m.compact_rev, at)
+            self._meta = StoreMeta(m.consistent_index, m.current_rev, m.compact_rev, at, m.term)
         return finished
 
     def run_compaction(self, max_keys_per_txn: int = DEFAULT_COMPACT_BATCH_KEYS) -> None:
@@ -611,15 +635,9 @@ class KVStore:
 
     # --- hashing ------------------------------------------------------------------
     def hash_kv(self, rev: int = 0) -> tuple[int, int, int]:
-        """(hash, current_rev, compact_rev) exactly as etcd 3.5's HashKV computes them.
-
-        CRC-32C (Castagnoli) over the DB name ``key`` followed by every (revision
-        key, stored KeyValue) with main <= rev.  Revisions at or below the compaction
-        point are included only if they are the ones a compaction at ``rev`` would
-        keep (etcd's ``Keep(rev)``), so members that compacted at different times
-        agree; etcd skips that filter when the keep set is empty, and so do we.
-        Like etcd 3.5, a revision equal to the compaction point is "compacted".
-        """
+        """(hash, current_rev, compact_rev) exactly as etcd 3.5's HashKV computes them
+        (see ``hash_kv.py``).  Like etcd 3.5, a revision equal to the compaction point
+        counts as compacted."""
         with self.read() as rv:
             m = rv.meta
             if 0 < rev <= m.compact_rev:
@@ -628,34 +646,19 @@ class KVStore:
                 raise FutureRevisionError()
             if rev <= 0:
                 rev = m.current_rev
-            keep: set[Revision] | None = None
-            h = crc32c_update(0, schema.DB_KEY)
-            for k, v in rv._txn.cursor(self.env.dbs[schema.DB_KEY]):
-                r = Revision.from_bytes(k)
-                if r.main > rev:
-                    break
-                if r.main <= m.compact_rev:
-                    if keep is None:
-                        keep = _keep_set(rv._index, rev)
-                    if keep and r not in keep:
-                        continue
-                h = crc32c_update(h, k)
-                h = crc32c_update(h, v)
+            h = hash_by_rev(rv._txn, rv._index, self.env.dbs[schema.DB_KEY], rev, m.compact_rev)
             return h, m.current_rev, m.compact_rev
 
 
-def _keep_set(idx: Index, at: int) -> set[Revision]:
-    keep: set[Revision] = set()
-    for _key, kid in idx.iter_keys(b"", None):
-        r = idx.kept_at(kid, at)
-        if r is not None:
-            keep.add(r)
-    return keep
-
-
-def _take(it: Iterator[tuple[bytes, list[tuple[bytes, int]]]], n: int
-          ) -> Iterator[tuple[bytes, list[tuple[bytes, int]]]]:
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
+def _key_history(
+    rv: ReadView, kvdb: lmdb._Database, key: bytes, first_main: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """(revision key, stored value) of one key's changes with main >= first_main."""
+    kid = rv._index.find(key)
+    if kid is None:
+        return
+    for rec in rv._index.history(kid, from_main=first_main):  # bounded by its history
+        k = rec.rev.to_bytes(rec.tombstone)
+        v = rv._txn.get(k, db=kvdb)
+        assert v is not None, f"index names a revision missing from the key DB: {rec}"
+        yield k, v
