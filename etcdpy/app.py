@@ -138,7 +138,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         ),
     )
     server = EtcdServer(settings, store, lessor, identity.members,
-                        lambda: envs.state.used_bytes() + envs.raft.used_bytes())
+                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()))
     rawnode = RawNode(
         RaftConfig(
             id=identity.member_id,

@@ -30,7 +30,7 @@ from etcdpy.server.mvcc_view import ReadTxnView, event_to_pb
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.wait import Wait
 from etcdpy.server.watch import WatchHub
-from etcdpy.storage.errors import CompactedError, LeaseNotFoundError
+from etcdpy.storage.errors import CompactedError, FutureRevisionError, LeaseNotFoundError
 from etcdpy.storage.lease import NotPrimaryError
 from etcdpy.storage.mvcc.kvstore import KVStore, WriteBatch
 
@@ -406,11 +406,11 @@ class EtcdServer:
 
     def status(self) -> pb.StatusResponse:
         assert self.node is not None
-        size = self._db_size()
+        size, in_use = self._db_size()
         return pb.StatusResponse(
             version=ETCD_SERVER_VERSION,
             dbSize=size,
-            dbSizeInUse=size,
+            dbSizeInUse=in_use,
             leader=self.leader_id,
             raftIndex=self.node.committed_index,
             raftTerm=self.term,
@@ -421,12 +421,17 @@ class EtcdServer:
 
     def hash_kv(self, revision: int) -> pb.HashKVResponse:
         try:
-            hash_value, compact_rev, hash_rev = self._store.hash_kv(revision)
+            hash_value, current_rev, compact_rev = self._store.hash_kv(revision)
         except CompactedError:
             raise errors.Compacted() from None
-        return pb.HashKVResponse(
-            hash=hash_value, compact_revision=compact_rev, hash_revision=hash_rev
+        except FutureRevisionError:
+            raise errors.FutureRevision() from None
+        resp = pb.HashKVResponse(
+            hash=hash_value, compact_revision=max(compact_rev, 0),
+            hash_revision=revision if revision > 0 else current_rev,
         )
+        resp.header.revision = current_rev
+        return resp
 
     async def _progress_notify_loop(self) -> None:
         interval = self.settings.watch_progress_notify_interval_s
