@@ -1,0 +1,145 @@
+"""RawNode: the Ready/advance contract, restart from storage, and input validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from etcdpy.raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    HardState,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RaftConfig,
+    RawNode,
+    Ready,
+    StateType,
+    StepLocalMsg,
+    StepPeerNotFound,
+)
+
+
+def node(storage: MemoryStorage, nid: int = 1, **kw: object) -> RawNode:
+    return RawNode(RaftConfig(id=nid, rng=random.Random(nid), **kw), storage)  # type: ignore[arg-type]
+
+
+def persist(s: MemoryStorage, rd: Ready) -> None:
+    if rd.snapshot is not None:
+        s.apply_snapshot(rd.snapshot)
+    s.append(rd.entries)
+    if rd.hard_state is not None:
+        s.set_hard_state(rd.hard_state)
+
+
+def run(n: RawNode, s: MemoryStorage, limit: int = 20) -> list[Ready]:
+    out = []
+    for _ in range(limit):
+        if not n.has_ready():
+            return out
+        rd = n.ready()
+        persist(s, rd)
+        for e in rd.committed_entries:
+            if e.type == EntryType.CONF_CHANGE:
+                n.apply_conf_change(ConfChange.decode(e.data))
+        n.advance()
+        out.append(rd)
+    raise AssertionError("no quiescence")
+
+
+def test_single_node_campaign_commits_after_persisting() -> None:
+    s = MemoryStorage.bootstrap([1])
+    n = node(s)
+    assert not n.has_ready()
+    n.campaign()
+    readies = run(n, s)
+    # The vote is persisted before it counts: candidate -> (advance) -> leader.
+    assert readies[0].soft_state is not None
+    assert readies[0].soft_state.raft_state == StateType.PRE_CANDIDATE
+    assert any(rd.hard_state == HardState(1, 1, 0) and rd.must_sync for rd in readies)
+    committed = [e for rd in readies for e in rd.committed_entries]
+    assert committed == [Entry(1, 1)]
+    # An entry is committed only in a Ready after the one that asked to persist it.
+    first_with_entries = next(i for i, rd in enumerate(readies) if rd.entries)
+    first_with_commit = next(i for i, rd in enumerate(readies) if rd.committed_entries)
+    assert first_with_commit > first_with_entries
+    n.propose(b"hello")
+    committed = [e for rd in run(n, s) for e in rd.committed_entries]
+    assert committed == [Entry(1, 2, data=b"hello")]
+    st = n.status()
+    assert st.applied == 2 and st.progress[1].match == 2
+
+
+def test_restart_keeps_term_vote_commit_and_log() -> None:
+    s = MemoryStorage.bootstrap([1])
+    n = node(s)
+    n.campaign()
+    run(n, s)
+    n.propose(b"a")
+    run(n, s)
+    restarted = node(s, applied=2)
+    st = restarted.status()
+    assert st.hard_state == HardState(term=1, vote=1, commit=2)
+    assert st.soft_state.raft_state == StateType.FOLLOWER
+    assert not restarted.has_ready()  # nothing to re-apply
+    # A restart with applied=0 re-delivers the committed entries.
+    again = node(s)
+    rd = again.ready()
+    assert [e.data for e in rd.committed_entries] == [b"", b"a"]
+
+
+def test_propose_without_leader_is_dropped() -> None:
+    n = node(MemoryStorage.bootstrap([1, 2, 3]))
+    with pytest.raises(ProposalDropped):
+        n.propose(b"x")
+
+
+def test_step_rejects_local_messages_and_unknown_peers() -> None:
+    n = node(MemoryStorage.bootstrap([1, 2, 3]))
+    with pytest.raises(StepLocalMsg):
+        n.step(Message(type=MessageType.HUP, from_=2, to=1))
+    with pytest.raises(StepPeerNotFound):
+        n.step(Message(type=MessageType.APP_RESP, from_=9, to=1, term=1))
+
+
+def test_messages_split_by_durability_and_never_to_self() -> None:
+    s = MemoryStorage.bootstrap([1, 2, 3])
+    n = node(s, pre_vote=False)
+    n.campaign()
+    rd = n.ready()
+    assert {m.type for m in rd.messages} == {MessageType.VOTE}
+    assert {m.to for m in rd.messages} == {2, 3}
+    assert rd.persisted_messages == ()  # our own vote stays inside
+    assert rd.must_sync and rd.hard_state == HardState(1, 1, 0)
+    persist(s, rd)
+    n.advance()
+    for peer in (2, 3):
+        n.step(Message(type=MessageType.VOTE_RESP, from_=peer, to=1, term=1))
+    rd = n.ready()
+    assert rd.soft_state is not None and rd.soft_state.raft_state == StateType.LEADER
+    assert [m.type for m in rd.messages] == [MessageType.APP, MessageType.APP]
+
+
+def test_ready_twice_without_advance_is_a_bug() -> None:
+    n = node(MemoryStorage.bootstrap([1]))
+    n.campaign()
+    n.ready()
+    with pytest.raises(AssertionError):
+        n.ready()
+
+
+def test_conf_change_proposal_and_apply() -> None:
+    s = MemoryStorage.bootstrap([1])
+    n = node(s)
+    n.campaign()
+    run(n, s)
+    n.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 2))
+    run(n, s)
+    st = n.status()
+    assert st.progress[2].is_learner
+    assert n.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, 2)).voters == (1, 2)
