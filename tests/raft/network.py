@@ -16,6 +16,7 @@ from etcdpy.raft import (
     ConfChange,
     Entry,
     EntryType,
+    HardState,
     MemoryStorage,
     Message,
     MessageType,
@@ -219,3 +220,21 @@ class Network:
     def leader(self) -> int:
         leaders = [i for i, p in self.peers.items() if p.state == StateType.LEADER]
         return max(leaders, key=lambda i: self.peers[i].term) if leaders else 0
+
+
+def preset_peer(
+    nt: Network, i: int, terms: list[int], term: int, vote: int = 0, commit: int = 0
+) -> Peer:
+    """Replace peer i by one whose stable log has entries 1.. with the given terms."""
+    s = MemoryStorage.bootstrap(nt.voters, nt.learners)
+    s.append([Entry(term=t, index=k + 1) for k, t in enumerate(terms)])
+    s.set_hard_state(HardState(term=term, vote=vote, commit=commit))
+    return nt.add_peer(i, s)
+
+
+def compact(nt: Network, i: int, index: int) -> None:
+    """Snapshot peer i's state at `index` (applied) and drop its log up to there."""
+    p = nt.peers[i]
+    cs = p.raft.trk.conf_state()
+    p.storage.create_snapshot(index, cs, b"snap@%d" % index)
+    p.storage.compact(index)
