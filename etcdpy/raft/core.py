@@ -483,6 +483,11 @@ class Raft:
         elif m.type == MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.msg_app_flow_paused = False
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                # The follower is alive but the window is full: acknowledgements were
+                # probably lost.  Free one slot so that an append goes out; if the
+                # follower lacks entries it rejects it and we fall back to probing.
+                pr.inflights.free_first_one()
             if pr.match < self.raft_log.last_index() or pr.state == ProgressState.PROBE:
                 self._send_append(m.from_)
             if self.lease_based or not m.context:

@@ -26,6 +26,14 @@ def test_inflights_count_limit() -> None:
     assert f.count() == 0 and f.bytes == 0
 
 
+def test_inflights_free_first_one() -> None:
+    f = Inflights(2)
+    f.add(3, 5)
+    f.add(4, 6)
+    f.free_first_one()
+    assert f.count() == 1 and f.bytes == 6 and not f.full()
+
+
 def test_inflights_byte_limit() -> None:
     f = Inflights(10, max_bytes=100)
     f.add(1, 60)
