@@ -15,6 +15,23 @@ A message addressed to the node itself never appears in a Ready.
 Bootstrap: a new member's storage holds its configuration, e.g.
 `MemoryStorage.bootstrap(voters=[1, 2, 3])` (a snapshot at index 0 carrying the ConfState).
 
+Additions to the agreed API (nothing was renamed or removed):
+* `RawNode(config, storage, logger=None)`: an optional `Callable[[str], None]` receives
+  human-readable event lines (elections, rejections, conf changes); the core never prints.
+* `MemoryStorage.bootstrap(voters, learners=())`, `MemoryStorage.hard_state()`.
+* `Ready.is_empty()`, `HardState.is_empty()`, `Snapshot.is_empty()`, `Entry.size()`.
+* `StepLocalMsg` (step() given a local-only message type), `StorageError` base class.
+* `etcdpy.raft.describe`: text renderings used by the scripted tests.
+
+Behaviour notes:
+* Our own vote and our own append acknowledgement count only after the Ready carrying
+  them was persisted (they are stepped in `advance()`), so even a single-node cluster
+  needs a Ready/advance round trip to elect itself and another to commit.
+* `RawNode.step()` drops a forwarded proposal that the leader refuses (the proposer
+  times out); `propose()` on the node itself raises ProposalDropped.
+* Committed entries may be handed out in the same Ready as their `entries` (the app
+  persists before it applies); `max_committed_size_per_ready` pages them.
+
 Configuration changes: only one may be pending (proposed and not yet applied).  A second
 proposal while one is pending is turned into an empty normal entry (as etcd does), so its
 proposer never sees it applied; the proposal itself is not refused.

@@ -143,3 +143,30 @@ def test_conf_change_proposal_and_apply() -> None:
     st = n.status()
     assert st.progress[2].is_learner
     assert n.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, 2)).voters == (1, 2)
+
+
+def test_committed_entries_are_paged_by_max_committed_size_per_ready() -> None:
+    s = MemoryStorage.bootstrap([1])
+    size = Entry(1, 1, data=b"z" * 100).size()
+    n = node(s, max_committed_size_per_ready=3 * size)
+    n.campaign()
+    run(n, s)
+    for _ in range(7):
+        n.propose(b"z" * 100)
+    batches = [len(rd.committed_entries) for rd in run(n, s) if rd.committed_entries]
+    assert sum(batches) == 7 and max(batches) <= 3 and len(batches) >= 3
+
+
+def test_describe_renders_like_etcd() -> None:
+    from etcdpy.raft.describe import describe_entry, describe_message
+
+    e = Entry(1, 4, data=b"x")
+    cc = Entry(2, 5, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4).encode())
+    m = Message(MessageType.APP, to=2, from_=1, term=1, log_term=1, index=3, commit=3, entries=(e,))
+    assert describe_entry(e) == '1/4 EntryNormal "x"'
+    assert describe_entry(cc) == "2/5 EntryConfChange l4"
+    assert (
+        describe_message(m) == '1->2 MsgApp Term:1 Log:1/3 Commit:3 Entries:[1/4 EntryNormal "x"]'
+    )
+    rej = Message(MessageType.APP_RESP, to=1, from_=2, term=1, index=5, reject=True, reject_hint=3)
+    assert describe_message(rej) == "2->1 MsgAppResp Term:1 Log:0/5 Rejected (Hint: 3)"
