@@ -38,6 +38,7 @@ class TestData:
     cmd: str
     args: list[Arg] = field(default_factory=list)
     expected: str = ""
+    raw: str = ""  # the command line as written
 
     def positional(self) -> list[str]:
         return [a.key for a in self.args if not a.vals]
@@ -93,7 +94,8 @@ def parse(path: Path) -> tuple[list[str], list[tuple[int, TestData]]]:
         while i < len(lines) and lines[i].strip():
             out.append(lines[i])
             i += 1
-        blocks.append((start, TestData(f"{path}:{start + 1}", cmd, args, "\n".join(out))))
+        td = TestData(f"{path}:{start + 1}", cmd, args, "\n".join(out), raw=line)
+        blocks.append((start, td))
     return lines, blocks
 
 
