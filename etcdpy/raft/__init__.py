@@ -12,8 +12,12 @@ Ready loop contract.  On each Ready the application
   4. calls `advance()`.
 A message addressed to the node itself never appears in a Ready.
 
-Bootstrap: a new member's storage holds its configuration, e.g.
-`MemoryStorage.bootstrap(voters=[1, 2, 3])` (a snapshot at index 0 carrying the ConfState).
+Bootstrap: a founding member's storage holds the initial configuration both as a
+snapshot at index 0 (so the node knows its peers at once) and as committed CONF_CHANGE
+entries 1..n of term 1 (so that a member added later, which starts from an empty
+storage, rebuilds the configuration by replaying the log), as etcd does; see
+`MemoryStorage.bootstrap(voters=[1, 2, 3])`.  The application applies those entries from
+the first Ready like any others.  A node campaigns only after applying them.
 
 Additions to the agreed API (nothing was renamed or removed):
 * `RawNode(config, storage, logger=None)`: an optional `Callable[[str], None]` receives

@@ -15,6 +15,7 @@ from typing import Any
 
 from etcdpy.raft import (
     ConfChange,
+    ConfState,
     Entry,
     EntryType,
     HardState,
@@ -24,6 +25,8 @@ from etcdpy.raft import (
     RaftConfig,
     RawNode,
     ReadState,
+    Snapshot,
+    SnapshotMetadata,
     StateType,
     StepPeerNotFound,
 )
@@ -110,6 +113,8 @@ class Network:
         cfg = RaftConfig(id=i, rng=random.Random(self.rng.random()), **self.config)
         p = Peer(RawNode(cfg, storage), storage)
         self.peers[i] = p
+        # Apply the bootstrap configuration entries (nothing is sent yet).
+        assert p.drain() == []
         return p
 
     def __getitem__(self, i: int) -> Peer:
@@ -231,8 +236,11 @@ class Network:
 def preset_peer(
     nt: Network, i: int, terms: list[int], term: int, vote: int = 0, commit: int = 0
 ) -> Peer:
-    """Replace peer i by one whose stable log has entries 1.. with the given terms."""
-    s = MemoryStorage.bootstrap(nt.voters, nt.learners)
+    """Replace peer i by one whose log has entries 1.. with the given terms (for the
+    paper's figures; the configuration is only in the snapshot at index 0)."""
+    cs = ConfState(voters=tuple(sorted(nt.voters)), learners=tuple(sorted(nt.learners)))
+    s = MemoryStorage()
+    s.apply_snapshot(Snapshot(metadata=SnapshotMetadata(conf_state=cs)))
     s.append([Entry(term=t, index=k + 1) for k, t in enumerate(terms)])
     s.set_hard_state(HardState(term=term, vote=vote, commit=commit))
     return nt.add_peer(i, s)

@@ -40,11 +40,11 @@ def test_update_term_from_message(state: str) -> None:
 def test_reject_stale_term_message() -> None:
     """A request with a stale term is ignored (§5.1)."""
     nt = net()
-    nt.campaign(1)
-    nt.campaign(2)  # term 2
+    nt.campaign(1)  # term 2 (the bootstrap entries are of term 1)
+    nt.campaign(2)  # term 3
     before = nt[2].log()
-    nt[2].node.step(Message(type=MessageType.APP, from_=1, to=2, term=1, entries=(Entry(1, 99),)))
-    assert nt[2].log() == before and nt[2].term == 2
+    nt[2].node.step(Message(type=MessageType.APP, from_=1, to=2, term=2, entries=(Entry(2, 99),)))
+    assert nt[2].log() == before and nt[2].term == 3
 
 
 # --- §5.2 leader election -----------------------------------------------------------
@@ -56,7 +56,7 @@ def test_follower_starts_election_on_timeout() -> None:
     nt.isolate(1)
     for _ in range(2 * r.election_timeout):
         nt.tick(1)
-    assert r.state == StateType.CANDIDATE and r.term == 1 and r.vote == 1
+    assert r.state == StateType.CANDIDATE and r.term == 2 and r.vote == 1
     sent = [m for m in nt.delivered if m.type == MessageType.VOTE]
     assert sent == []  # all dropped by the isolation, but they were sent:
     assert nt[1].raft.trk.votes == {1: True}
@@ -81,7 +81,7 @@ def test_leader_election_in_one_round(size: int, grants: list[int], state: State
         if j not in grants:
             nt.cut(1, j)
     nt.campaign(1)
-    assert nt[1].state == state and nt[1].term == 1
+    assert nt[1].state == state and nt[1].term == 2
 
 
 def test_each_node_votes_once_per_term_first_come() -> None:
@@ -89,9 +89,10 @@ def test_each_node_votes_once_per_term_first_come() -> None:
     nt.isolate(1)
     nt.isolate(2)
     r3 = nt[3].raft
-    nt[3].node.step(Message(type=MessageType.VOTE, from_=1, to=3, term=1))
-    nt[3].node.step(Message(type=MessageType.VOTE, from_=2, to=3, term=1))
-    nt[3].node.step(Message(type=MessageType.VOTE, from_=1, to=3, term=1))  # repeat: granted
+    last = nt[3].raft.raft_log.last_index()
+    for frm in (1, 2, 1):  # the repeat from 1 is granted again
+        vote = Message(type=MessageType.VOTE, from_=frm, to=3, term=2, log_term=1, index=last)
+        nt[3].node.step(vote)
     out = nt[3].drain()
     assert r3.vote == 1
     assert [(m.to, m.reject) for m in out if m.type == MessageType.VOTE_RESP] == [
@@ -106,7 +107,7 @@ def test_candidate_falls_back_to_follower_on_leader_append() -> None:
     nt.isolate(1)
     nt.campaign(1)
     assert nt[1].state == StateType.CANDIDATE
-    nt[1].node.step(Message(type=MessageType.APP, from_=2, to=1, term=1))
+    nt[1].node.step(Message(type=MessageType.APP, from_=2, to=1, term=2))
     assert nt[1].state == StateType.FOLLOWER and nt[1].raft.lead == 2
 
 
@@ -142,14 +143,15 @@ def test_vote_requires_an_up_to_date_log() -> None:
 def test_leader_replicates_and_commits_on_majority() -> None:
     nt = net(5)
     nt.campaign(1)
+    base = nt[1].raft.raft_log.committed  # 5 bootstrap entries and the leader's empty one
     nt.cut(1, 4)
     nt.cut(1, 5)
     nt.propose(1, b"x")
-    assert nt[1].raft.raft_log.committed == 2  # 1, 2, 3 of 5
+    assert nt[1].raft.raft_log.committed == base + 1  # 1, 2, 3 of 5
     assert [p.applied_data() for p in nt.peers.values()] == [[b"x"]] * 3 + [[]] * 2
     nt.cut(1, 3)
     nt.propose(1, b"y")
-    assert nt[1].raft.raft_log.committed == 2  # only 1 and 2 hold y
+    assert nt[1].raft.raft_log.committed == base + 1  # only 1 and 2 hold y
 
 
 def test_follower_rejects_append_that_does_not_match() -> None:

@@ -8,6 +8,7 @@ import pytest
 from etcdpy.raft import (
     ConfChange,
     ConfChangeType,
+    MemoryStorage,
     Message,
     MessageType,
     ProposalDropped,
@@ -34,11 +35,11 @@ def test_prevote_keeps_a_partitioned_node_from_raising_terms() -> None:
     nt.isolate(3)
     for _ in range(5):
         nt.elapse_election(3)
-    assert nt[3].term == 1 and nt[3].state == StateType.PRE_CANDIDATE
+    assert nt[3].term == 2 and nt[3].state == StateType.PRE_CANDIDATE
     nt.recover()
     nt.heartbeat(1)
     assert nt[3].state == StateType.FOLLOWER and nt[3].raft.lead == 1
-    assert [p.term for p in nt.peers.values()] == [1, 1, 1]
+    assert [p.term for p in nt.peers.values()] == [2, 2, 2]
 
 
 def test_without_prevote_a_returning_node_disrupts_the_leader() -> None:
@@ -47,12 +48,12 @@ def test_without_prevote_a_returning_node_disrupts_the_leader() -> None:
     nt.isolate(3)
     nt.elapse_election(3)
     nt.elapse_election(3)
-    assert nt[3].term == 3
+    assert nt[3].term == 4
     nt.recover()
     nt.heartbeat(1)  # 3 ignores the stale heartbeat without answering ...
     assert nt[1].state == StateType.LEADER
     nt.elapse_election(3)  # ... and its next vote request (term 4) deposes the leader
-    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 4
+    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 5
 
 
 def test_check_quorum_leader_steps_down_when_isolated() -> None:
@@ -62,19 +63,19 @@ def test_check_quorum_leader_steps_down_when_isolated() -> None:
     r = nt[1].raft
     for _ in range(2 * r.election_timeout):
         nt.tick(1)
-    assert r.state == StateType.FOLLOWER and r.term == 1
+    assert r.state == StateType.FOLLOWER and r.term == 2
 
 
 def test_check_quorum_lease_ignores_votes_while_leader_is_heard() -> None:
     nt = net(check_quorum=True)
     nt.campaign(1)
     nt.campaign(2)  # 1 and 3 heard from 1 just now: the vote is ignored
-    assert nt[1].state == StateType.LEADER and nt[3].term == 1
+    assert nt[1].state == StateType.LEADER and nt[3].term == 2
     assert nt[2].state == StateType.CANDIDATE
     # 2's term is now ahead; with check-quorum the leader learns of it through the
     # APP_RESP sent for its stale-term heartbeat and steps down.
     nt.heartbeat(1)
-    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 2
+    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 3
 
 
 def test_lower_term_heartbeat_gets_an_answer_with_prevote() -> None:
@@ -82,10 +83,10 @@ def test_lower_term_heartbeat_gets_an_answer_with_prevote() -> None:
     nt.campaign(1)
     nt.isolate(1)
     nt.campaign(2)
-    assert nt[2].state == StateType.LEADER and nt[2].term == 2
+    assert nt[2].state == StateType.LEADER and nt[2].term == 3
     nt.recover()
     nt.heartbeat(1)
-    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 2 and nt[1].raft.lead == 0
+    assert nt[1].state == StateType.FOLLOWER and nt[1].term == 3 and nt[1].raft.lead == 0
 
 
 # --- leadership transfer ---------------------------------------------------------------
@@ -96,7 +97,7 @@ def test_transfer_to_up_to_date_follower() -> None:
     nt.campaign(1)
     nt.transfer_leader(1, 3)
     assert nt[3].state == StateType.LEADER and nt[1].state == StateType.FOLLOWER
-    assert nt[3].term == 2
+    assert nt[3].term == 3
 
 
 def test_transfer_catches_up_a_lagging_follower_first() -> None:
@@ -140,10 +141,11 @@ def test_read_index_on_leader_and_follower() -> None:
     nt = net()
     nt.campaign(1)
     nt.propose(1, b"a")
+    last = nt[1].raft.raft_log.last_index()  # "a" is committed: the read index is its index
     nt.read_index(1, b"l")
     nt.read_index(3, b"f")
-    assert [(rs.index, rs.request_ctx) for rs in nt[1].read_states] == [(2, b"l")]
-    assert [(rs.index, rs.request_ctx) for rs in nt[3].read_states] == [(2, b"f")]
+    assert [(rs.index, rs.request_ctx) for rs in nt[1].read_states] == [(last, b"l")]
+    assert [(rs.index, rs.request_ctx) for rs in nt[3].read_states] == [(last, b"f")]
 
 
 def test_read_index_needs_a_quorum_of_heartbeat_acks() -> None:
@@ -260,12 +262,13 @@ def test_lagging_follower_gets_a_snapshot_and_catches_up() -> None:
     nt.isolate(3)
     for i in range(5):
         nt.propose(1, b"e%d" % i)
-    compact(nt, 1, nt[1].raft.raft_log.applied)
+    applied = nt[1].raft.raft_log.applied
+    compact(nt, 1, applied)
     nt.recover()
     nt.heartbeat(1)
     snaps = [m for m in nt.delivered if m.type == MT.SNAP]
     assert len(snaps) == 1 and snaps[0].snapshot is not None
-    assert nt[3].storage.snapshot().metadata.index == 6
+    assert nt[3].storage.snapshot().metadata.index == applied
     nt.propose(1, b"after")
     assert nt[3].applied_data() == [b"after"]
     assert nt[1].raft.trk.progress[3].state == ProgressState.REPLICATE
@@ -285,25 +288,27 @@ def test_snapshot_status_failure_and_success() -> None:
     nt.campaign(1)
     nt.isolate(3)
     nt.propose(1, b"a")
-    compact(nt, 1, 2)
+    applied = nt[1].raft.raft_log.applied
+    compact(nt, 1, applied)
     nt.recover()
     nt.ignore(MT.SNAP)
     nt.heartbeat(1)
     pr = nt[1].raft.trk.progress[3]
-    assert pr.state == ProgressState.SNAPSHOT and pr.pending_snapshot == 2
+    assert pr.state == ProgressState.SNAPSHOT and pr.pending_snapshot == applied
     nt[1].node.report_snapshot(3, failed=True)
     assert pr.state == ProgressState.PROBE and pr.next == pr.match + 1 and pr.msg_app_flow_paused
     nt.recover()
     nt.heartbeat(1)  # probing finds the gap again: a new snapshot, delivered this time
-    assert pr.state == ProgressState.REPLICATE and pr.match == 2
+    assert pr.state == ProgressState.REPLICATE and pr.match == applied
 
 
 def test_follower_ignores_stale_snapshot() -> None:
     nt = net()
     nt.campaign(1)
     nt.propose(1, b"a")
-    snap = nt[1].storage.create_snapshot(2, nt[1].raft.trk.conf_state(), b"")
-    nt[2].node.step(Message(type=MT.SNAP, from_=1, to=2, term=1, snapshot=snap))
+    old = nt[2].raft.raft_log.committed - 1
+    snap = nt[1].storage.create_snapshot(old, nt[1].raft.trk.conf_state(), b"")
+    nt[2].node.step(Message(type=MT.SNAP, from_=1, to=2, term=nt[1].term, snapshot=snap))
     out = nt[2].drain()
     resp = next(m for m in out if m.type == MT.APP_RESP)
     assert resp.index == nt[2].raft.raft_log.committed  # ignored: acknowledges its commit
@@ -338,7 +343,7 @@ def test_learner_does_not_count_toward_quorum() -> None:
     nt.campaign(1)
     nt.isolate(2)
     nt.propose(1, b"x")
-    assert nt[1].raft.raft_log.committed == 1
+    assert nt[1].raft.raft_log.committed < nt[1].raft.raft_log.last_index()
     assert nt[3].log()[-1].data == b"x"
 
 
@@ -396,18 +401,38 @@ def test_no_campaign_with_unapplied_conf_change() -> None:
     nt.isolate(2)
     nt.propose_conf_change(1, cc(ConfChangeType.ADD_LEARNER_NODE, 4))
     nt.recover()
+    have = nt[2].raft.raft_log.last_index()
+    missing = tuple(e for e in nt[1].log() if e.index > have)
+    assert any(e.type.name == "CONF_CHANGE" for e in missing)
     nt.peers[2].node.step(
         Message(
             type=MT.APP,
             from_=1,
             to=2,
-            term=1,
-            index=1,
-            log_term=1,
-            entries=tuple(nt[1].log()[1:]),
-            commit=2,
+            term=nt[1].term,
+            index=have,
+            log_term=nt[2].raft.raft_log.last_term(),
+            entries=missing,
+            commit=nt[1].raft.raft_log.committed,
         )
     )
+    assert nt[2].raft.raft_log.committed > nt[2].raft.raft_log.applied
     # Do not drain (apply) yet: the conf change is committed but unapplied.
     r2.step(Message(type=MT.HUP, from_=2))
     assert r2.state == StateType.FOLLOWER
+
+
+def test_member_joining_with_empty_storage_learns_the_whole_configuration() -> None:
+    """A member added later replays the bootstrap entries: it must not believe itself
+    alone (which would let it elect itself in a cluster of one)."""
+    nt = net()
+    nt.campaign(1)
+    nt.propose(1, b"before")
+    nt.propose_conf_change(1, cc(ConfChangeType.ADD_NODE, 4))
+    p4 = nt.add_peer(4, MemoryStorage())  # started empty, as `member add` then start
+    assert not p4.raft.promotable()
+    nt.heartbeat(1)
+    nt.propose(1, b"after")
+    assert p4.raft.trk.config.voters == {1, 2, 3, 4}
+    assert p4.applied_data() == [b"before", b"after"]
+    assert nt[1].raft.trk.progress[4].match == nt[1].raft.raft_log.last_index()

@@ -52,45 +52,67 @@ def run(n: RawNode, s: MemoryStorage, limit: int = 20) -> list[Ready]:
     raise AssertionError("no quiescence")
 
 
-def test_single_node_campaign_commits_after_persisting() -> None:
+def fresh(voters: list[int], nid: int = 1, **kw: object) -> tuple[RawNode, MemoryStorage]:
+    """A founding member that has handled its first Ready (the bootstrap entries)."""
+    s = MemoryStorage.bootstrap(voters)
+    n = node(s, nid, **kw)
+    rd = n.ready()
+    assert [e.type for e in rd.committed_entries] == [EntryType.CONF_CHANGE] * len(voters)
+    for e in rd.committed_entries:
+        n.apply_conf_change(ConfChange.decode(e.data))
+    n.advance()
+    return n, s
+
+
+def test_bootstrap_entries_must_be_applied_before_campaigning() -> None:
     s = MemoryStorage.bootstrap([1])
     n = node(s)
+    n.campaign()  # refused: the configuration entries are committed but not applied
+    assert n.status().soft_state.raft_state == StateType.FOLLOWER
+    run(n, s)
+    n.campaign()
+    run(n, s)
+    assert n.status().soft_state.raft_state == StateType.LEADER
+
+
+def test_single_node_campaign_commits_after_persisting() -> None:
+    n, s = fresh([1])
     assert not n.has_ready()
     n.campaign()
     readies = run(n, s)
     # The vote is persisted before it counts: candidate -> (advance) -> leader.
     assert readies[0].soft_state is not None
     assert readies[0].soft_state.raft_state == StateType.PRE_CANDIDATE
-    assert any(rd.hard_state == HardState(1, 1, 0) and rd.must_sync for rd in readies)
+    assert any(rd.hard_state == HardState(2, 1, 1) and rd.must_sync for rd in readies)
     committed = [e for rd in readies for e in rd.committed_entries]
-    assert committed == [Entry(1, 1)]
+    assert committed == [Entry(2, 2)]
     # An entry is committed only in a Ready after the one that asked to persist it.
     first_with_entries = next(i for i, rd in enumerate(readies) if rd.entries)
     first_with_commit = next(i for i, rd in enumerate(readies) if rd.committed_entries)
     assert first_with_commit > first_with_entries
     n.propose(b"hello")
     committed = [e for rd in run(n, s) for e in rd.committed_entries]
-    assert committed == [Entry(1, 2, data=b"hello")]
+    assert committed == [Entry(2, 3, data=b"hello")]
     st = n.status()
-    assert st.applied == 2 and st.progress[1].match == 2
+    assert st.applied == 3 and st.progress[1].match == 3
 
 
 def test_restart_keeps_term_vote_commit_and_log() -> None:
-    s = MemoryStorage.bootstrap([1])
-    n = node(s)
+    n, s = fresh([1])
     n.campaign()
     run(n, s)
     n.propose(b"a")
     run(n, s)
-    restarted = node(s, applied=2)
+    restarted = node(s, applied=3)
     st = restarted.status()
-    assert st.hard_state == HardState(term=1, vote=1, commit=2)
+    assert st.hard_state == HardState(term=2, vote=1, commit=3)
     assert st.soft_state.raft_state == StateType.FOLLOWER
     assert not restarted.has_ready()  # nothing to re-apply
     # A restart with applied=0 re-delivers the committed entries.
     again = node(s)
     rd = again.ready()
-    assert [e.data for e in rd.committed_entries] == [b"", b"a"]
+    assert [e.data for e in rd.committed_entries][-2:] == [b"", b"a"]
+    assert len(rd.committed_entries) == 3  # with the bootstrap entry
 
 
 def test_propose_without_leader_is_dropped() -> None:
@@ -108,25 +130,24 @@ def test_step_rejects_local_messages_and_unknown_peers() -> None:
 
 
 def test_messages_split_by_durability_and_never_to_self() -> None:
-    s = MemoryStorage.bootstrap([1, 2, 3])
-    n = node(s, pre_vote=False)
+    n, s = fresh([1, 2, 3], pre_vote=False)
     n.campaign()
     rd = n.ready()
     assert {m.type for m in rd.messages} == {MessageType.VOTE}
     assert {m.to for m in rd.messages} == {2, 3}
     assert rd.persisted_messages == ()  # our own vote stays inside
-    assert rd.must_sync and rd.hard_state == HardState(1, 1, 0)
+    assert rd.must_sync and rd.hard_state == HardState(2, 1, 3)
     persist(s, rd)
     n.advance()
     for peer in (2, 3):
-        n.step(Message(type=MessageType.VOTE_RESP, from_=peer, to=1, term=1))
+        n.step(Message(type=MessageType.VOTE_RESP, from_=peer, to=1, term=2))
     rd = n.ready()
     assert rd.soft_state is not None and rd.soft_state.raft_state == StateType.LEADER
     assert [m.type for m in rd.messages] == [MessageType.APP, MessageType.APP]
 
 
 def test_ready_twice_without_advance_is_a_bug() -> None:
-    n = node(MemoryStorage.bootstrap([1]))
+    n, _ = fresh([1])
     n.campaign()
     n.ready()
     with pytest.raises(AssertionError):
@@ -134,8 +155,7 @@ def test_ready_twice_without_advance_is_a_bug() -> None:
 
 
 def test_conf_change_proposal_and_apply() -> None:
-    s = MemoryStorage.bootstrap([1])
-    n = node(s)
+    n, s = fresh([1])
     n.campaign()
     run(n, s)
     n.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 2))
@@ -146,9 +166,8 @@ def test_conf_change_proposal_and_apply() -> None:
 
 
 def test_committed_entries_are_paged_by_max_committed_size_per_ready() -> None:
-    s = MemoryStorage.bootstrap([1])
     size = Entry(1, 1, data=b"z" * 100).size()
-    n = node(s, max_committed_size_per_ready=3 * size)
+    n, s = fresh([1], max_committed_size_per_ready=3 * size)
     n.campaign()
     run(n, s)
     for _ in range(7):

@@ -6,8 +6,11 @@ import pytest
 
 from etcdpy.raft import (
     Compacted,
+    ConfChange,
+    ConfChangeType,
     ConfState,
     Entry,
+    EntryType,
     HardState,
     MemoryStorage,
     Snapshot,
@@ -25,12 +28,20 @@ def storage_with(*terms_from_index3: int) -> MemoryStorage:
     return s
 
 
-def test_bootstrap_stores_the_configuration_at_index_zero() -> None:
+def test_bootstrap_writes_the_configuration_as_committed_log_entries() -> None:
     s = MemoryStorage.bootstrap([3, 1, 2], learners=[4])
     hs, cs = s.initial_state()
-    assert hs == HardState()
     assert cs == ConfState(voters=(1, 2, 3), learners=(4,))
-    assert (s.first_index(), s.last_index()) == (1, 0)
+    assert hs == HardState(term=1, vote=0, commit=4)
+    assert (s.first_index(), s.last_index()) == (1, 4)
+    changes = [ConfChange.decode(e.data) for e in s.entries(1, 5)]
+    assert [(c.type, c.node_id) for c in changes] == [
+        (ConfChangeType.ADD_NODE, 1),
+        (ConfChangeType.ADD_NODE, 2),
+        (ConfChangeType.ADD_NODE, 3),
+        (ConfChangeType.ADD_LEARNER_NODE, 4),
+    ]
+    assert all(e.term == 1 and e.type == EntryType.CONF_CHANGE for e in s.entries(1, 5))
 
 
 def test_term_bounds() -> None:
