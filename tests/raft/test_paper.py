@@ -5,11 +5,21 @@ Plain Raft here: pre-vote and check-quorum are off unless a test says otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 
-from etcdpy.raft import Entry, Message, MessageType, StateType
+from etcdpy.raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ProposalDropped,
+    StateType,
+)
 
 from .network import Network, compact, preset_peer
 
@@ -275,10 +285,16 @@ class History:
 
 
 def chaos(
-    seed: int, steps: int = 250, compaction: bool = False, **kw: object
+    seed: int,
+    steps: int = 250,
+    compaction: bool = False,
+    membership: bool = False,
+    **kw: object,
 ) -> tuple[Network, History]:
     rng = random.Random(seed)
     nt = Network([1, 2, 3, 4, 5], seed=seed, **kw)  # type: ignore[arg-type]
+    if membership:
+        nt.add_peer(6, MemoryStorage())  # starts outside the configuration, empty
     h = History()
     for step in range(steps):
         roll = rng.random()
@@ -302,7 +318,20 @@ def chaos(
                 nt.propose(target, b"v%d" % step)
             except Exception as e:  # noqa: BLE001 - only ProposalDropped is expected
                 assert type(e).__name__ == "ProposalDropped"
-        elif compaction and roll < 0.45:
+        elif membership and roll < 0.43:
+            # Add 6 as a learner, promote it, or remove it again (one change at a time).
+            leader = nt.leader()
+            kind = rng.choice(
+                [
+                    ConfChangeType.ADD_LEARNER_NODE,
+                    ConfChangeType.ADD_NODE,
+                    ConfChangeType.REMOVE_NODE,
+                ]
+            )
+            if leader:
+                with contextlib.suppress(ProposalDropped):
+                    nt.propose_conf_change(leader, ConfChange(kind, 6))
+        elif compaction and roll < 0.46:
             # Snapshot and compact a random node's log up to what it applied, so that
             # lagging followers must be caught up with snapshots.
             i = rng.choice(sorted(nt.peers))
@@ -319,7 +348,7 @@ def chaos(
 @pytest.mark.parametrize("mode", ["plain", "prevote_checkquorum"])
 def test_safety_properties_hold_in_randomized_runs(seed: int, mode: str) -> None:
     kw = PLAIN if mode == "plain" else {"pre_vote": True, "check_quorum": True}
-    nt, h = chaos(seed, compaction=seed % 2 == 1, **kw)
+    nt, h = chaos(seed, compaction=seed % 2 == 1, membership=seed >= 2, **kw)
     # The run did something: leaders were elected and entries committed.
     assert h.leader_of_term and h.committed
 
