@@ -34,6 +34,8 @@ class Arg:
 
 @dataclass(slots=True)
 class TestData:
+    __test__ = False  # not a pytest test class, despite the name
+
     pos: str  # "file:line" of the command, for error messages
     cmd: str
     args: list[Arg] = field(default_factory=list)
