@@ -687,7 +687,7 @@ class Raft:
             if self.disable_proposal_forwarding:
                 self._log(f"{self.id} not forwarding to leader {self.lead}; dropping proposal")
                 raise ProposalDropped("proposal forwarding disabled")
-            self.send(_replace(m, to=self.lead, from_=self.id))
+            self.send(_replace(m, to=self.lead, from_=self.id, term=0))
         elif m.type == MT.APP:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -704,7 +704,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping leader transfer msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.TIMEOUT_NOW:
             self._log(
                 f"{self.id} [term {self.term}] received MsgTimeoutNow from {m.from_} and starts "
@@ -716,7 +716,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping index reading msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(index=m.index, request_ctx=m.context))
 
