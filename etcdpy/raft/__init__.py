@@ -36,6 +36,11 @@ Behaviour notes:
 * Committed entries may be handed out in the same Ready as their `entries` (the app
   persists before it applies); `max_committed_size_per_ready` pages them.
 
+Snapshots: a follower whose next entries were compacted gets `storage.snapshot()`.  A
+follower refuses a snapshot whose ConfState does not list it, so the application must
+keep that snapshot's configuration current (snapshot after applying a conf change, or at
+least before compacting past it), as the interaction tests' environment does.
+
 Configuration changes: only one may be pending (proposed and not yet applied).  A second
 proposal while one is pending is turned into an empty normal entry (as etcd does), so its
 proposer never sees it applied; the proposal itself is not refused.
