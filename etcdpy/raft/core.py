@@ -463,9 +463,9 @@ class Raft:
                 self._log(f"{self.id} stepped down to follower since quorum is not active")
                 self.become_follower(self.term, NONE)
             # Activity is measured afresh over each election timeout.
-            for i, pr in self.trk.progress.items():
+            for i, other in self.trk.progress.items():
                 if i != self.id:
-                    pr.recent_active = False
+                    other.recent_active = False
             return
         if m.type == MT.PROP:
             self._leader_propose(m)

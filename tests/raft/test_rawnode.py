@@ -38,7 +38,7 @@ def persist(s: MemoryStorage, rd: Ready) -> None:
 
 
 def run(n: RawNode, s: MemoryStorage, limit: int = 20) -> list[Ready]:
-    out = []
+    out: list[Ready] = []
     for _ in range(limit):
         if not n.has_ready():
             return out
