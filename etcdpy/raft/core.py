@@ -463,9 +463,9 @@ class Raft:
                 self._log(f"{self.id} stepped down to follower since quorum is not active")
                 self.become_follower(self.term, NONE)
             # Activity is measured afresh over each election timeout.
-            for i, pr in self.trk.progress.items():
+            for i, other in self.trk.progress.items():
                 if i != self.id:
-                    pr.recent_active = False
+                    other.recent_active = False
             return
         if m.type == MT.PROP:
             self._leader_propose(m)
@@ -483,6 +483,11 @@ class Raft:
         elif m.type == MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.msg_app_flow_paused = False
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                # The follower is alive but the window is full: acknowledgements were
+                # probably lost.  Free one slot so that an append goes out; if the
+                # follower lacks entries it rejects it and we fall back to probing.
+                pr.inflights.free_first_one()
             if pr.match < self.raft_log.last_index() or pr.state == ProgressState.PROBE:
                 self._send_append(m.from_)
             if self.lease_based or not m.context:
@@ -682,7 +687,7 @@ class Raft:
             if self.disable_proposal_forwarding:
                 self._log(f"{self.id} not forwarding to leader {self.lead}; dropping proposal")
                 raise ProposalDropped("proposal forwarding disabled")
-            self.send(_replace(m, to=self.lead, from_=self.id))
+            self.send(_replace(m, to=self.lead, from_=self.id, term=0))
         elif m.type == MT.APP:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -699,7 +704,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping leader transfer msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.TIMEOUT_NOW:
             self._log(
                 f"{self.id} [term {self.term}] received MsgTimeoutNow from {m.from_} and starts "
@@ -711,7 +716,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping index reading msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(index=m.index, request_ctx=m.context))
 

@@ -174,6 +174,8 @@ class RawNode:
         rl = r.raft_log
         if rd.snapshot is not None:
             rl.stable_snap_to(rd.snapshot.metadata.index)
+            # Installing the snapshot replaced the state machine: it is applied.
+            rl.applied_to(rd.snapshot.metadata.index)
         if rd.entries:
             last = rd.entries[-1]
             rl.stable_to(last.index, last.term)

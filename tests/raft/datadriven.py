@@ -34,10 +34,13 @@ class Arg:
 
 @dataclass(slots=True)
 class TestData:
+    __test__ = False  # not a pytest test class, despite the name
+
     pos: str  # "file:line" of the command, for error messages
     cmd: str
     args: list[Arg] = field(default_factory=list)
     expected: str = ""
+    raw: str = ""  # the command line as written
 
     def positional(self) -> list[str]:
         return [a.key for a in self.args if not a.vals]
@@ -93,7 +96,8 @@ def parse(path: Path) -> tuple[list[str], list[tuple[int, TestData]]]:
         while i < len(lines) and lines[i].strip():
             out.append(lines[i])
             i += 1
-        blocks.append((start, TestData(f"{path}:{start + 1}", cmd, args, "\n".join(out))))
+        td = TestData(f"{path}:{start + 1}", cmd, args, "\n".join(out), raw=line)
+        blocks.append((start, td))
     return lines, blocks
 
 

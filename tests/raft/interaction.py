@@ -8,15 +8,16 @@ Commands (N, ID are node ids; nodes are numbered from 1 in creation order):
       given configuration; without voters they start empty (to join via snapshot).
   campaign ID | propose ID data | propose-conf-change ID v4|l4|r2 | read-index ID ctx
   transfer-leadership from=ID to=ID | report-unreachable ID peer | report-snapshot ID peer [failed]
-  tick-heartbeat ID | tick-election ID | tick ID n
+  tick-heartbeat ID | tick-election ID | tick ID n | jitter ID n
   process-ready ID.. | deliver-msgs ID.. [drop=(ID..)] | stabilize [ID..]
-  isolate ID | recover | compact ID index | log-level none|info
+  isolate ID | partition (ID ..) (ID ..) | recover | compact ID index | log-level none|info
   status ID | raft-log ID | raft-state
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,13 +45,17 @@ from etcdpy.raft.describe import (
 from .datadriven import TestData
 
 MAX_STABILIZE_ROUNDS = 1000
+MAX_NODE_ID = 64  # isolate cuts links to every id up to this
 
 
 class NoJitter(random.Random):
-    """Makes every randomized election timeout exactly election_tick: scripts stay short."""
+    """Makes every randomized election timeout exactly election_tick + `extra` (0 unless a
+    script says `jitter ID n`), so that scripts stay short and deterministic."""
 
-    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return 0
+    extra = 0
+
+    def randrange(self, *args: object, **kwargs: object) -> int:
+        return self.extra
 
 
 @dataclass
@@ -64,7 +69,7 @@ class EnvNode:
 class Env:
     nodes: dict[int, EnvNode] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
-    isolated: set[int] = field(default_factory=set)
+    cut: set[tuple[int, int]] = field(default_factory=set)  # (from, to) links that drop
     out: list[str] = field(default_factory=list)
     log_enabled: bool = True
 
@@ -180,11 +185,35 @@ class Env:
         for _ in range(int(td.positional()[1])):
             n.node.tick()
 
+    def cmd_jitter(self, td: TestData) -> None:
+        """jitter ID n: ID's randomized election timeout becomes election_tick + n."""
+        n = self._n(td)
+        extra = int(td.positional()[1])
+        assert 0 <= extra < n.config.election_tick
+        assert isinstance(n.config.rng, NoJitter)
+        n.config.rng.extra = extra
+        n.node.raft.randomized_election_timeout = n.config.election_tick + extra
+
     def cmd_isolate(self, td: TestData) -> None:
-        self.isolated.add(int(td.positional()[0]))
+        i = int(td.positional()[0])
+        for j in range(1, MAX_NODE_ID + 1):
+            if j != i:
+                self.cut |= {(i, j), (j, i)}
+
+    def cmd_partition(self, td: TestData) -> None:
+        """partition (1 2) (3 4 5): no traffic between the groups."""
+        groups = [
+            [int(x) for x in g.replace(",", " ").split()]
+            for g in re.findall(r"\(([^)]*)\)", td.raw)
+        ]
+        for a, ga in enumerate(groups):
+            for gb in groups[a + 1 :]:
+                for i in ga:
+                    for j in gb:
+                        self.cut |= {(i, j), (j, i)}
 
     def cmd_recover(self, td: TestData) -> None:
-        self.isolated.clear()
+        self.cut.clear()
 
     def cmd_log_level(self, td: TestData) -> None:
         self.log_enabled = td.positional()[0] != "none"
@@ -232,7 +261,7 @@ class Env:
         mine = [m for m in self.messages if m.to == nid]
         self.messages = [m for m in self.messages if m.to != nid]
         for m in mine:
-            cut = m.from_ in self.isolated or m.to in self.isolated
+            cut = (m.from_, m.to) in self.cut
             if drop or cut:
                 self.out.append("dropped: " + describe_message(m))
                 continue

@@ -7,6 +7,7 @@ network is quiescent; filters drop, cut, isolate or ignore traffic.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,15 +15,20 @@ from typing import Any
 
 from etcdpy.raft import (
     ConfChange,
+    ConfState,
     Entry,
     EntryType,
+    HardState,
     MemoryStorage,
     Message,
     MessageType,
     RaftConfig,
     RawNode,
     ReadState,
+    Snapshot,
+    SnapshotMetadata,
     StateType,
+    StepPeerNotFound,
 )
 from etcdpy.raft.core import Raft
 
@@ -107,6 +113,8 @@ class Network:
         cfg = RaftConfig(id=i, rng=random.Random(self.rng.random()), **self.config)
         p = Peer(RawNode(cfg, storage), storage)
         self.peers[i] = p
+        # Apply the bootstrap configuration entries (nothing is sent yet).
+        assert p.drain() == []
         return p
 
     def __getitem__(self, i: int) -> Peer:
@@ -160,7 +168,11 @@ class Network:
             if p is None:
                 continue
             self.delivered.append(m)
-            p.node.step(m)  # a forwarded proposal the leader refuses is dropped silently
+            # A forwarded proposal the leader refuses is dropped inside step(); a response
+            # from a node no longer in the configuration is dropped here, as a transport
+            # would after logging it.
+            with contextlib.suppress(StepPeerNotFound):
+                p.node.step(m)
             queue.extend(self._filter(p.drain()))
         raise AssertionError("network did not quiesce")
 
@@ -219,3 +231,24 @@ class Network:
     def leader(self) -> int:
         leaders = [i for i, p in self.peers.items() if p.state == StateType.LEADER]
         return max(leaders, key=lambda i: self.peers[i].term) if leaders else 0
+
+
+def preset_peer(
+    nt: Network, i: int, terms: list[int], term: int, vote: int = 0, commit: int = 0
+) -> Peer:
+    """Replace peer i by one whose log has entries 1.. with the given terms (for the
+    paper's figures; the configuration is only in the snapshot at index 0)."""
+    cs = ConfState(voters=tuple(sorted(nt.voters)), learners=tuple(sorted(nt.learners)))
+    s = MemoryStorage()
+    s.apply_snapshot(Snapshot(metadata=SnapshotMetadata(conf_state=cs)))
+    s.append([Entry(term=t, index=k + 1) for k, t in enumerate(terms)])
+    s.set_hard_state(HardState(term=term, vote=vote, commit=commit))
+    return nt.add_peer(i, s)
+
+
+def compact(nt: Network, i: int, index: int) -> None:
+    """Snapshot peer i's state at `index` (applied) and drop its log up to there."""
+    p = nt.peers[i]
+    cs = p.raft.trk.conf_state()
+    p.storage.create_snapshot(index, cs, b"snap@%d" % index)
+    p.storage.compact(index)
