@@ -1,0 +1,199 @@
+"""The composition root: from a validated Config to a serving member.
+
+The only module that wires layers together: opens the data dir, builds the storage, the
+Raft core and its driver, the server facade and the gRPC servers, and runs them until
+SIGTERM or SIGINT, then shuts down in order (stop accepting, stop the node, close storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
+from etcdpy.cluster.bootstrap import BootstrapError, Identity, bootstrap_or_restart
+from etcdpy.cluster.membership import format_id
+from etcdpy.config import Config
+from etcdpy.raft import Message, RaftConfig, RawNode
+from etcdpy.server.api import grpc_server
+from etcdpy.server.etcdserver import EtcdServer, ServerSettings
+from etcdpy.server.raft_node import RaftNode
+from etcdpy.storage.env import EnvOptions, MemberEnvs
+from etcdpy.storage.lease import Lessor
+from etcdpy.storage.mvcc.kvstore import KVStore
+from etcdpy.storage.raft_log import LmdbRaftStorage
+
+log = logutil.get("")
+
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's DefaultQuotaBytes
+
+
+class SingleMemberTransport:
+    """The transport of a cluster of one: there is nobody to send to."""
+
+    def send(self, messages: Sequence[Message]) -> None:
+        assert not messages, f"a one-member cluster has no peers to send {messages[0]} to"
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _request_timeout_s(cfg: Config) -> float:
+    # etcd: 5 s plus twice the election timeout.
+    return 5.0 + 2 * cfg.election_timeout / 1000
+
+
+def _retention(cfg: Config) -> float:
+    value = cfg.auto_compaction_retention_value()
+    return value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+
+
+def run(cfg: Config) -> None:
+    logutil.setup(cfg.log_level)
+    try:
+        asyncio.run(_serve(cfg))
+    except BootstrapError as error:
+        log.error("failed to start etcdpy", error=str(error))
+        sys.exit(1)
+
+
+async def _serve(cfg: Config) -> None:
+    data_dir = cfg.resolved_data_dir
+    log.info(
+        "starting an etcd server",
+        **{
+            "etcd-version": ETCD_SERVER_VERSION,
+            "etcdpy-version": __version__,
+            "name": cfg.name,
+            "data-dir": data_dir,
+            "listen-client-urls": [str(u) for u in cfg.listen_client_urls],
+            "advertise-client-urls": [str(u) for u in cfg.advertise_client_urls],
+            "initial-cluster": cfg.initial_cluster,
+            "heartbeat-interval": f"{cfg.heartbeat_interval}ms",
+            "election-timeout": f"{cfg.election_timeout}ms",
+        },
+    )
+    quota = cfg.effective_quota_backend_bytes or DEFAULT_QUOTA_BYTES
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
+    try:
+        await _serve_member(cfg, envs, quota)
+    finally:
+        envs.close()
+
+
+async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
+    raft_storage = LmdbRaftStorage(envs.raft)
+    identity = bootstrap_or_restart(
+        envs,
+        raft_storage,
+        cfg.name,
+        cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
+        cfg.initial_cluster_token,
+        [str(u) for u in cfg.initial_advertise_peer_urls],
+        [str(u) for u in cfg.advertise_client_urls],
+    )
+    log.info(
+        "starting local member" if identity.is_new else "restarting local member",
+        **{"local-member-id": format_id(identity.member_id),
+           "cluster-id": format_id(identity.cluster_id)},
+    )
+    if len(identity.voters) > 1:
+        raise BootstrapError("clusters of more than one member are not supported yet")
+
+    store = KVStore(envs.state)
+    lessor = Lessor(time.monotonic, cfg.min_lease_ttl_seconds)
+    with store.read() as view:
+        lessor.recover(view.leases())
+    log.info("kvstore restored", **{"current-rev": store.current_rev})
+
+    settings = ServerSettings(
+        member_id=identity.member_id,
+        cluster_id=identity.cluster_id,
+        max_txn_ops=cfg.max_txn_ops,
+        max_request_bytes=cfg.max_request_bytes,
+        request_timeout_s=_request_timeout_s(cfg),
+        election_timeout_s=cfg.election_timeout / 1000,
+        min_lease_ttl_s=cfg.min_lease_ttl_seconds,
+        quota_backend_bytes=quota,
+        snapshot_count=max(cfg.snapshot_count, 1),
+        snapshot_catchup_entries=cfg.experimental_snapshot_catchup_entries,
+        auto_compaction_mode=cfg.auto_compaction_mode or "periodic",
+        auto_compaction_retention=_retention(cfg),
+        watch_progress_notify_interval_s=(
+            cfg.experimental_watch_progress_notify_interval.total_seconds()
+        ),
+    )
+    server = EtcdServer(settings, store, lessor, identity.members,
+                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()))
+    rawnode = RawNode(
+        RaftConfig(
+            id=identity.member_id,
+            election_tick=cfg.election_ticks,
+            heartbeat_tick=1,
+            applied=store.consistent_index,
+            check_quorum=True,
+            pre_vote=cfg.pre_vote,
+            max_size_per_msg=1 << 20,
+            max_inflight_msgs=512,  # etcd's maxInflightMsgs
+            rng=random.Random(),
+        ),
+        raft_storage,
+    )
+    node = RaftNode(rawnode, raft_storage, SingleMemberTransport(), server,
+                    cfg.heartbeat_interval / 1000)
+    server.node = node
+    server.raft_log = raft_storage
+    _campaign_if_alone(identity, node)
+
+    client, health = grpc_server.build(server, cfg.max_request_bytes,
+                                       cfg.grpc_keepalive_min_time.total_seconds())
+    for url in cfg.listen_client_urls:
+        client.add_insecure_port(_host_port(str(url)))
+    server.start()
+    await client.start()
+    await health.set("", grpc_server.SERVING)
+    log.info("ready to serve client requests")
+    for url in cfg.listen_client_urls:
+        log.info("serving client traffic insecurely; this is strongly discouraged!",
+                 address=_host_port(str(url)))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({stopping, server.failed}, return_when=asyncio.FIRST_COMPLETED)
+    if server.failed.done():
+        error = server.failed.exception()
+        log.error("etcdpy stopped on an internal error", error=repr(error), exc_info=False)
+        await client.stop(grace=0)
+        await server.stop()
+        raise SystemExit(2)
+    stopping.cancel()
+    log.info("received signal; shutting down")
+    await health.set("", grpc_server.NOT_SERVING)
+    await client.stop(grace=1.0)
+    await server.stop()
+    log.info("stopped serving", **{"local-member-id": format_id(identity.member_id)})
+
+
+def _campaign_if_alone(identity: Identity, node: RaftNode) -> None:
+    """A member that is the only voter need not wait an election timeout to lead: etcd
+    fast-forwards its election ticks for the same reason."""
+    if identity.voters == (identity.member_id,):
+        with contextlib.suppress(Exception):
+            node.call(lambda rawnode: rawnode.campaign())

@@ -1,0 +1,114 @@
+"""Who this member is: a new member of a new cluster from `--initial-cluster`, or the member
+its data dir already belongs to.
+
+A member restarted with its data dir ignores the `--initial-*` flags, as etcd does; but a data
+dir that belongs to a member of another name is refused rather than silently taken over.
+The identity is written to the data dir before the member first serves, Raft side last, so a
+crash half-way through bootstrap leaves a data dir that bootstraps again from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from etcdpy.cluster.membership import (
+    Member,
+    compute_cluster_id,
+    format_id,
+    members_from_initial_cluster,
+    voter_ids,
+)
+from etcdpy.storage.env import MemberEnvs
+from etcdpy.storage.members import MemberRecord, Members
+from etcdpy.storage.raft_log import LmdbRaftStorage
+
+
+class BootstrapError(Exception):
+    """The flags and the data dir do not describe a member we can start."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    member_id: int
+    cluster_id: int
+    members: tuple[Member, ...]
+    is_new: bool  # bootstrapped just now (rather than restarted from the data dir)
+
+    @property
+    def voters(self) -> tuple[int, ...]:
+        return voter_ids(self.members)
+
+
+def _to_member(rec: MemberRecord) -> Member:
+    return Member(rec.id, rec.name, rec.peer_urls, rec.client_urls, rec.is_learner)
+
+
+def _to_record(m: Member) -> MemberRecord:
+    return MemberRecord(m.id, m.name, m.peer_urls, m.client_urls, m.is_learner)
+
+
+def load_members(envs: MemberEnvs) -> list[Member]:
+    with envs.state.begin() as txn:
+        return [_to_member(r) for r in Members(txn, envs.state.dbs).list()]
+
+
+def new_cluster(
+    name: str,
+    initial_cluster: str,
+    token: str,
+    advertise_peer_urls: Sequence[str],
+    advertise_client_urls: Sequence[str],
+) -> tuple[Member, list[Member]]:
+    """This member and all members of a cluster bootstrapped from `--initial-cluster`."""
+    members = members_from_initial_cluster(initial_cluster, token)
+    mine = [m for m in members if m.name == name]
+    if not mine:
+        raise BootstrapError(
+            f'couldn\'t find local name "{name}" in the initial cluster configuration'
+        )
+    me = mine[0]
+    if sorted(advertise_peer_urls) != list(me.peer_urls):
+        raise BootstrapError(
+            f"--initial-cluster has {name}={','.join(me.peer_urls)} but missing from "
+            f"--initial-advertise-peer-urls={','.join(advertise_peer_urls)}"
+        )
+    me = Member(me.id, me.name, me.peer_urls, tuple(advertise_client_urls), me.is_learner)
+    return me, [me if m.id == me.id else m for m in members]
+
+
+def bootstrap_or_restart(
+    envs: MemberEnvs,
+    raft_storage: LmdbRaftStorage,
+    name: str,
+    initial_cluster: str,
+    token: str,
+    advertise_peer_urls: Sequence[str],
+    advertise_client_urls: Sequence[str],
+) -> Identity:
+    member_id = raft_storage.member_id()
+    if member_id:
+        members = load_members(envs)
+        cluster_id = raft_storage.cluster_id()
+        me = next((m for m in members if m.id == member_id), None)
+        if me is not None and me.name and me.name != name:
+            raise BootstrapError(
+                f"data dir belongs to member {me.name!r} ({format_id(member_id)}) of cluster "
+                f"{format_id(cluster_id)}, not to {name!r}: start it with --name {me.name} "
+                "or give this member a data dir of its own"
+            )
+        return Identity(member_id, cluster_id, tuple(members), is_new=False)
+
+    me, members = new_cluster(name, initial_cluster, token, advertise_peer_urls,
+                              advertise_client_urls)
+    cluster_id = compute_cluster_id(m.id for m in members)
+    with envs.state.begin(write=True) as txn:
+        store = Members(txn, envs.state.dbs)
+        for m in members:
+            store.put(_to_record(m))
+        store.set_cluster_id(cluster_id)
+    envs.state.sync()
+    raft_storage.bootstrap(voter_ids(members))
+    raft_storage.set_cluster_id(cluster_id)
+    raft_storage.set_member_id(me.id)  # last: its presence marks a finished bootstrap
+    return Identity(me.id, cluster_id, tuple(members), is_new=True)

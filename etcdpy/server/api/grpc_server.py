@@ -1,0 +1,51 @@
+"""The client gRPC server: every etcd service on the client listeners, with etcd's limits."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy.server.api.cluster import ClusterServicer
+from etcdpy.server.api.kv import KVServicer
+from etcdpy.server.api.lease import LeaseServicer
+from etcdpy.server.api.maintenance import MaintenanceServicer
+from etcdpy.server.api.watch import WatchServicer
+from etcdpy.server.etcdserver import EtcdServer
+
+# etcd accepts requests up to --max-request-bytes plus this much gRPC framing and metadata.
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+def server_options(max_request_bytes: int, keepalive_min_time_s: float) -> list[tuple[str, int]]:
+    min_ping_ms = int(keepalive_min_time_s * 1000)
+    return [
+        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_send_message_length", 2**31 - 1),
+        # Clients such as kube-apiserver ping every 30 s; grpcio's default policy (5 min)
+        # would answer them with GOAWAY "too_many_pings". etcd allows one every 5 s.
+        ("grpc.http2.min_ping_interval_without_data_ms", min_ping_ms),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", min_ping_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.keepalive_time_ms", 2 * 60 * 60 * 1000),
+        ("grpc.keepalive_timeout_ms", 20 * 1000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0
+          ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    grpc_server = grpc.aio.server(options=server_options(max_request_bytes, keepalive_min_time_s))
+    pb_grpc.add_KVServicer_to_server(KVServicer(server), grpc_server)
+    pb_grpc.add_WatchServicer_to_server(WatchServicer(server), grpc_server)
+    pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)
+    pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), grpc_server)
+    pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), grpc_server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    return grpc_server, health_servicer
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

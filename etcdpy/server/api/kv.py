@@ -1,0 +1,54 @@
+"""etcdserverpb.KV: validate, call the server, fill the header."""
+
+from __future__ import annotations
+
+import grpc
+
+from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy.server.api import validate
+from etcdpy.server.api.errors import grpc_errors
+from etcdpy.server.etcdserver import EtcdServer
+
+
+class KVServicer(pb_grpc.KVServicer):
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    async def Range(self, request: pb.RangeRequest, context: grpc.aio.ServicerContext) -> pb.RangeResponse:  # noqa: N802
+        async with grpc_errors(context):
+            validate.check_range(request)
+            resp = await self._server.range(request)
+            self._server.fill_header(resp.header)
+            return resp
+
+    async def Put(self, request: pb.PutRequest, context: grpc.aio.ServicerContext) -> pb.PutResponse:  # noqa: N802
+        async with grpc_errors(context):
+            validate.check_put(request)
+            resp = await self._server.put(request)
+            self._server.fill_header(resp.header)
+            return resp
+
+    async def DeleteRange(  # noqa: N802
+        self, request: pb.DeleteRangeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteRangeResponse:
+        async with grpc_errors(context):
+            validate.check_delete(request)
+            resp = await self._server.delete_range(request)
+            self._server.fill_header(resp.header)
+            return resp
+
+    async def Txn(self, request: pb.TxnRequest, context: grpc.aio.ServicerContext) -> pb.TxnResponse:  # noqa: N802
+        async with grpc_errors(context):
+            validate.check_txn(request, self._server.max_txn_ops)
+            resp = await self._server.txn(request)
+            self._server.fill_header(resp.header)
+            return resp
+
+    async def Compact(  # noqa: N802
+        self, request: pb.CompactionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompactionResponse:
+        async with grpc_errors(context):
+            resp = await self._server.compact(request)
+            self._server.fill_header(resp.header)
+            return resp

@@ -1,0 +1,521 @@
+"""The member's request facade: proposals, linearizable reads, leases, headers, status.
+
+The gRPC servicers call this; it never imports grpc. Writes become `InternalRequest`
+proposals and wait for their apply; linearizable reads share ReadIndex rounds; lease
+renewals and expiry are decided by the leader only, and expiry is *proposed* (a revoke goes
+through Raft) so every member deletes the same keys at the same revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from etcdpy import ETCD_SERVER_VERSION, logutil
+from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy._pb.internalpb import internal_pb2 as internalpb
+from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
+from etcdpy.cluster.membership import Member, format_id
+from etcdpy.raft import ConfChange, Entry, ReadState, Snapshot, SoftState, StateType
+from etcdpy.server import errors, txn
+from etcdpy.server.apply import Applier
+from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
+from etcdpy.server.idgen import IdGenerator
+from etcdpy.server.mvcc_view import ReadTxnView, event_to_pb
+from etcdpy.server.raft_node import RaftNode
+from etcdpy.server.wait import Wait
+from etcdpy.server.watch import WatchHub
+from etcdpy.storage.errors import CompactedError, FutureRevisionError, LeaseNotFoundError
+from etcdpy.storage.lease import NotPrimaryError
+from etcdpy.storage.mvcc.kvstore import KVStore, WriteBatch
+
+log = logutil.get("server")
+
+LEASE_EXPIRY_CHECK_S = 0.5
+MAX_LEASE_REVOKES_PER_CHECK = 500  # etcd revokes at most 1000 leases a second
+COMPACTION_STEP_KEYS = 1000
+READ_INDEX_RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    member_id: int
+    cluster_id: int
+    max_txn_ops: int
+    max_request_bytes: int
+    request_timeout_s: float
+    election_timeout_s: float
+    min_lease_ttl_s: int
+    quota_backend_bytes: int
+    snapshot_count: int = 100_000
+    snapshot_catchup_entries: int = 5_000
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: float = 0  # seconds (periodic) or revisions (revision)
+    watch_progress_notify_interval_s: float = 600.0
+
+
+class EtcdServer:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: KVStore,
+        lessor: Any,
+        members: Sequence[Member],
+        db_size: Any,
+    ) -> None:
+        self.settings = settings
+        self.member_id = settings.member_id
+        self.cluster_id = settings.cluster_id
+        self.max_txn_ops = settings.max_txn_ops
+        self.max_request_bytes = settings.max_request_bytes
+        self._store = store
+        self._lessor = lessor
+        self._members = {m.id: m for m in members}
+        self._db_size = db_size
+        self._ids = IdGenerator(settings.member_id, int(time.time() * 1000))
+        self._wait = Wait()
+        self.watch_hub = WatchHub(_StoreHistory(store), store.current_rev)
+        self.applier = Applier(store, lessor, self, settings.min_lease_ttl_s)
+        self.node: RaftNode | None = None  # set by the app before start()
+        self.raft_log: Any = None  # LmdbRaftStorage, set by the app before start()
+        self.applied_index = store.consistent_index
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._pending_reads: list[asyncio.Future[None]] = []
+        self._read_wake = asyncio.Event()
+        self._read_states: dict[bytes, asyncio.Future[int]] = {}
+        self._compaction_wake = asyncio.Event()
+        self._compaction_done: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self.leader_changes = 0
+        self.failed: asyncio.Future[None] = asyncio.Future()  # set when a core loop dies
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        assert self.node is not None
+        self.failed = asyncio.get_running_loop().create_future()
+        for coro in (
+            self.node.run(),
+            self._read_loop(),
+            self._lease_expiry_loop(),
+            self._compaction_loop(),
+            self._auto_compaction_loop(),
+            self._progress_notify_loop(),
+            self.watch_hub.run_catch_up(),
+        ):
+            task = asyncio.create_task(coro)
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+        if self._store.compaction_pending():
+            self._compaction_wake.set()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        # These loops run for the member's lifetime; one ending on its own means the member
+        # can no longer keep its promises (etcd panics in the same places): stop it.
+        if self._stopped or task.cancelled() or self.failed.done():
+            return
+        error = task.exception() or RuntimeError(f"{task.get_coro()} returned")
+        self.failed.set_exception(error)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self.node is not None:
+            self.node.stop()
+        self._wait.fail_all(errors.Stopped())
+        for task in self._tasks[1:]:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- state ---
+
+    @property
+    def term(self) -> int:
+        return self.node.term if self.node else 0
+
+    @property
+    def leader_id(self) -> int:
+        return self.node.lead if self.node else 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node is not None and self.node.role == StateType.LEADER
+
+    def fill_header(self, header: pb.ResponseHeader, keep_revision: bool = False) -> None:
+        header.cluster_id = self.cluster_id
+        header.member_id = self.member_id
+        header.raft_term = self.term
+        if not keep_revision and header.revision == 0:
+            header.revision = self._store.current_rev
+
+    def members(self) -> list[Member]:
+        return sorted(self._members.values(), key=lambda m: m.id)
+
+    # --- KV ---
+
+    async def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        if not r.serializable:
+            await self.linearizable_barrier()
+        with self._store.read() as view:
+            return txn.range_(ReadTxnView(view), r)
+
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        return await self._propose(internalpb.InternalRequest(put=r))
+
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return await self._propose(internalpb.InternalRequest(delete_range=r))
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        if txn.is_read_only(r):
+            # Served like a range, without a revision: linearizable unless every range in it
+            # asked to be serializable (etcd's isTxnSerializable).
+            if not _txn_serializable(r):
+                await self.linearizable_barrier()
+            with self._store.read() as view:
+                return txn.txn(ReadTxnView(view), r, self.applier.lease_exists)
+        return await self._propose(internalpb.InternalRequest(txn=r))
+
+    async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        resp = await self._propose(internalpb.InternalRequest(compaction=r))
+        if r.physical:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._compaction_done.append(done)
+            self._compaction_wake.set()
+            await done
+        return resp
+
+    # --- leases ---
+
+    async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        request = pb.LeaseGrantRequest()
+        request.CopyFrom(r)
+        if request.ID == 0:
+            request.ID = self._ids.next_lease_id()
+        return await self._propose(internalpb.InternalRequest(lease_grant=request))
+
+    async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        return await self._propose(internalpb.InternalRequest(lease_revoke=r))
+
+    async def lease_renew(self, lease_id: int) -> int:
+        try:
+            return self._lessor.renew(lease_id)
+        except LeaseNotFoundError:
+            raise errors.LeaseNotFound() from None
+        except NotPrimaryError:
+            # Followers forward keep-alives to the leader (multi-member work).
+            raise (errors.NoLeader() if self.leader_id == 0 else errors.NotLeader()) from None
+
+    async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        lease = self._lessor.lookup(r.ID)
+        if lease is None:
+            return pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
+        resp = pb.LeaseTimeToLiveResponse(
+            ID=r.ID, TTL=self._lessor.remaining_ttl(r.ID), grantedTTL=lease.ttl
+        )
+        if r.keys:
+            with self._store.read() as view:
+                for rec, keys in view.leases():
+                    if rec.id == r.ID:
+                        resp.keys.extend(keys)
+                        break
+        return resp
+
+    async def lease_leases(self) -> pb.LeaseLeasesResponse:
+        resp = pb.LeaseLeasesResponse()
+        for lease in self._lessor.leases():
+            resp.leases.add(ID=lease.id)
+        return resp
+
+    async def _lease_expiry_loop(self) -> None:
+        while not self._stopped:
+            await asyncio.sleep(LEASE_EXPIRY_CHECK_S)
+            if not self.is_leader:
+                continue
+            for lease_id in self._lessor.expired(MAX_LEASE_REVOKES_PER_CHECK):
+                asyncio.create_task(self._revoke_expired(lease_id))
+
+    async def _revoke_expired(self, lease_id: int) -> None:
+        with contextlib.suppress(errors.EtcdError):
+            await self._propose(
+                internalpb.InternalRequest(lease_revoke=pb.LeaseRevokeRequest(ID=lease_id))
+            )
+
+    # --- proposals ---
+
+    async def _propose(self, request: internalpb.InternalRequest) -> Any:
+        assert self.node is not None
+        if self._stopped:
+            raise errors.Stopped()
+        request.id = self._ids.next()
+        data = request.SerializeToString()
+        if len(data) > self.max_request_bytes:
+            raise errors.RequestTooLarge()
+        future = self._wait.register(request.id)
+        self.node.propose(request.id, data)
+        try:
+            result = await asyncio.wait_for(future, self.settings.request_timeout_s)
+        except TimeoutError:
+            self._wait.cancel(request.id)
+            raise errors.Timeout() from None
+        if isinstance(result, errors.EtcdError):
+            raise result
+        return result
+
+    # --- reads ---
+
+    async def linearizable_barrier(self) -> None:
+        """Return once this member has applied everything committed before the call."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_reads.append(future)
+        self._read_wake.set()
+        await future
+
+    async def _read_loop(self) -> None:
+        """One ReadIndex round serves every read that arrived while the previous one ran."""
+        assert self.node is not None
+        loop = asyncio.get_running_loop()
+        while not self._stopped:
+            await self._read_wake.wait()
+            self._read_wake.clear()
+            batch, self._pending_reads = self._pending_reads, []
+            if not batch:
+                continue
+            deadline = loop.time() + self.settings.request_timeout_s
+            try:
+                index = await self._read_index(deadline)
+                await self._wait_applied(index, deadline)
+            except errors.EtcdError as error:
+                for future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _read_index(self, deadline: float) -> int:
+        assert self.node is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            ctx = self._ids.next().to_bytes(8, "big")
+            answer: asyncio.Future[int] = loop.create_future()
+            self._read_states[ctx] = answer
+            self.node.read_index(ctx)
+            wait_s = min(READ_INDEX_RETRY_S, deadline - loop.time())
+            try:
+                return await asyncio.wait_for(answer, max(wait_s, 0.001))
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise (errors.NoLeader() if self.leader_id == 0 else errors.Timeout()) from None
+            finally:
+                self._read_states.pop(ctx, None)
+
+    async def _wait_applied(self, index: int, deadline: float) -> None:
+        if self.applied_index >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, future))
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(future, max(remaining, 0.001))
+        except TimeoutError:
+            raise errors.Timeout() from None
+
+    # --- raft_node.StateMachine ---
+
+    def apply(self, entries: Sequence[Entry]) -> None:
+        result = self.applier.apply(entries)
+        self.applied_index = max(self.applied_index, entries[-1].index)
+        self._maybe_snapshot()
+        if result.events or result.revision != self.watch_hub.revision:
+            self.watch_hub.notify(result.revision, result.events)
+        for request_id, response in result.results:
+            self._wait.trigger(request_id, response)
+        if result.compacted_to:
+            self.watch_hub.compacted(result.compacted_to)
+            self._compaction_wake.set()
+        if self._applied_waiters:
+            still = []
+            for index, future in self._applied_waiters:
+                if index <= self.applied_index:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    still.append((index, future))
+            self._applied_waiters = still
+
+    def _maybe_snapshot(self) -> None:
+        """Every `snapshot_count` applied entries, cut the Raft log (etcd's --snapshot-count).
+
+        The state is made durable first: the log may only lose entries that the state env
+        holds on disk, since after a crash the state is replayed from the log. A margin of
+        `snapshot_catchup_entries` stays so a slow follower can catch up from the log."""
+        log_store = self.raft_log
+        if log_store is None:
+            return
+        snapshot_index = log_store.snapshot().metadata.index
+        if self.applied_index - snapshot_index <= self.settings.snapshot_count:
+            return
+        self._store.env.sync()
+        snap = log_store.create_snapshot(self.applied_index, None, b"")
+        log.info("saved snapshot", **{"snapshot-index": snap.metadata.index})
+        compact_to = self.applied_index - self.settings.snapshot_catchup_entries
+        if compact_to > log_store.first_index():
+            log_store.compact(compact_to)
+            log.info("compacted Raft logs", **{"compact-index": compact_to})
+
+    def restore(self, snapshot: Snapshot) -> None:
+        raise NotImplementedError("installing a snapshot arrives with multi-member clusters")
+
+    def on_read_states(self, read_states: Sequence[ReadState]) -> None:
+        for rs in read_states:
+            future = self._read_states.get(rs.request_ctx)
+            if future is not None and not future.done():
+                future.set_result(rs.index)
+
+    def on_soft_state(self, soft_state: SoftState, term: int) -> None:
+        if soft_state.raft_state == StateType.LEADER:
+            log.info("became leader", member=format_id(self.member_id), term=term)
+            self._lessor.promote(self.settings.election_timeout_s)
+        else:
+            self._lessor.demote()
+        if soft_state.lead:
+            self.leader_changes += 1
+            log.info(
+                "leader elected", member=format_id(self.member_id),
+                leader=format_id(soft_state.lead), term=term,
+            )
+
+    def on_proposal_dropped(self, request_id: int) -> None:
+        error = errors.NoLeader() if self.leader_id == 0 else errors.TooManyRequests()
+        self._wait.trigger(request_id, error)
+
+    def apply_conf_change(self, entry: Entry, change: ConfChange, batch: WriteBatch) -> Any:
+        assert self.node is not None
+        self.node.apply_conf_change(change)
+        return None
+
+    # --- maintenance ---
+
+    def status(self) -> pb.StatusResponse:
+        assert self.node is not None
+        size, in_use = self._db_size()
+        return pb.StatusResponse(
+            version=ETCD_SERVER_VERSION,
+            dbSize=size,
+            dbSizeInUse=in_use,
+            leader=self.leader_id,
+            raftIndex=self.node.committed_index,
+            raftTerm=self.term,
+            raftAppliedIndex=self.applied_index,
+            isLearner=False,
+            dbSizeQuota=self.settings.quota_backend_bytes,
+        )
+
+    def hash_kv(self, revision: int) -> pb.HashKVResponse:
+        try:
+            hash_value, current_rev, compact_rev = self._store.hash_kv(revision)
+        except CompactedError:
+            raise errors.Compacted() from None
+        except FutureRevisionError:
+            raise errors.FutureRevision() from None
+        resp = pb.HashKVResponse(
+            hash=hash_value, compact_revision=max(compact_rev, 0),
+            hash_revision=revision if revision > 0 else current_rev,
+        )
+        resp.header.revision = current_rev
+        return resp
+
+    async def _progress_notify_loop(self) -> None:
+        interval = self.settings.watch_progress_notify_interval_s
+        while not self._stopped:
+            # etcd adds up to 10% jitter so many members' notifications do not align.
+            await asyncio.sleep(interval * (1 + 0.1 * random.random()))
+            self.watch_hub.progress_tick()
+
+    async def _auto_compaction_loop(self) -> None:
+        """The leader compacts on etcd's auto-compaction schedule (followers only sample)."""
+        mode = self.settings.auto_compaction_mode
+        retention = self.settings.auto_compaction_retention
+        if retention <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if mode == "revision":
+            by_revision = RevisionCompactor(int(retention))
+            while not self._stopped:
+                await asyncio.sleep(by_revision.check_interval_s)
+                target = by_revision.check(self._store.current_rev)
+                if target is not None and self.is_leader and await self._auto_compact(target):
+                    by_revision.compacted(target)
+            return
+        periodic = PeriodicCompactor(retention, loop.time())
+        while not self._stopped:
+            await asyncio.sleep(periodic.sample_interval_s)
+            target = periodic.sample(loop.time(), self._store.current_rev)
+            if target is not None and self.is_leader and await self._auto_compact(target):
+                periodic.compacted(loop.time())
+
+    async def _auto_compact(self, revision: int) -> bool:
+        log.info("starting auto compaction", revision=revision,
+                 mode=self.settings.auto_compaction_mode)
+        try:
+            await self.compact(pb.CompactionRequest(revision=revision))
+        except errors.Compacted:
+            return True
+        except errors.EtcdError as error:
+            log.warning("failed auto compaction", revision=revision, error=error.message)
+            return False
+        log.info("completed auto compaction", revision=revision)
+        return True
+
+    async def _compaction_loop(self) -> None:
+        """Physical compaction in small steps, so applies and reads keep going meanwhile."""
+        while not self._stopped:
+            await self._compaction_wake.wait()
+            self._compaction_wake.clear()
+            while self._store.compaction_pending():
+                self._store.compact_step(COMPACTION_STEP_KEYS)
+                await asyncio.sleep(0)
+            done, self._compaction_done = self._compaction_done, []
+            for future in done:
+                if not future.done():
+                    future.set_result(None)
+
+
+def _txn_serializable(r: pb.TxnRequest) -> bool:
+    for op in (*r.success, *r.failure):
+        which = op.WhichOneof("request")
+        if which == "request_range" and not op.request_range.serializable:
+            return False
+        if which == "request_txn" and not _txn_serializable(op.request_txn):
+            return False
+    return True
+
+
+class _StoreHistory:
+    """The store's history in the watch hub's terms (protobuf events, whole revisions)."""
+
+    def __init__(self, store: KVStore) -> None:
+        self._store = store
+
+    def compacted_revision(self) -> int:
+        return max(self._store.compact_rev, 0)
+
+    def events(self, key: bytes, range_end: bytes, start_rev: int, end_rev: int, limit: int,
+               prev_kv: bool) -> list[mvccpb.Event]:
+        while True:
+            events = self._store.events(key, range_end, start_rev, end_rev + 1, limit, prev_kv)
+            if len(events) < limit:
+                return [event_to_pb(e) for e in events]
+            last_rev = events[-1].kv.mod_revision
+            whole = [e for e in events if e.kv.mod_revision != last_rev]
+            if whole:
+                return [event_to_pb(e) for e in whole]
+            limit *= 2  # one revision alone is bigger than the limit: take all of it

@@ -1,0 +1,218 @@
+"""The Raft driver: ticks the pure core, persists each Ready, sends, applies, advances.
+
+This is the only place that calls the `RawNode`, always from the event loop thread. Request
+handlers never touch the core: they queue proposals and read requests here and are woken by
+the apply loop. Each loop iteration takes *every* proposal queued since the last one, so a
+burst of concurrent writes becomes one append, one fsync and one AppendEntries: group commit
+falls out of the loop's shape.
+
+Per Ready, in the order the durability contract needs (etcd's raftNode does the same):
+1. `messages` go out first: a leader may replicate while it persists its own copy;
+2. snapshot, entries and hard state are written to the Raft log (fsynced when `must_sync`),
+   in a worker thread so the loop keeps accepting requests meanwhile;
+3. `persisted_messages` (votes, append acknowledgements) leave only after that write;
+4. committed entries are applied in one batch; read states are handed over;
+5. `advance()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from etcdpy import logutil
+from etcdpy.raft import (
+    ConfChange,
+    Entry,
+    HardState,
+    Message,
+    ProposalDropped,
+    RawNode,
+    ReadState,
+    Ready,
+    Snapshot,
+    SoftState,
+    StateType,
+)
+
+log = logutil.get("raft")
+
+MAX_PROPOSALS_PER_ROUND = 4096  # bounds one iteration's work; the rest waits for the next
+
+
+class RaftLogWriter(Protocol):
+    def save(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None,
+        sync: bool,
+    ) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, messages: Sequence[Message]) -> None: ...
+
+
+class StateMachine(Protocol):
+    """What the node hands its committed work to (the server's applier)."""
+
+    def apply(self, entries: Sequence[Entry]) -> None: ...
+
+    def restore(self, snapshot: Snapshot) -> None: ...
+
+    def on_read_states(self, read_states: Sequence[ReadState]) -> None: ...
+
+    def on_soft_state(self, soft_state: SoftState, term: int) -> None: ...
+
+    def on_proposal_dropped(self, request_id: int) -> None: ...
+
+
+class RaftNode:
+    def __init__(
+        self,
+        rawnode: RawNode,
+        log_writer: RaftLogWriter,
+        transport: Transport,
+        state_machine: StateMachine,
+        tick_interval_s: float,
+    ) -> None:
+        self._rawnode = rawnode
+        self._log_writer = log_writer
+        self._transport = transport
+        self._state_machine = state_machine
+        self._tick_interval_s = tick_interval_s
+        self._proposals: list[tuple[int, bytes]] = []  # (request id, data), in arrival order
+        self._conf_changes: list[tuple[int, ConfChange]] = []
+        self._read_requests: list[bytes] = []
+        self._messages_in: list[Message] = []
+        self._calls: list[Callable[[RawNode], None]] = []
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-log")
+        status = rawnode.status()
+        self.term = status.hard_state.term
+        self.lead = 0
+        self.role = StateType.FOLLOWER
+        self.committed_index = status.hard_state.commit
+
+    # --- what request handlers and the transport call (never touch the core directly) ---
+
+    def propose(self, request_id: int, data: bytes) -> None:
+        self._proposals.append((request_id, data))
+        self._wake.set()
+
+    def propose_conf_change(self, request_id: int, change: ConfChange) -> None:
+        self._conf_changes.append((request_id, change))
+        self._wake.set()
+
+    def read_index(self, ctx: bytes) -> None:
+        self._read_requests.append(ctx)
+        self._wake.set()
+
+    def step(self, message: Message) -> None:
+        """A message from a peer (transport side)."""
+        self._messages_in.append(message)
+        self._wake.set()
+
+    def call(self, fn: Callable[[RawNode], None]) -> None:
+        """Run `fn(rawnode)` on the loop at the next iteration (transfer leader, campaign...)."""
+        self._calls.append(fn)
+        self._wake.set()
+
+    def status(self):  # type: ignore[no-untyped-def]
+        return self._rawnode.status()
+
+    # --- the loop ---
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._tick_interval_s
+        try:
+            while not self._stopped:
+                timeout = max(0.0, next_tick - loop.time())
+                if not self._wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                self._wake.clear()
+                now = loop.time()
+                if now >= next_tick:
+                    self._rawnode.tick()
+                    # Skipped ticks are not replayed: a stalled loop must not fire a burst of
+                    # elections; it just resumes ticking.
+                    next_tick = max(next_tick + self._tick_interval_s, now)
+                self._feed_core()
+                while self._rawnode.has_ready():
+                    await self._handle_ready(self._rawnode.ready())
+                    self._feed_core()
+        finally:
+            self._io.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _feed_core(self) -> None:
+        rawnode = self._rawnode
+        messages, self._messages_in = self._messages_in, []
+        for message in messages:
+            try:
+                rawnode.step(message)
+            except Exception as exc:  # a bad or stale peer message must not stop the node
+                log.debug("dropped peer message", error=str(exc), type=str(message.type))
+        calls, self._calls = self._calls, []
+        for fn in calls:
+            fn(rawnode)
+        changes, self._conf_changes = self._conf_changes, []
+        for request_id, change in changes:
+            try:
+                rawnode.propose_conf_change(change)
+            except ProposalDropped:
+                self._state_machine.on_proposal_dropped(request_id)
+        proposals = self._proposals[:MAX_PROPOSALS_PER_ROUND]
+        del self._proposals[:MAX_PROPOSALS_PER_ROUND]
+        if self._proposals:
+            self._wake.set()
+        for request_id, data in proposals:
+            try:
+                rawnode.propose(data)
+            except ProposalDropped:
+                self._state_machine.on_proposal_dropped(request_id)
+        if self._read_requests:
+            reads, self._read_requests = self._read_requests, []
+            for ctx in reads:
+                rawnode.read_index(ctx)
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state, rd.hard_state)
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+            self.committed_index = rd.hard_state.commit
+        if rd.messages:
+            self._transport.send(rd.messages)
+        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self._log_writer.save, rd.hard_state, rd.entries, rd.snapshot,
+                rd.must_sync,
+            )
+        if rd.persisted_messages:
+            self._transport.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            self._state_machine.restore(rd.snapshot)
+        if rd.committed_entries:
+            self._state_machine.apply(rd.committed_entries)
+        if rd.read_states:
+            self._state_machine.on_read_states(rd.read_states)
+        self._rawnode.advance()
+
+    def _on_soft_state(self, soft: SoftState, hard: HardState | None) -> None:
+        if hard is not None:
+            self.term = hard.term
+        if soft.raft_state != self.role or soft.lead != self.lead:
+            self.role, self.lead = soft.raft_state, soft.lead
+            self._state_machine.on_soft_state(soft, self.term)
+
+    def apply_conf_change(self, change: ConfChange):  # type: ignore[no-untyped-def]
+        """Called by the state machine while applying a CONF_CHANGE entry (loop thread)."""
+        return self._rawnode.apply_conf_change(change)

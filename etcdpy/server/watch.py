@@ -1,0 +1,378 @@
+"""Watches: the member's watchers, fed by the apply loop and drained by Watch streams.
+
+A watcher is *synced* when it has been sent every event up to the hub's revision (the last
+revision the apply loop notified): new events go straight to it. Otherwise it is *unsynced*
+and a catch-up task reads its missing events from the store's history, one bounded chunk at a
+time, until it is synced again. A watcher whose stream cannot take more responses (a slow
+client) is demoted to unsynced at the first event it did not get, so it never stalls the
+writers or the other watchers, and loses nothing: it catches up from history (or is cancelled
+with `compact_revision` if that history was compacted meanwhile, as etcd does).
+
+Guarantees kept here (etcd's API guarantees): events reach a watcher in revision order, once
+each, with no gaps; all events of one revision travel in one response unless the watcher asked
+for fragments; a created response comes before any event of its watcher; a progress response
+means everything up to its revision was delivered.
+
+Everything runs on the event loop thread; no method awaits between reading the hub revision
+and acting on it, which is what makes the synced/unsynced hand-over race-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
+
+EventType = mvccpb.Event.EventType
+FilterType = pb.WatchCreateRequest.FilterType
+
+# Texts etcd puts in cancel_reason.
+EMPTY_RANGE = "mvcc: watcher range is empty"
+DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+COMPACTED = "mvcc: required revision has been compacted"
+
+CATCH_UP_CHUNK_EVENTS = 1000  # events read from history per watcher per round
+STREAM_QUEUE_RESPONSES = 256  # responses a stream may hold before its watchers are demoted
+
+
+class History(Protocol):
+    """Read access to the store's past events."""
+
+    def compacted_revision(self) -> int: ...
+
+    def events(
+        self, key: bytes, range_end: bytes, start_rev: int, end_rev: int, limit: int,
+        prev_kv: bool,
+    ) -> list[mvccpb.Event]:
+        """Events with start_rev <= revision <= end_rev in the range, in revision order
+        (prev_kv filled when asked), about `limit` of them but never a revision cut in half."""
+        ...
+
+
+def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
+    """end None = just `start`; b"" = every key >= start (etcd's "\\0" range end)."""
+    if end is None:
+        return key == start
+    return start <= key and (not end or key < end)
+
+
+@dataclass(eq=False)
+class Watcher:
+    id: int
+    key: bytes
+    range_end: bytes | None
+    next_rev: int  # the first revision not yet sent; invariant: > 0
+    stream: WatchStream
+    prev_kv: bool = False
+    no_put: bool = False
+    no_delete: bool = False
+    progress_notify: bool = False
+    fragment: bool = False
+    synced: bool = False
+    # Events went out since the last periodic progress notification (etcd then skips one).
+    sent_since_progress: bool = False
+
+    def matches(self, event: mvccpb.Event) -> bool:
+        if self.no_put and event.type == EventType.PUT:
+            return False
+        if self.no_delete and event.type == EventType.DELETE:
+            return False
+        return _in_range(event.kv.key, self.key, self.range_end)
+
+    def shape(self, events: Sequence[mvccpb.Event]) -> list[mvccpb.Event]:
+        """The watcher's view of matching events (prev_kv only when asked for)."""
+        out = []
+        for event in events:
+            if not self.matches(event):
+                continue
+            if not self.prev_kv and event.HasField("prev_kv"):
+                event = mvccpb.Event(type=event.type, kv=event.kv)
+            out.append(event)
+        return out
+
+
+@dataclass(eq=False)
+class WatchStream:
+    """One client Watch stream: its watchers and its outgoing responses."""
+
+    hub: WatchHub
+    max_response_bytes: int
+    queue: asyncio.Queue[pb.WatchResponse] = field(
+        default_factory=lambda: asyncio.Queue(STREAM_QUEUE_RESPONSES)
+    )
+    watchers: dict[int, Watcher] = field(default_factory=dict)
+    next_auto_id: int = 0
+    pending_progress: bool = False
+    closed: bool = False
+
+    def has_room(self) -> bool:
+        return not self.closed and not self.queue.full()
+
+    def _send(self, resp: pb.WatchResponse, revision: int) -> None:
+        resp.header.revision = revision
+        self.queue.put_nowait(resp)
+
+    def create(self, req: pb.WatchCreateRequest) -> None:
+        """Handle a create request: always answers `created`, canceled on error."""
+        hub = self.hub
+        key = req.key or b"\x00"
+        range_end: bytes | None = req.range_end or None
+        if range_end == b"\x00":
+            range_end = b""
+        current = hub.revision
+        resp = pb.WatchResponse(created=True)
+        if range_end and key >= range_end:
+            resp.watch_id, resp.canceled, resp.cancel_reason = -1, True, EMPTY_RANGE
+            self._send(resp, current)
+            return
+        watch_id = req.watch_id
+        if watch_id == 0:
+            while self.next_auto_id in self.watchers:
+                self.next_auto_id += 1
+            watch_id = self.next_auto_id
+            self.next_auto_id += 1
+        elif watch_id in self.watchers:
+            resp.watch_id, resp.canceled, resp.cancel_reason = -1, True, DUPLICATE_ID
+            self._send(resp, current)
+            return
+        start = req.start_revision if req.start_revision != 0 else current + 1
+        filters = set(req.filters)
+        watcher = Watcher(
+            id=watch_id,
+            key=key,
+            range_end=range_end,
+            next_rev=max(start, 1) if start > 0 else start,
+            stream=self,
+            prev_kv=req.prev_kv,
+            no_put=FilterType.NOPUT in filters,
+            no_delete=FilterType.NODELETE in filters,
+            progress_notify=req.progress_notify,
+            fragment=req.fragment,
+        )
+        resp.watch_id = watch_id
+        # The created response must precede any event: it is queued before the watcher joins.
+        self.queue.put_nowait(_with_rev(resp, current))
+        self.watchers[watch_id] = watcher
+        hub.add(watcher)
+
+    def cancel(self, watch_id: int) -> None:
+        watcher = self.watchers.pop(watch_id, None)
+        if watcher is None:
+            return
+        self.hub.remove(watcher)
+        self._send(pb.WatchResponse(watch_id=watch_id, canceled=True), self.hub.revision)
+
+    def request_progress(self) -> None:
+        """Answer with watch_id -1 at the hub revision once every watcher is synced."""
+        self.pending_progress = True
+        self.hub.flush_progress(self)
+
+    def close(self) -> None:
+        self.closed = True
+        for watcher in self.watchers.values():
+            self.hub.remove(watcher)
+        self.watchers.clear()
+
+    def send_events(self, watcher: Watcher, events: list[mvccpb.Event], revision: int) -> None:
+        """Queue the events of one or more whole revisions, fragmenting when asked."""
+        watcher.sent_since_progress = True
+        if not watcher.fragment or len(events) < 2:
+            self._send(pb.WatchResponse(watch_id=watcher.id, events=events), revision)
+            return
+        chunk: list[mvccpb.Event] = []
+        size = 0
+        for event in events:
+            event_size = event.ByteSize()
+            if chunk and size + event_size > self.max_response_bytes:
+                self._send(pb.WatchResponse(watch_id=watcher.id, events=chunk, fragment=True), revision)
+                chunk, size = [], 0
+            chunk.append(event)
+            size += event_size
+        self._send(pb.WatchResponse(watch_id=watcher.id, events=chunk), revision)
+
+
+def _with_rev(resp: pb.WatchResponse, revision: int) -> pb.WatchResponse:
+    resp.header.revision = revision
+    return resp
+
+
+class WatchHub:
+    """Every watcher of this member. `notify` is called by the apply loop after each commit."""
+
+    def __init__(self, history: History, revision: int) -> None:
+        self._history = history
+        self.revision = revision  # the last revision whose events were notified
+        self._single: dict[bytes, set[Watcher]] = {}  # synced single-key watchers by key
+        self._ranges: set[Watcher] = set()  # synced range watchers
+        self._unsynced: set[Watcher] = set()
+        self._wake = asyncio.Event()
+        self._on_header: Callable[[pb.ResponseHeader], None] | None = None
+
+    # --- membership of the synced/unsynced groups ---
+
+    def add(self, watcher: Watcher) -> None:
+        if watcher.next_rev > self.revision:
+            self._set_synced(watcher)
+        else:
+            self._unsynced.add(watcher)
+            self._wake.set()
+
+    def remove(self, watcher: Watcher) -> None:
+        self._unsynced.discard(watcher)
+        self._unset_synced(watcher)
+
+    def _set_synced(self, watcher: Watcher) -> None:
+        watcher.synced = True
+        if watcher.range_end is None:
+            self._single.setdefault(watcher.key, set()).add(watcher)
+        else:
+            self._ranges.add(watcher)
+
+    def _unset_synced(self, watcher: Watcher) -> None:
+        if not watcher.synced:
+            return
+        watcher.synced = False
+        if watcher.range_end is None:
+            group = self._single.get(watcher.key)
+            if group is not None:
+                group.discard(watcher)
+                if not group:
+                    del self._single[watcher.key]
+        else:
+            self._ranges.discard(watcher)
+
+    def new_stream(self, max_response_bytes: int) -> WatchStream:
+        return WatchStream(self, max_response_bytes)
+
+    def watcher_count(self) -> int:
+        return sum(len(g) for g in self._single.values()) + len(self._ranges) + len(self._unsynced)
+
+    # --- the write side ---
+
+    def notify(self, revision: int, events: Sequence[mvccpb.Event]) -> None:
+        """Events of the revisions after `self.revision` up to `revision`, just committed."""
+        assert revision >= self.revision, "the store's revision never goes back"
+        by_watcher: dict[Watcher, list[mvccpb.Event]] = {}
+        for event in events:
+            for watcher in self._single.get(event.kv.key, ()):
+                by_watcher.setdefault(watcher, []).append(event)
+            for watcher in self._ranges:
+                if _in_range(event.kv.key, watcher.key, watcher.range_end):
+                    by_watcher.setdefault(watcher, []).append(event)
+        first_rev = self.revision + 1
+        self.revision = revision
+        for watcher, candidates in by_watcher.items():
+            shaped = watcher.shape(candidates)
+            if not shaped:
+                continue
+            if watcher.stream.has_room():
+                watcher.stream.send_events(watcher, shaped, revision)
+            else:
+                # Too slow: catch up from history from the first revision it missed.
+                self._unset_synced(watcher)
+                watcher.next_rev = first_rev
+                self._unsynced.add(watcher)
+                self._wake.set()
+        for watcher in list(self._iter_synced()):
+            watcher.next_rev = revision + 1
+        for stream in {w.stream for w in by_watcher}:
+            if stream.pending_progress:
+                self.flush_progress(stream)
+
+    def _iter_synced(self):  # type: ignore[no-untyped-def]
+        for group in self._single.values():
+            yield from group
+        yield from self._ranges
+
+    def compacted(self, compact_rev: int) -> None:
+        """A compaction happened: unsynced watchers behind it will be cancelled on catch-up."""
+        if self._unsynced:
+            self._wake.set()
+
+    # --- progress ---
+
+    def flush_progress(self, stream: WatchStream) -> None:
+        if not stream.pending_progress or stream.queue.full():
+            return
+        if any(not w.synced for w in stream.watchers.values()):
+            return  # answered when the last one catches up
+        stream.pending_progress = False
+        stream._send(pb.WatchResponse(watch_id=-1), self.revision)
+
+    def progress_tick(self) -> None:
+        """Periodic progress notification for idle synced watchers that asked for it."""
+        for watcher in list(self._iter_synced()):
+            if not watcher.progress_notify:
+                continue
+            if watcher.sent_since_progress:
+                watcher.sent_since_progress = False
+            elif watcher.stream.has_room():
+                watcher.stream._send(pb.WatchResponse(watch_id=watcher.id), self.revision)
+
+    # --- catching up ---
+
+    def catch_up_once(self) -> bool:
+        """One round over the unsynced watchers; True when some remain (call again)."""
+        compact_rev = self._history.compacted_revision()
+        for watcher in list(self._unsynced):
+            stream = watcher.stream
+            if stream.closed:
+                self._unsynced.discard(watcher)
+                continue
+            if not stream.has_room():
+                continue
+            if watcher.next_rev <= compact_rev:
+                self._unsynced.discard(watcher)
+                stream.watchers.pop(watcher.id, None)
+                resp = pb.WatchResponse(
+                    watch_id=watcher.id, canceled=True, compact_revision=compact_rev
+                )
+                stream._send(resp, self.revision)
+                continue
+            if watcher.next_rev <= self.revision:
+                events = self._history.events(
+                    watcher.key,
+                    _store_range_end(watcher.range_end),
+                    watcher.next_rev,
+                    self.revision,
+                    CATCH_UP_CHUNK_EVENTS,
+                    watcher.prev_kv,
+                )
+                if events:
+                    last_rev = events[-1].kv.mod_revision
+                    shaped = watcher.shape(events)
+                    if shaped:
+                        stream.send_events(watcher, shaped, self.revision)
+                    watcher.next_rev = last_rev + 1
+                else:
+                    watcher.next_rev = self.revision + 1
+            if watcher.next_rev > self.revision:
+                self._unsynced.discard(watcher)
+                self._set_synced(watcher)
+                if stream.pending_progress:
+                    self.flush_progress(stream)
+        return bool(self._unsynced)
+
+    async def run_catch_up(self) -> None:
+        """Background task: catch unsynced watchers up, yielding to the loop between rounds."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.catch_up_once():
+                await asyncio.sleep(0.01)  # let slow streams drain before the next round
+
+    def stream_drained(self) -> None:
+        """A stream took responses off its queue: demoted watchers may continue."""
+        if self._unsynced:
+            self._wake.set()
+
+
+def _store_range_end(range_end: bytes | None) -> bytes:
+    """Back to the request convention: b"" single key, b"\\0" every key from start."""
+    if range_end is None:
+        return b""
+    return range_end or b"\x00"

@@ -1,0 +1,76 @@
+"""State snapshots: a consistent copy of the state env, and installing one.
+
+A Raft snapshot sent to a lagging follower carries the whole applied state.  LMDB
+copies a consistent image from inside one read transaction (``mdb_env_copy2`` with
+compaction), so the writer keeps going while the copy is taken, and the copy holds
+the consistent index of exactly the state it contains.
+
+Installing replaces ``member/state/data.mdb`` with the received image.  The state
+env must be closed first (the caller -- the server -- reopens it and rebuilds the
+Lessor and watchers from it).  The new file is written beside the old one, fsynced
+and renamed over it, and the directory fsynced, so a crash at any point leaves
+either the old state or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import lmdb
+
+from . import schema
+from .env import LmdbEnv
+
+SNAPSHOT_SUFFIX = ".snap.mdb"
+
+
+def write_state_snapshot(env: LmdbEnv, dest: Path) -> int:
+    """Write a compacted, consistent image of ``env`` to the file ``dest``; returns its size."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        env.env.copyfd(fd, compact=True)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dest)
+    return dest.stat().st_size
+
+
+def snapshot_consistent_index(path: Path) -> int:
+    """The applied index recorded inside a snapshot image (opened read-only, no lock)."""
+    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, max_dbs=64)
+    try:
+        meta = env.open_db(schema.DB_META, create=False)
+        with env.begin() as txn:
+            raw = txn.get(schema.META_CONSISTENT_INDEX, db=meta)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+    finally:
+        env.close()
+
+
+def install_state_snapshot(member_dir: Path, image: Path) -> None:
+    """Replace the (closed) state env of ``member_dir`` with the image file."""
+    state_dir = member_dir / schema.STATE_ENV_DIR
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / "data.mdb"
+    staging = state_dir / ("incoming" + SNAPSHOT_SUFFIX)
+    shutil.copyfile(image, staging)
+    fd = os.open(staging, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, target)
+    # the lock file describes readers of the old file; LMDB recreates it on open
+    lock = state_dir / "lock.mdb"
+    if lock.exists():
+        lock.unlink()
+    dfd = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
