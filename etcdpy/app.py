@@ -46,6 +46,10 @@ class SingleMemberTransport:
 def _host_port(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
+    if host == "localhost":
+        # Go's listener (and so etcd) binds the IPv4 loopback for "localhost"; grpc would
+        # pick whichever address the resolver lists first, sometimes only ::1.
+        host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"

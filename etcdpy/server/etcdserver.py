@@ -116,12 +116,14 @@ class EtcdServer:
             self._compaction_wake.set()
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        # These loops run for the member's lifetime; one ending on its own means the member
-        # can no longer keep its promises (etcd panics in the same places): stop it.
+        # These loops run for the member's lifetime (some end early when switched off); one
+        # dying of an exception means the member can no longer keep its promises (etcd panics
+        # in the same places): stop it.
         if self._stopped or task.cancelled() or self.failed.done():
             return
-        error = task.exception() or RuntimeError(f"{task.get_coro()} returned")
-        self.failed.set_exception(error)
+        error = task.exception()
+        if error is not None:
+            self.failed.set_exception(error)
 
     async def stop(self) -> None:
         self._stopped = True
