@@ -51,6 +51,9 @@ NONE = 0
 # Context of a VOTE sent because of a leadership transfer: it overrides the lease check.
 CAMPAIGN_TRANSFER = b"CampaignTransfer"
 
+_VOTE_TYPES = frozenset({MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP})
+_TERMLESS = frozenset({MT.PROP, MT.READ_INDEX})
+
 # Bound on READ_INDEX requests parked until the new leader commits an entry of its term.
 MAX_PENDING_READ_INDEX_MESSAGES = 4096
 
@@ -172,19 +175,36 @@ class Raft:
 
     def send(self, m: Message) -> None:
         """Queue m.  Stamps from_ and (for non-vote messages) our term; checks the rules."""
-        if m.from_ == NONE:
-            m = _replace(m, from_=self.id)
-        if m.type in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP):
+        frm = m.from_ or self.id
+        term = m.term
+        if m.type in _VOTE_TYPES:
             # Vote messages carry the term they are about, which is not always ours
             # (a pre-vote is for term+1; a granted response echoes the request's term).
-            assert m.term != 0, f"term should be set when sending {m.type.name}"
+            assert term != 0, f"term should be set when sending {m.type.name}"
         else:
-            assert m.term == 0, f"term should not be set when sending {m.type.name} ({m.term})"
+            assert term == 0, f"term should not be set when sending {m.type.name} ({term})"
             # PROP and READ_INDEX forwarded by a follower carry no term: they are local
             # requests relayed to the leader and are valid regardless of term.
-            if m.type not in (MT.PROP, MT.READ_INDEX):
-                m = _replace(m, term=self.term)
+            if m.type not in _TERMLESS:
+                term = self.term
         assert m.type not in LOCAL_MESSAGES, m.type
+        if frm != m.from_ or term != m.term:
+            # Positional construction: dataclasses.replace is several times slower, and
+            # this runs for every message.
+            m = Message(
+                m.type,
+                m.to,
+                frm,
+                term,
+                m.log_term,
+                m.index,
+                m.entries,
+                m.commit,
+                m.snapshot,
+                m.reject,
+                m.reject_hint,
+                m.context,
+            )
         if m.type in RESPONSE_AFTER_PERSIST:
             self.msgs_after_append.append(m)
         else:
