@@ -952,6 +952,10 @@ class Raft:
         if not self.read_only.add_request(self.raft_log.committed, m):
             return
         self.read_only.recv_ack(self.id, m.context)
+        # Heartbeats still in the outbox (not yet handed out in a Ready) are superseded:
+        # the round for this newest request also confirms every request queued before it,
+        # so reads arriving within one Ready cycle share a single heartbeat round.
+        self.msgs = [x for x in self.msgs if x.type != MT.HEARTBEAT]
         self._bcast_heartbeat_with_ctx(m.context)
 
     def _release_pending_read_index_messages(self) -> None:

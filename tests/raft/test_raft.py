@@ -448,3 +448,16 @@ def test_propose_many_sends_one_append_per_follower() -> None:
     assert sorted(m.to for m in apps) == [2, 3]
     assert all([e.data for e in m.entries] == [b"a", b"b", b"c"] for m in apps)
     assert nt[3].applied_data() == [b"a", b"b", b"c"]
+
+
+def test_reads_within_one_ready_cycle_share_one_heartbeat_round() -> None:
+    nt = net()
+    nt.campaign(1)
+    for ctx in (b"r1", b"r2", b"r3"):
+        nt[1].node.read_index(ctx)
+    rd = nt[1].node.ready()
+    beats = [m for m in rd.messages if m.type == MT.HEARTBEAT]
+    assert sorted(m.to for m in beats) == [2, 3] and {m.context for m in beats} == {b"r3"}
+    nt[1].node.advance()
+    nt.send(*rd.messages)
+    assert [rs.request_ctx for rs in nt[1].read_states] == [b"r1", b"r2", b"r3"]
