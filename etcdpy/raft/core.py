@@ -19,6 +19,7 @@ from .config import RaftConfig
 from .describe import describe_conf_change, message_type_name
 from .errors import (
     Compacted,
+    ConfigInvalid,
     ProposalDropped,
     SnapshotTemporarilyUnavailable,
     Unavailable,
@@ -122,6 +123,11 @@ class Raft:
         if not hs.is_empty():
             self._load_state(hs)
         if config.applied > 0:
+            if config.applied > self.raft_log.committed:
+                raise ConfigInvalid(
+                    f"applied {config.applied} is beyond the commit index "
+                    f"{self.raft_log.committed} in storage"
+                )
             self.raft_log.applied_to(config.applied)
         self.become_follower(self.term, NONE)
         self._log(
