@@ -74,6 +74,14 @@ def payload_size(ents: tuple[Entry, ...] | list[Entry]) -> int:
 
 
 class Raft:
+    """One member's Raft state.  Driven only through step() and tick(); see RawNode.
+
+    Invariants: state == LEADER iff lead == id; a vote is only ever cast once per term
+    (vote changes only together with term, or from NONE); the leader's own Progress is
+    in REPLICATE; msgs never holds a message to ourselves (those wait in
+    msgs_after_append until the Ready that persists them is advanced).
+    """
+
     def __init__(
         self,
         config: RaftConfig,
