@@ -462,6 +462,7 @@ class Raft:
             self._handle_vote_request(m)
         else:
             self._step(m)
+        assert (self.state == StateType.LEADER) == (self.lead == self.id), (self.state, self.lead)
 
     def _handle_vote_request(self, m: Message) -> None:
         can_vote = (
