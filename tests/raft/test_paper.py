@@ -373,7 +373,11 @@ def chaos(
             ctx = b"read%d" % step
             h.read_floor[ctx] = max(p.raft.raft_log.committed for p in nt.peers.values())
             nt.read_index(i, ctx)
-        elif compaction and roll < 0.55:
+        elif roll < 0.52:
+            leader = nt.leader()
+            if leader:
+                nt.transfer_leader(leader, rng.choice(sorted(nt.peers)))
+        elif compaction and roll < 0.57:
             # Snapshot and compact a random node's log up to what it applied, so that
             # lagging followers must be caught up with snapshots.
             i = rng.choice(sorted(nt.peers))
