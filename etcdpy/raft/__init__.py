@@ -22,6 +22,8 @@ the first Ready like any others.  A node campaigns only after applying them.
 Additions to the agreed API (nothing was renamed or removed):
 * `RawNode(config, storage, logger=None)`: an optional `Callable[[str], None]` receives
   human-readable event lines (elections, rejections, conf changes); the core never prints.
+* `RawNode.propose_many(datas)`: a batch of normal entries in one append and one MsgApp
+  per follower (the server's way to turn many concurrent writes into one round).
 * `MemoryStorage.bootstrap(voters, learners=())`, `MemoryStorage.hard_state()`.
 * `Ready.is_empty()`, `HardState.is_empty()`, `Snapshot.is_empty()`, `Entry.size()`.
 * `StepLocalMsg` (step() given a local-only message type), `StorageError` base class.

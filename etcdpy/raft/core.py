@@ -19,6 +19,7 @@ from .config import RaftConfig
 from .describe import describe_conf_change, message_type_name
 from .errors import (
     Compacted,
+    ConfigInvalid,
     ProposalDropped,
     SnapshotTemporarilyUnavailable,
     Unavailable,
@@ -51,6 +52,9 @@ NONE = 0
 # Context of a VOTE sent because of a leadership transfer: it overrides the lease check.
 CAMPAIGN_TRANSFER = b"CampaignTransfer"
 
+_VOTE_TYPES = frozenset({MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP})
+_TERMLESS = frozenset({MT.PROP, MT.READ_INDEX})
+
 # Bound on READ_INDEX requests parked until the new leader commits an entry of its term.
 MAX_PENDING_READ_INDEX_MESSAGES = 4096
 
@@ -70,6 +74,14 @@ def payload_size(ents: tuple[Entry, ...] | list[Entry]) -> int:
 
 
 class Raft:
+    """One member's Raft state.  Driven only through step() and tick(); see RawNode.
+
+    Invariants: state == LEADER iff lead == id; a vote is only ever cast once per term
+    (vote changes only together with term, or from NONE); the leader's own Progress is
+    in REPLICATE; msgs never holds a message to ourselves (those wait in
+    msgs_after_append until the Ready that persists them is advanced).
+    """
+
     def __init__(
         self,
         config: RaftConfig,
@@ -119,6 +131,11 @@ class Raft:
         if not hs.is_empty():
             self._load_state(hs)
         if config.applied > 0:
+            if config.applied > self.raft_log.committed:
+                raise ConfigInvalid(
+                    f"applied {config.applied} is beyond the commit index "
+                    f"{self.raft_log.committed} in storage"
+                )
             self.raft_log.applied_to(config.applied)
         self.become_follower(self.term, NONE)
         self._log(
@@ -172,19 +189,36 @@ class Raft:
 
     def send(self, m: Message) -> None:
         """Queue m.  Stamps from_ and (for non-vote messages) our term; checks the rules."""
-        if m.from_ == NONE:
-            m = _replace(m, from_=self.id)
-        if m.type in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP):
+        frm = m.from_ or self.id
+        term = m.term
+        if m.type in _VOTE_TYPES:
             # Vote messages carry the term they are about, which is not always ours
             # (a pre-vote is for term+1; a granted response echoes the request's term).
-            assert m.term != 0, f"term should be set when sending {m.type.name}"
+            assert term != 0, f"term should be set when sending {m.type.name}"
         else:
-            assert m.term == 0, f"term should not be set when sending {m.type.name} ({m.term})"
+            assert term == 0, f"term should not be set when sending {m.type.name} ({term})"
             # PROP and READ_INDEX forwarded by a follower carry no term: they are local
             # requests relayed to the leader and are valid regardless of term.
-            if m.type not in (MT.PROP, MT.READ_INDEX):
-                m = _replace(m, term=self.term)
+            if m.type not in _TERMLESS:
+                term = self.term
         assert m.type not in LOCAL_MESSAGES, m.type
+        if frm != m.from_ or term != m.term:
+            # Positional construction: dataclasses.replace is several times slower, and
+            # this runs for every message.
+            m = Message(
+                m.type,
+                m.to,
+                frm,
+                term,
+                m.log_term,
+                m.index,
+                m.entries,
+                m.commit,
+                m.snapshot,
+                m.reject,
+                m.reject_hint,
+                m.context,
+            )
         if m.type in RESPONSE_AFTER_PERSIST:
             self.msgs_after_append.append(m)
         else:
@@ -242,7 +276,10 @@ class Raft:
             pr.recent_active = i == self.id
         self.pending_conf_index = 0
         self.uncommitted_size = 0
+        # Read requests belong to a leadership: any role change drops them (their
+        # clients time out and retry), which also keeps both queues bounded.
         self.read_only = ReadOnly(self.lease_based)
+        self.pending_read_index_messages = []
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -428,6 +465,7 @@ class Raft:
             self._handle_vote_request(m)
         else:
             self._step(m)
+        assert (self.state == StateType.LEADER) == (self.lead == self.id), (self.state, self.lead)
 
     def _handle_vote_request(self, m: Message) -> None:
         can_vote = (
@@ -932,6 +970,10 @@ class Raft:
         if not self.read_only.add_request(self.raft_log.committed, m):
             return
         self.read_only.recv_ack(self.id, m.context)
+        # Heartbeats still in the outbox (not yet handed out in a Ready) are superseded:
+        # the round for this newest request also confirms every request queued before it,
+        # so reads arriving within one Ready cycle share a single heartbeat round.
+        self.msgs = [x for x in self.msgs if x.type != MT.HEARTBEAT]
         self._bcast_heartbeat_with_ctx(m.context)
 
     def _release_pending_read_index_messages(self) -> None:

@@ -176,4 +176,6 @@ class MemoryStorage:
         assert offset <= len(self._ents), (
             f"missing log entry: last {self.last_index()}, got {ents[0].index}"
         )
-        self._ents = self._ents[:offset] + ents
+        # In place: copying the whole log on every append would make appends O(n).
+        del self._ents[offset:]
+        self._ents.extend(ents)

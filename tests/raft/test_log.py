@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etcdpy.raft import Compacted, ConfState, Entry, MemoryStorage, Snapshot, SnapshotMetadata
 from etcdpy.raft.log import RaftLog
@@ -109,3 +111,42 @@ def test_restore_from_snapshot() -> None:
     assert rl.next_committed_ents() == []  # nothing to apply before the snapshot
     with pytest.raises(Compacted):
         rl.slice(3, 5)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["append", "persist", "commit"]), st.integers(0, 8)),
+        max_size=40,
+    )
+)
+@settings(max_examples=80, deadline=None)
+def test_log_matches_a_list_model_through_appends_and_persists(
+    ops: list[tuple[str, int]],
+) -> None:
+    """Whatever mix of overwriting appends and hand-offs to storage, the log reads back
+    exactly like a plain list, and the storage ends up holding that same list."""
+    s = MemoryStorage()
+    rl = RaftLog(s)
+    model: list[int] = []  # model[i] = term of entry i + 1
+    term = 1
+    for op, n in ops:
+        if op == "append":
+            # Overwrite from some index above the commit index (as a new leader would).
+            start = rl.committed + 1 + n % (len(model) - rl.committed + 1)
+            term += 1
+            count = 1 + n % 3
+            rl.append([Entry(term, start + k) for k in range(count)])
+            model = model[: start - 1] + [term] * count
+        elif op == "persist":
+            ents = rl.next_unstable_ents()
+            s.append(ents)
+            rl.unstable.accept_in_progress()
+            if ents:
+                rl.stable_to(ents[-1].index, ents[-1].term)
+        elif model:
+            rl.commit_to(min(len(model), rl.committed + 1 + n % 2))
+        assert [e.term for e in rl.all_entries()] == model
+        assert rl.last_index() == len(model)
+    ents = rl.next_unstable_ents()
+    s.append(ents)
+    assert [s.term(i) for i in range(1, s.last_index() + 1)] == model

@@ -18,6 +18,7 @@ from etcdpy.raft import (
     Message,
     MessageType,
     ProposalDropped,
+    ReadState,
     StateType,
 )
 
@@ -234,13 +235,35 @@ def test_leader_only_commits_its_own_term_by_counting() -> None:
 # --- randomized runs checking the safety properties of Figure 3 -----------------------
 
 
+PROPERTIES = (
+    "election_safety",
+    "leader_append_only",
+    "log_matching",
+    "leader_completeness",
+    "state_machine_safety",
+    "linearizable_reads",
+)
+
+
 class History:
-    """Observations across a randomized run, for the Figure 3 properties."""
+    """Observations across a randomized run, checked against Figure 3's properties after
+    every step.  Violations are recorded per property (not raised), so that one test per
+    property can report on the same runs; `checks` counts how often each was exercised."""
 
     def __init__(self) -> None:
         self.leader_of_term: dict[int, int] = {}
         self.leader_logs: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self.committed: dict[int, int] = {}  # index -> term, once committed anywhere
+        self.violations: dict[str, list[str]] = {p: [] for p in PROPERTIES}
+        self.checks: dict[str, int] = dict.fromkeys(PROPERTIES, 0)
+        # ReadIndex: the largest commit index known anywhere when each read was issued.
+        self.read_floor: dict[bytes, int] = {}
+        self.reads_seen: dict[int, int] = {}  # node -> how many of its ReadStates checked
+
+    def _check(self, prop: str, ok: bool, what: str) -> None:
+        self.checks[prop] += 1
+        if not ok:
+            self.violations[prop].append(what)
 
     def observe(self, nt: Network) -> None:
         for i, p in nt.peers.items():
@@ -248,24 +271,36 @@ class History:
             log = [(e.index, e.term) for e in p.log()]
             if r.state == StateType.LEADER:
                 # Election safety: at most one leader per term.
-                assert self.leader_of_term.setdefault(r.term, i) == i, (r.term, i)
+                first = self.leader_of_term.setdefault(r.term, i)
+                self._check("election_safety", first == i, f"{first} and {i} lead {r.term}")
                 # Leader append-only: its log only grows while it leads in this term.
                 # (Compaction may drop a prefix; what is still held must be unchanged.)
                 prev = self.leader_logs.get((i, r.term))
                 if prev is not None:
                     kept = [x for x in prev if x[0] >= r.raft_log.first_index()]
-                    assert log[: len(kept)] == kept
+                    self._check("leader_append_only", log[: len(kept)] == kept, f"{i}@{r.term}")
                 self.leader_logs[(i, r.term)] = log
-                # Leader completeness: every entry committed before this term is present.
+                # Leader completeness: every entry committed in an earlier term is present.
                 have = dict(log)
                 for idx, t in self.committed.items():
                     if t < r.term and idx >= r.raft_log.first_index():
-                        assert have.get(idx) == t, (i, idx, t)
+                        self._check(
+                            "leader_completeness", have.get(idx) == t, f"{i} lacks {t}/{idx}"
+                        )
             for e in p.log():
                 if e.index <= r.raft_log.committed:
                     old = self.committed.setdefault(e.index, e.term)
-                    assert old == e.term, "two different entries committed at one index"
-        # Log matching: same index and term => identical prefixes.
+                    self._check(
+                        "state_machine_safety", old == e.term, f"{old}/{e.index} vs {e.term}"
+                    )
+        # Linearizable reads: a read index covers every entry committed before the read
+        # was issued (anywhere), so the read observes every acknowledged write.
+        for i, p in nt.peers.items():
+            for rs in p.read_states[self.reads_seen.get(i, 0) :]:
+                floor = self.read_floor[rs.request_ctx]
+                self._check("linearizable_reads", rs.index >= floor, f"{rs} < {floor}")
+            self.reads_seen[i] = len(p.read_states)
+        # Log matching: same index and term => identical up to there.
         peers = list(nt.peers.values())
         for a in peers:
             la = {e.index: e.term for e in a.log()}
@@ -275,13 +310,15 @@ class History:
                 if common:
                     top = max(common)
                     lo = max(a.raft.raft_log.first_index(), b.raft.raft_log.first_index())
-                    assert all(la[i] == lb[i] for i in range(lo, top + 1))
-        # State machine safety: applied sequences are prefixes of one another.
+                    same = all(la[i] == lb[i] for i in range(lo, top + 1))
+                    self._check("log_matching", same, f"{a.raft.id} vs {b.raft.id} at {top}")
+        # State machine safety: nodes apply the same entry at each index.
         # (Compared by index: a node that installed a snapshot skipped the entries in it.)
         applied = [{e.index: e.term for e in p.applied} for p in peers]
         for x in applied:
             for y in applied:
-                assert all(x[i] == y[i] for i in x.keys() & y.keys())
+                same = all(x[i] == y[i] for i in x.keys() & y.keys())
+                self._check("state_machine_safety", same, "applied sequences differ")
 
 
 def chaos(
@@ -331,7 +368,16 @@ def chaos(
             if leader:
                 with contextlib.suppress(ProposalDropped):
                     nt.propose_conf_change(leader, ConfChange(kind, 6))
-        elif compaction and roll < 0.46:
+        elif roll < 0.5:
+            i = rng.choice(sorted(nt.peers))
+            ctx = b"read%d" % step
+            h.read_floor[ctx] = max(p.raft.raft_log.committed for p in nt.peers.values())
+            nt.read_index(i, ctx)
+        elif roll < 0.52:
+            leader = nt.leader()
+            if leader:
+                nt.transfer_leader(leader, rng.choice(sorted(nt.peers)))
+        elif compaction and roll < 0.57:
             # Snapshot and compact a random node's log up to what it applied, so that
             # lagging followers must be caught up with snapshots.
             i = rng.choice(sorted(nt.peers))
@@ -344,13 +390,56 @@ def chaos(
     return nt, h
 
 
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("mode", ["plain", "prevote_checkquorum"])
-def test_safety_properties_hold_in_randomized_runs(seed: int, mode: str) -> None:
-    kw = PLAIN if mode == "plain" else {"pre_vote": True, "check_quorum": True}
-    nt, h = chaos(seed, compaction=seed % 2 == 1, membership=seed >= 2, **kw)
-    # The run did something: leaders were elected and entries committed.
-    assert h.leader_of_term and h.committed
+RUN_MODES = {
+    "plain": PLAIN,
+    "prevote_checkquorum": {"pre_vote": True, "check_quorum": True},
+    "small_window": {"pre_vote": True, "max_inflight_msgs": 2, "max_size_per_msg": 40},
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, int], History]:
+    """Randomized runs (partitions, drops, proposals; odd seeds compact logs, seeds >= 2
+    also add, promote and remove a sixth member), shared by the property tests."""
+    out = {}
+    for mode, kw in RUN_MODES.items():
+        for seed in range(4):
+            _, h = chaos(seed, compaction=seed % 2 == 1, membership=seed >= 2, **kw)
+            assert h.leader_of_term and h.committed  # the run did something
+            out[(mode, seed)] = h
+    return out
+
+
+@pytest.mark.parametrize("prop", PROPERTIES)
+def test_figure3_property_holds_in_randomized_runs(
+    prop: str, runs: dict[tuple[str, int], History]
+) -> None:
+    """Election safety, leader append-only, log matching, leader completeness and state
+    machine safety (Figure 3), checked after every step of every run."""
+    assert sum(h.checks[prop] for h in runs.values()) > 0
+    bad = {key: h.violations[prop][:3] for key, h in runs.items() if h.violations[prop]}
+    assert bad == {}
+
+
+def test_the_checker_is_not_vacuous() -> None:
+    """Fabricated violations (state forced by hand) are reported."""
+    nt = net()
+    nt.campaign(1)
+    h = History()
+    h.observe(nt)
+    assert not any(h.violations.values())
+    r2 = nt[2].raft
+    r2.state = StateType.LEADER  # a second leader in the same term
+    nt[3].applied.append(Entry(term=99, index=nt[1].applied[-1].index))
+    h.read_floor[b"stale"] = nt[1].raft.raft_log.committed
+    nt[3].read_states.append(ReadState(index=1, request_ctx=b"stale"))
+    h.observe(nt)
+    assert h.violations["election_safety"] and h.violations["state_machine_safety"]
+    assert h.violations["linearizable_reads"]
+
+
+def test_randomized_runs_elect_several_leaders(runs: dict[tuple[str, int], History]) -> None:
+    assert max(len(h.leader_of_term) for h in runs.values()) >= 3
 
 
 def test_liveness_after_partitions_heal() -> None:

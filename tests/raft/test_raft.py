@@ -436,3 +436,28 @@ def test_member_joining_with_empty_storage_learns_the_whole_configuration() -> N
     assert p4.raft.trk.config.voters == {1, 2, 3, 4}
     assert p4.applied_data() == [b"before", b"after"]
     assert nt[1].raft.trk.progress[4].match == nt[1].raft.raft_log.last_index()
+
+
+def test_propose_many_sends_one_append_per_follower() -> None:
+    nt = net()
+    nt.campaign(1)
+    before = len(nt.delivered)
+    nt[1].node.propose_many([b"a", b"b", b"c"])
+    nt.flush(1)
+    apps = [m for m in nt.delivered[before:] if m.type == MT.APP and m.entries]
+    assert sorted(m.to for m in apps) == [2, 3]
+    assert all([e.data for e in m.entries] == [b"a", b"b", b"c"] for m in apps)
+    assert nt[3].applied_data() == [b"a", b"b", b"c"]
+
+
+def test_reads_within_one_ready_cycle_share_one_heartbeat_round() -> None:
+    nt = net()
+    nt.campaign(1)
+    for ctx in (b"r1", b"r2", b"r3"):
+        nt[1].node.read_index(ctx)
+    rd = nt[1].node.ready()
+    beats = [m for m in rd.messages if m.type == MT.HEARTBEAT]
+    assert sorted(m.to for m in beats) == [2, 3] and {m.context for m in beats} == {b"r3"}
+    nt[1].node.advance()
+    nt.send(*rd.messages)
+    assert [rs.request_ctx for rs in nt[1].read_states] == [b"r1", b"r2", b"r3"]

@@ -189,3 +189,10 @@ def test_describe_renders_like_etcd() -> None:
     )
     rej = Message(MessageType.APP_RESP, to=1, from_=2, term=1, index=5, reject=True, reject_hint=3)
     assert describe_message(rej) == "2->1 MsgAppResp Term:1 Log:0/5 Rejected (Hint: 3)"
+
+
+def test_applied_beyond_commit_is_a_config_error() -> None:
+    from etcdpy.raft import ConfigInvalid
+
+    with pytest.raises(ConfigInvalid):
+        node(MemoryStorage.bootstrap([1]), applied=9)
