@@ -8,7 +8,6 @@ SIGTERM or SIGINT, then shuts down in order (stop accepting, stop the node, clos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import os
 import random
@@ -19,7 +18,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
-from etcdpy.cluster.bootstrap import BootstrapError, Identity, bootstrap_or_restart
+from etcdpy.cluster.bootstrap import BootstrapError, bootstrap_or_restart
 from etcdpy.cluster.membership import format_id
 from etcdpy.config import Config
 from etcdpy.raft import Message, RaftConfig, RawNode
@@ -161,7 +160,10 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
                     cfg.heartbeat_interval / 1000)
     server.node = node
     server.raft_log = raft_storage
-    _campaign_if_alone(identity, node)
+    if identity.voters == (identity.member_id,):
+        # A sole voter need not wait out an election timeout (etcd fast-forwards its
+        # election ticks for the same reason): it campaigns once its log is applied.
+        server.campaign_after_index = max(raft_storage.hard_state().commit, 1)
 
     client, health = grpc_server.build(server, cfg.max_request_bytes,
                                        cfg.grpc_keepalive_min_time.total_seconds())
@@ -193,11 +195,3 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     await client.stop(grace=1.0)
     await server.stop()
     log.info("stopped serving", **{"local-member-id": format_id(identity.member_id)})
-
-
-def _campaign_if_alone(identity: Identity, node: RaftNode) -> None:
-    """A member that is the only voter need not wait an election timeout to lead: etcd
-    fast-forwards its election ticks for the same reason."""
-    if identity.voters == (identity.member_id,):
-        with contextlib.suppress(Exception):
-            node.call(lambda rawnode: rawnode.campaign())

@@ -83,6 +83,9 @@ class EtcdServer:
         self.applier = Applier(store, lessor, self, settings.min_lease_ttl_s)
         self.node: RaftNode | None = None  # set by the app before start()
         self.raft_log: Any = None  # LmdbRaftStorage, set by the app before start()
+        # A sole voter campaigns as soon as it has applied up to here (its bootstrap
+        # entries), instead of waiting out an election timeout; 0 = do not.
+        self.campaign_after_index = 0
         self.applied_index = store.consistent_index
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._pending_reads: list[asyncio.Future[None]] = []
@@ -114,6 +117,7 @@ class EtcdServer:
             self._tasks.append(task)
         if self._store.compaction_pending():
             self._compaction_wake.set()
+        self._maybe_campaign()
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         # These loops run for the member's lifetime (some end early when switched off); one
@@ -336,6 +340,7 @@ class EtcdServer:
         result = self.applier.apply(entries)
         self.applied_index = max(self.applied_index, entries[-1].index)
         self._maybe_snapshot()
+        self._maybe_campaign()
         if result.events or result.revision != self.watch_hub.revision:
             self.watch_hub.notify(result.revision, result.events)
         for request_id, response in result.results:
@@ -352,6 +357,12 @@ class EtcdServer:
                 else:
                     still.append((index, future))
             self._applied_waiters = still
+
+    def _maybe_campaign(self) -> None:
+        if self.campaign_after_index and self.applied_index >= self.campaign_after_index:
+            self.campaign_after_index = 0
+            assert self.node is not None
+            self.node.call(lambda rawnode: rawnode.campaign())
 
     def _maybe_snapshot(self) -> None:
         """Every `snapshot_count` applied entries, cut the Raft log (etcd's --snapshot-count).

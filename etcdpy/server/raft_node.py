@@ -173,11 +173,13 @@ class RaftNode:
         del self._proposals[:MAX_PROPOSALS_PER_ROUND]
         if self._proposals:
             self._wake.set()
-        for request_id, data in proposals:
+        if proposals:
             try:
-                rawnode.propose(data)
+                # One append and one MsgApp per follower for the whole batch.
+                rawnode.propose_many([data for _, data in proposals])
             except ProposalDropped:
-                self._state_machine.on_proposal_dropped(request_id)
+                for request_id, _ in proposals:
+                    self._state_machine.on_proposal_dropped(request_id)
         if self._read_requests:
             reads, self._read_requests = self._read_requests, []
             for ctx in reads:

@@ -30,7 +30,16 @@ from dataclasses import dataclass
 import lmdb
 
 from ..raft.errors import Compacted, SnapshotOutOfDate, Unavailable
-from ..raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
+from ..raft.types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Snapshot,
+    SnapshotMetadata,
+)
 from . import schema
 from .env import LmdbEnv
 
@@ -266,14 +275,27 @@ class LmdbRaftStorage:
         self._bounds = LogBounds(index, term, b.last_index, b.last_term)
 
     def bootstrap(self, voters: Sequence[int], learners: Sequence[int] = ()) -> None:
-        """A fresh member: store its configuration as a snapshot at index 0, term 0."""
+        """A founding member of a new cluster, laid out as etcd (and MemoryStorage) do.
+
+        The log starts with one committed CONF_CHANGE entry per member at term 1 (voters
+        added, then learners) and HardState(term=1, commit=n): a member that joins later
+        rebuilds the configuration by replaying them. The same ConfState is the snapshot at
+        index 0 so the founders know their peers before applying anything.
+        """
         assert self.last_index() == 0 and self._snap_meta.index == 0, "not a fresh log"
         cs = ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
         meta = SnapshotMetadata(conf_state=cs, index=0, term=0)
         with self._env.begin(write=True) as txn:
             txn.put(schema.RAFT_META_SNAPSHOT, encode_snapshot_meta(meta), db=self._meta)
-        self._env.sync()
         self._snap_meta = meta
+        changes = [ConfChange(ConfChangeType.ADD_NODE, v) for v in cs.voters] + [
+            ConfChange(ConfChangeType.ADD_LEARNER_NODE, v) for v in cs.learners
+        ]
+        entries = [
+            Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=cc.encode())
+            for i, cc in enumerate(changes)
+        ]
+        self.save(HardState(term=1, vote=0, commit=len(entries)), entries, sync=True)
 
     # --- identity ------------------------------------------------------------------
     def _get_id(self, key: bytes) -> int:

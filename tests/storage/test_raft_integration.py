@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etcdpy.raft import RaftConfig, RawNode
-from etcdpy.raft.types import EntryType
+from etcdpy.raft.types import ConfChange, EntryType
 from etcdpy.storage.env import MemberEnvs
 from etcdpy.storage.mvcc import KVStore
 from etcdpy.storage.raft_log import LmdbRaftStorage
@@ -25,7 +25,9 @@ def _drive(node: RawNode, log: LmdbRaftStorage, store: KVStore) -> None:
             last = rd.committed_entries[-1]
             with store.write_batch(last.index, last.term) as batch:
                 for e in rd.committed_entries:
-                    if e.type == EntryType.NORMAL and e.data:
+                    if e.type == EntryType.CONF_CHANGE:
+                        node.apply_conf_change(ConfChange.decode(e.data))
+                    elif e.data:
                         k, v = e.data.split(b"=", 1)
                         w = batch.txn()
                         w.put(k, v)
@@ -39,6 +41,7 @@ def _start(e: MemberEnvs) -> tuple[RawNode, LmdbRaftStorage, KVStore]:
     if log.last_index() == 0 and not log.initial_state()[1].voters:
         log.bootstrap([1])
     node = RawNode(RaftConfig(id=1, applied=store.consistent_index), log)
+    _drive(node, log, store)  # a founding member applies its bootstrap entries first
     node.campaign()
     _drive(node, log, store)
     return node, log, store
