@@ -208,10 +208,13 @@ class GrpcTransport:
                 self.unknown_target_drops += 1
                 log.debug("ignored message to unknown peer", **{"remote-peer-id": f"{msg.to:x}"})
                 continue
-            if msg.type == MessageType.SNAP:
-                self._send_snapshot(sender, msg)
-            else:
-                sender.enqueue(msg)
+            try:
+                if msg.type == MessageType.SNAP:
+                    self._send_snapshot(sender, msg)
+                else:
+                    sender.enqueue(msg)
+            except Exception:  # e.g. a sink callback's bug: the Raft loop must not see it
+                log.error("failed to queue a peer message", exc_info=True)
 
     def _send_snapshot(self, sender: PeerSender, msg: Message) -> None:
         try:
