@@ -151,8 +151,7 @@ class SharedPort:
                     handed_to_thread = True
                     await self._splice(conn, prefix)
                 else:
-                    reader, writer = await asyncio.open_connection(sock=conn)
-                    await relay_asyncio(reader, writer, self._unix_path, prefix)
+                    await relay_asyncio(conn, self._unix_path, prefix)
             else:
                 reader, writer = await asyncio.open_connection(sock=conn)
                 await serve_http1(reader, writer, prefix, self._handler, self._opts.http)

@@ -2,9 +2,9 @@
 
 Two ways, chosen per port (see `RelayMode`):
 
-* `relay_asyncio`: two coroutines copying through asyncio streams. Simple, no threads, but
-  every chunk costs the event loop a read and a write callback, on the same loop that runs
-  the servicers.
+* `relay_asyncio`: asyncio protocols writing each chunk to the other side from the read
+  callback. No threads, but every chunk costs the event loop a callback and two system calls,
+  on the same loop that runs the servicers.
 * `SpliceRelay`: two OS threads per connection moving bytes with `os.splice` through a pipe.
   The bytes never enter Python and the threads hold no GIL while blocked in the kernel, so the
   event loop does no work per chunk. Costs two threads per connection, which is why the port
@@ -22,38 +22,90 @@ import threading
 CHUNK = 64 * 1024
 
 
-async def relay_asyncio(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    unix_path: str,
-    prefix: bytes,
-) -> None:
-    """Copy both directions until both have ended; closes both connections."""
-    up_reader, up_writer = await asyncio.open_unix_connection(unix_path)
+async def relay_asyncio(conn: socket.socket, unix_path: str, prefix: bytes) -> None:
+    """Copy both directions until both connections are closed.
+
+    Built on asyncio protocols rather than streams: a chunk read from one side is written to
+    the other inside the read callback, with no coroutine, future or buffer copy per chunk.
+    Backpressure: when one side's write buffer fills, reading from the other side pauses.
+    """
+    loop = asyncio.get_running_loop()
+    client = _RelayProtocol(loop)
+    upstream = _RelayProtocol(loop)
+    client.other, upstream.other = upstream, client
+    up_transport, _ = await loop.create_unix_connection(lambda: upstream, unix_path)
+    up_transport.write(prefix)
     try:
-        up_writer.write(prefix)
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        await loop.connect_accepted_socket(lambda: client, sock=conn)
+    except BaseException:
+        up_transport.close()
+        raise
+    if upstream.closed.done():  # the server hung up before the client was attached
+        client.close()
+    try:
+        await asyncio.gather(client.closed, upstream.closed)
     finally:
-        for w in (up_writer, writer):
-            w.close()
-        for w in (up_writer, writer):
-            with contextlib.suppress(Exception):
-                await w.wait_closed()
+        client.close()
+        upstream.close()
 
 
-async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await src.read(CHUNK)
-            if not data:
-                break
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
-    except (ConnectionError, OSError):
-        # One side went away: end the other direction too so the relay finishes.
-        dst.close()
+class _RelayProtocol(asyncio.Protocol):
+    """One side of a relayed connection; `other` is the opposite side."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.other: _RelayProtocol | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+        # Bytes for this side that arrived before it was attached (the gRPC server speaks
+        # first, before the client socket is handed to the loop); bounded by one read.
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.pending:
+            transport.write(b"".join(self.pending))
+            self.pending.clear()
+            other = self.other
+            if other is not None and other.transport is not None:
+                other.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        other = self.other
+        assert other is not None
+        if other.transport is None:
+            other.pending.append(data)
+            assert self.transport is not None
+            self.transport.pause_reading()  # until the other side exists, read no more
+            return
+        other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        other = self.other
+        assert other is not None
+        if other.transport is not None and other.transport.can_write_eof():
+            other.transport.write_eof()
+            return True  # keep our side open: the other direction may still be flowing
+        return False
+
+    def pause_writing(self) -> None:
+        # Our outgoing buffer is full: stop reading what would be written to it.
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.other is not None:
+            self.other.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class SpliceRelay:
