@@ -3,7 +3,8 @@
 
 One server process runs a grpc.aio KV servicer (Put into a dict, as cheap as a server gets, so
 the relay's cost is not hidden behind real work) listening on a TCP port directly and on a Unix
-socket behind two `SharedPort`s (asyncio relay and os.splice relay). Client processes then
+socket behind a `SharedPort` per relay mode (asyncio, splice threads, and a child process
+relaying with asyncio or splice). Client processes then
 drive each target in turn, several rounds interleaved so drift on a shared machine spreads over
 all targets, and the script prints throughput and latency per target plus ratios to direct.
 
@@ -52,32 +53,25 @@ def serve(ready: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
         direct = server.add_insecure_port("127.0.0.1:0")
         server.add_insecure_port(f"unix:{sock}")
         await server.start()
+        variants = {
+            "asyncio": SharedPortOptions(relay=RelayMode.ASYNCIO),
+            "splice": SharedPortOptions(relay=RelayMode.SPLICE),
+            "proc-asyncio": SharedPortOptions(relay=RelayMode.PROCESS),
+            "proc-splice": SharedPortOptions(
+                relay=RelayMode.PROCESS, process_relay=RelayMode.SPLICE
+            ),
+        }
         fronts = {}
-        for mode in RelayMode:
-            front = SharedPort("127.0.0.1", 0, sock, _no_http, SharedPortOptions(relay=mode))
+        for name, opts in variants.items():
+            front = SharedPort("127.0.0.1", 0, sock, _no_http, opts)
             await front.start()
-            fronts[mode.name.lower()] = front
+            fronts[name] = front
         ready.put({"direct": direct, **{k: f.port for k, f in fronts.items()}})
-        ready.put(sock)
         while not stop.is_set():
             await asyncio.sleep(0.1)
         for f in fronts.values():
             await f.stop()
         await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-def serve_front(sock: str, mode: int, ready: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
-    """A front in a process of its own, to see what the server's GIL costs the relay."""
-
-    async def main() -> None:
-        front = SharedPort("127.0.0.1", 0, sock, _no_http, SharedPortOptions(relay=RelayMode(mode)))
-        await front.start()
-        ready.put(front.port)
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
-        await front.stop()
 
     asyncio.run(main())
 
@@ -129,6 +123,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def front_pids(server_pid: int) -> list[int]:
+    """The server's child processes (the PROCESS fronts), from /proc."""
+    with open(f"/proc/{server_pid}/task/{server_pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=4, help="client processes")
@@ -140,30 +140,26 @@ def main() -> None:
     stop = mp.Event()
     server = mp.Process(target=serve, args=(ready, stop))
     server.start()
-    helpers: list[mp.Process] = []
     try:
         ports = ready.get(timeout=30)
-        sock = ready.get(timeout=30)
-        for mode in RelayMode:
-            q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-            proc = mp.Process(target=serve_front, args=(sock, int(mode), q, stop))
-            proc.start()
-            helpers.append(proc)
-            ports[f"{mode.name.lower()}-proc"] = q.get(timeout=30)
         results: dict[str, list[float]] = {k: [] for k in ports}
         counts: dict[str, int] = {k: 0 for k in ports}
         cpu: dict[str, float] = {k: 0.0 for k in ports}
-        pids = [p.pid for p in (server, *helpers) if p.pid is not None]
+        front_cpu: dict[str, float] = {k: 0.0 for k in ports}
+        assert server.pid is not None
+        fronts = front_pids(server.pid)
         for _ in range(args.rounds):
             for name, port in ports.items():
-                before = sum(cpu_seconds(pid) for pid in pids)
+                before = cpu_seconds(server.pid)
+                before_fronts = sum(cpu_seconds(pid) for pid in fronts)
                 lat = run_target(port, args.clients, args.concurrency, args.seconds)
-                cpu[name] += sum(cpu_seconds(pid) for pid in pids) - before
+                cpu[name] += cpu_seconds(server.pid) - before
+                front_cpu[name] += sum(cpu_seconds(pid) for pid in fronts) - before_fronts
                 results[name] += lat
                 counts[name] += len(lat)
         total_s = args.rounds * args.seconds
-        print("CPU is the server's and the front's, all threads, per request; with other load on the"
-              " machine it is the steadier number")
+        print("CPU per request counts all threads of the server process and, separately, of the"
+              " front child processes; on a loaded machine it is steadier than req/s")
         print(f"{args.clients} client processes x {args.concurrency} concurrent unary Put, "
               f"{args.rounds} rounds x {args.seconds:g} s per target, cpus={os.cpu_count()}")
         base = counts["direct"] / total_s
@@ -173,13 +169,13 @@ def main() -> None:
             p50 = statistics.median(lat) * 1000
             p99 = lat[int(len(lat) * 0.99)] * 1000
             us = cpu[name] / counts[name] * 1e6
-            print(f"{name:13s} {rps:7.0f} req/s ({rps / base:4.2f} x direct)  "
-                  f"p50 {p50:5.2f} ms  p99 {p99:6.2f} ms  server+front CPU {us:5.0f} us/req")
+            front_us = front_cpu[name] / counts[name] * 1e6
+            print(f"{name:12s} {rps:7.0f} req/s ({rps / base:4.2f} x direct)  "
+                  f"p50 {p50:5.2f} ms  p99 {p99:6.2f} ms  CPU/req: server {us:4.0f} us"
+                  f" + front process {front_us:3.0f} us")
     finally:
         stop.set()
         server.join(timeout=30)
-        for proc in helpers:
-            proc.join(timeout=30)
 
 
 if __name__ == "__main__":

@@ -195,3 +195,30 @@ def test_curl_speaks_http1_to_the_shared_port() -> None:
             assert json.loads(body)["q"] == ["2"]
             assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
     asyncio.run(main())
+
+
+def test_front_process_is_restarted_and_reaped() -> None:
+    async def main() -> None:
+        front = Front(RelayMode.PROCESS)
+        async with front:
+            child = front.port._front._proc  # type: ignore[union-attr]
+            assert child is not None and child.poll() is None
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+            child.kill()  # a crash of the front: the parent starts a new one
+
+            async def replaced() -> bool:
+                new = front.port._front._proc  # type: ignore[union-attr]
+                return new is not None and new is not child and new.poll() is None
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while not await replaced():
+                assert loop.time() < deadline, "the front process was not restarted"
+                await asyncio.sleep(0.05)
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+            status, _, _ = await asyncio.to_thread(_get, front.url + "/echo")
+            assert status == 200
+            last = front.port._front._proc  # type: ignore[union-attr]
+        assert last is not None and last.poll() is not None, "stop() must reap the child"
+
+    asyncio.run(main())
