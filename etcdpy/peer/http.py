@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION
 from etcdpy.netshare import HttpRequest, HttpResponse
 
 
@@ -45,8 +46,8 @@ class PeerHttpHandler:
         self,
         cluster_id: Callable[[], int],
         members: Callable[[], Sequence[MemberInfo]],
-        server_version: str = "3.5.17",
-        cluster_version: Callable[[], str] = lambda: "3.5.0",
+        server_version: str = ETCD_SERVER_VERSION,
+        cluster_version: Callable[[], str] = lambda: ETCD_CLUSTER_VERSION,
     ) -> None:
         self._cluster_id = cluster_id
         self._members = members

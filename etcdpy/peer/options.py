@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from etcdpy.netshare import SharedPortOptions
+
 from .backoff import BackoffPolicy
 
 # Metadata on every peer RPC, in etcd's header names (lower case, as HTTP/2 requires): the
@@ -35,6 +37,7 @@ class TransportOptions:
     max_incoming_snapshots: int = 2
     # Serve gRPC and HTTP/1.1 on one port through etcdpy.netshare; False binds gRPC alone.
     shared_port: bool = True
+    port_front: SharedPortOptions = field(default_factory=SharedPortOptions)
 
     def __post_init__(self) -> None:
         assert self.queue_messages > 0 and self.queue_bytes > 0

@@ -16,7 +16,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from enum import IntEnum
 from urllib.parse import urlsplit
 
@@ -70,7 +70,7 @@ class PeerSender:
         peer_id: int,
         urls: Sequence[str],
         local_id: int,
-        cluster_id: int,
+        cluster_id: Callable[[], int],
         sink: MessageSink,
         opts: TransportOptions,
         rng: random.Random,
@@ -169,7 +169,7 @@ class PeerSender:
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (
-            (MD_CLUSTER_ID, f"{self._cluster_id:x}"),
+            (MD_CLUSTER_ID, f"{self._cluster_id():x}"),
             (MD_FROM, f"{self._local_id:x}"),
             (MD_TO, f"{self.peer_id:x}"),
         )
@@ -209,7 +209,7 @@ class PeerSender:
                 # A refusing peer ends the call with bare headers; an accepting one names its
                 # cluster, which must be ours (etcd checks the answer's cluster ID too).
                 remote = dict(headers or ()).get(MD_CLUSTER_ID)
-                if remote != f"{self._cluster_id:x}":
+                if remote != f"{self._cluster_id():x}":
                     code = await asyncio.wait_for(call.code(), opts.connect_timeout_s)
                     details = await call.details()
                     raise ConnectionError(
@@ -262,7 +262,7 @@ class PeerSender:
     def _take_batch(self, first: bool) -> pb.MessageBatch:
         batch = pb.MessageBatch()
         if first:  # the metadata already says who we are; the first batch repeats it once
-            batch.cluster_id = self._cluster_id
+            batch.cluster_id = self._cluster_id()
             batch.from_id = self._local_id
             batch.to_id = self.peer_id
         total = 0
@@ -312,7 +312,7 @@ class PeerSender:
         reader = SnapshotReader(payload)
         try:
             header = pb.SnapshotHeader(
-                cluster_id=self._cluster_id, from_id=self._local_id, to_id=self.peer_id,
+                cluster_id=self._cluster_id(), from_id=self._local_id, to_id=self.peer_id,
                 size=payload.size,
             )
             fill_message(header.message, msg)

@@ -98,6 +98,11 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         async for batch in request_iterator:
             if sink.is_removed(from_id):
                 await context.abort(grpc.StatusCode.NOT_FOUND, "the member has been removed")
+            if batch.cluster_id and (batch.cluster_id, batch.from_id, batch.to_id) != (
+                self._cluster_id(), from_id, self._local_id
+            ):
+                # The first batch repeats the headers; they must agree with them.
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "batch header mismatch")
             for wire in batch.messages:
                 try:
                     msg = decode_message(wire)

@@ -81,6 +81,7 @@ class GrpcTransport:
         rng: random.Random | None = None,
     ) -> None:
         self.local_id = local_id
+        # Read on every connection and RPC, so a joining member may set it once it learns it.
         self.cluster_id = cluster_id
         self._sink = sink
         self._listen_urls = tuple(listen_urls)
@@ -119,7 +120,7 @@ class GrpcTransport:
                 await server.start()
                 for url in self._listen_urls:
                     host, port = _host_port(url)
-                    front = SharedPort(host, port, sock_path, self._http)
+                    front = SharedPort(host, port, sock_path, self._http, self._opts.port_front)
                     await front.start()
                     self._fronts.append(front)
             else:
@@ -162,7 +163,8 @@ class GrpcTransport:
         if peer_id in self._peers:
             return
         sender = PeerSender(
-            peer_id, urls, self.local_id, self.cluster_id, self._sink, self._opts, self._rng
+            peer_id, urls, self.local_id, lambda: self.cluster_id, self._sink, self._opts,
+            self._rng,
         )
         self._peers[peer_id] = sender
         sender.start()
