@@ -253,3 +253,74 @@ def test_update_and_remove_peer(tmp_path: Path) -> None:
             for t in (t1, t2, t2b):
                 await t.stop()
     asyncio.run(main())
+
+
+def test_stalled_peer_fills_its_window_then_drops_while_others_flow(tmp_path: Path) -> None:
+    """Member 2's whole event loop stalls (as under a long GC pause or a stuck disk): member 1
+    stops getting acks, its in-flight window and queue fill, and it drops, while member 3
+    keeps receiving everything. When 2 recovers it gets an in-order subsequence."""
+    import threading
+
+    s2 = RecordingSink()
+    loop2 = asyncio.new_event_loop()
+    t2_holder: list[object] = []
+    ready = threading.Event()
+    release = threading.Event()
+
+    def run_member_2() -> None:
+        asyncio.set_event_loop(loop2)
+        t2 = make_transport(2, s2, str(tmp_path))
+        t2_holder.append(t2)
+        loop2.run_until_complete(t2.start())
+        ready.set()
+        loop2.run_forever()
+        loop2.run_until_complete(t2.stop())
+        loop2.close()
+
+    thread = threading.Thread(target=run_member_2, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    t2 = t2_holder[0]
+
+    async def main() -> None:
+        s1, s3 = RecordingSink(), RecordingSink()
+        # Keepalive would (rightly) cut the stalled peer off after ~15 s; this test is about
+        # the window and the queue, so it is pushed out of the way.
+        opts = TransportOptions(queue_messages=200, max_inflight_batches=2, keepalive_time_s=300)
+        t1 = make_transport(1, s1, str(tmp_path), options=opts)
+        t3 = make_transport(3, s3, str(tmp_path))
+        await t1.start()
+        await t3.start()
+        try:
+            t1.add_peer(2, [url_of(t2)])  # type: ignore[arg-type]
+            t1.add_peer(3, [url_of(t3)])
+            t1.send([app(1, 2, 0)])
+            await wait_until(lambda: len(s2.processed) == 1, "member 2 up")
+            loop2.call_soon_threadsafe(release.wait, 60)  # stall member 2's loop
+            k = 1
+            while t1.dropped(2) == 0:
+                assert k < 200_000, "the stalled peer never caused a drop"
+                t1.send([app(1, 2, k, b"p" * 1024), app(1, 3, k)])
+                k += 1
+                if k % 50 == 0:
+                    # Like Raft, never outrun a healthy peer: let member 3's stream drain.
+                    await wait_until(lambda: t1._peers[3].queued() < 100, "member 3 draining")
+            await wait_until(lambda: len(s3.processed) == k - 1, "member 3 kept receiving")
+            assert [m.index for m in s3.processed] == list(range(1, k))
+            assert t1._peers[2].queued() <= 200
+            release.set()
+            await wait_until(lambda: t1._peers[2].queued() == 0 and len(s2.processed) > 1,
+                             "member 2 catching up")
+            await wait_until(lambda: len(s2.processed) == t1._peers[2].sent_messages,
+                             "member 2 processing what was sent")
+            got = [m.index for m in s2.processed]
+            assert got == sorted(set(got)), "delivery stays in order, without duplicates"
+            assert len(got) + t1.dropped(2) == k
+        finally:
+            release.set()
+            await t1.stop()
+            await t3.stop()
+            loop2.call_soon_threadsafe(loop2.stop)
+            await asyncio.to_thread(thread.join, 30)
+
+    asyncio.run(main())
