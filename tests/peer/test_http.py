@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from etcdpy.netshare import RelayMode, SharedPortOptions
 from etcdpy.peer.http import MemberInfo, PeerHttpHandler
 from etcdpy.peer.options import TransportOptions
 
@@ -35,14 +36,16 @@ def _urlopen(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]
         return err.code, dict(err.headers), err.read()
 
 
-def test_members_and_version_beside_grpc(tmp_path: Path) -> None:
+@pytest.mark.parametrize("relay", list(RelayMode))
+def test_members_and_version_beside_grpc(tmp_path: Path, relay: RelayMode) -> None:
     assert shutil.which("curl"), "curl is needed (Debian package curl)"
 
     async def main() -> None:
         s1, s2 = RecordingSink(), RecordingSink()
         handler = PeerHttpHandler(lambda: CLUSTER, lambda: MEMBERS, server_version="3.5.17")
         t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path), http_handler=handler)
+        opts = TransportOptions(port_front=SharedPortOptions(relay=relay))
+        t2 = make_transport(2, s2, str(tmp_path), http_handler=handler, options=opts)
         await t1.start()
         await t2.start()
         try:
