@@ -175,6 +175,7 @@ class PeerSender:
         )
 
     async def _run(self) -> None:
+        failures = 0  # consecutive attempts that did not get an active stream
         while True:
             url = self.urls[self._url_index % len(self.urls)]
             self.state = LinkState.CONNECTING
@@ -192,11 +193,16 @@ class PeerSender:
             self.active_since = None
             self._drop_queue()
             self._url_index += 1
-            log.warning(
-                "lost TCP streaming connection with remote peer" if was_active
-                else "failed to connect to remote peer",
-                **{"remote-peer-id": f"{self.peer_id:x}", "url": url, "error": error},
-            )
+            failures = 1 if was_active else failures + 1
+            # A peer that stays down is retried every few seconds; say so at the first failure
+            # and then now and again, not at every attempt.
+            if failures == 1 or failures % 20 == 0:
+                log.warning(
+                    "lost TCP streaming connection with remote peer" if was_active
+                    else "failed to connect to remote peer",
+                    **{"remote-peer-id": f"{self.peer_id:x}", "url": url, "error": error,
+                       "attempts": failures},
+                )
             self._sink.report_unreachable(self.peer_id)
             await asyncio.sleep(self._backoff.next_delay())
 
@@ -247,8 +253,9 @@ class PeerSender:
                 if self._queue and written - acked < self._opts.max_inflight_batches:
                     batch = self._take_batch(first)
                     first = False
-                    await call.write(batch)
+                    # Counted before the write returns: the ack may arrive before it does.
                     written += 1
+                    await call.write(batch)
                     self.sent_batches += 1
                     self.sent_messages += len(batch.messages)
                     assert written - acked <= self._opts.max_inflight_batches
