@@ -61,7 +61,6 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
                 **{
                     "local-member-id": _hex(self._local_id),
                     "local-member-cluster-id": _hex(local_cluster),
-                    "local-member-server-version": "",
                     "remote-peer-id": _hex(from_id or 0),
                     "remote-peer-cluster-id": _hex(cluster_id or 0),
                 },
