@@ -46,9 +46,9 @@ def test_members_and_version_beside_grpc(tmp_path: Path, relay: RelayMode) -> No
         t1 = make_transport(1, s1, str(tmp_path))
         opts = TransportOptions(port_front=SharedPortOptions(relay=relay))
         t2 = make_transport(2, s2, str(tmp_path), http_handler=handler, options=opts)
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(2, [url_of(t2)])
             t1.send([app(1, 2, k) for k in range(100)])
             base = url_of(t2)
@@ -100,9 +100,9 @@ def test_grpc_only_mode_binds_the_port_directly(tmp_path: Path) -> None:
         direct = TransportOptions(shared_port=False)
         t1 = make_transport(1, s1, str(tmp_path), options=direct)
         t2 = make_transport(2, s2, str(tmp_path), options=direct)
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(2, [url_of(t2)])
             t1.send([app(1, 2, 1)])
             await wait_until(lambda: len(s2.processed) == 1, "delivery without the front")

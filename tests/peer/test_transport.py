@@ -20,9 +20,9 @@ def test_three_members_exchange_messages_in_order_and_batched(tmp_path: Path) ->
     async def main() -> None:
         sinks = {i: RecordingSink() for i in (1, 2, 3)}
         ts = {i: make_transport(i, sinks[i], str(tmp_path)) for i in (1, 2, 3)}
-        for t in ts.values():
-            await t.start()
         try:
+            for t in ts.values():
+                await t.start()
             for i, t in ts.items():
                 for j, other in ts.items():
                     if i != j:
@@ -61,9 +61,9 @@ def test_dead_peer_does_not_block_the_others(tmp_path: Path) -> None:
         s1, s2 = RecordingSink(), RecordingSink()
         t1 = make_transport(1, s1, str(tmp_path))
         t2 = make_transport(2, s2, str(tmp_path))
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(2, [url_of(t2)])
             t1.add_peer(9, [f"http://127.0.0.1:{free_port()}"])  # nothing listens there
             for k in range(200):
@@ -91,9 +91,9 @@ def test_restarted_peer_is_reconnected(tmp_path: Path) -> None:
         port = free_port()
         t1 = make_transport(1, s1, str(tmp_path))
         t2 = make_transport(2, s2, str(tmp_path), port=port)
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(2, [f"http://127.0.0.1:{port}"])
             t1.send([app(1, 2, 1)])
             await wait_until(lambda: len(s2.processed) == 1, "first delivery")
@@ -126,8 +126,8 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
         s1 = RecordingSink()
         opts = TransportOptions(queue_messages=10, connect_timeout_s=60.0)
         t1 = make_transport(1, s1, str(tmp_path), options=opts)
-        await t1.start()
         try:
+            await t1.start()
             t1.add_peer(5, [f"http://127.0.0.1:{mute.getsockname()[1]}"])
             t1.send([app(1, 5, k) for k in range(100)])  # returns at once: never blocks
             assert t1._peers[5].queued() == 10
@@ -147,8 +147,8 @@ def test_byte_bound_on_the_queue(tmp_path: Path) -> None:
         s1 = RecordingSink()
         opts = TransportOptions(queue_bytes=10_000, connect_timeout_s=60.0)
         t1 = make_transport(1, s1, str(tmp_path), options=opts)
-        await t1.start()
         try:
+            await t1.start()
             t1.add_peer(5, [f"http://127.0.0.1:{mute.getsockname()[1]}"])
             t1.send([app(1, 5, k, b"y" * 1000) for k in range(50)])
             queued = t1._peers[5].queued()
@@ -165,9 +165,9 @@ def test_peer_of_another_cluster_is_refused(tmp_path: Path, caplog: pytest.LogCa
         s1, s2 = RecordingSink(), RecordingSink()
         t1 = make_transport(1, s1, str(tmp_path), cluster_id=0xAAAA)
         t2 = make_transport(2, s2, str(tmp_path), cluster_id=0xBBBB)
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(2, [url_of(t2)])
             t1.send([app(1, 2, 1)])
             await wait_until(lambda: 2 in s1.unreachable, "refusal seen by the sender")
@@ -193,9 +193,9 @@ def test_messages_from_a_removed_member_are_refused(tmp_path: Path) -> None:
         t1 = make_transport(1, s1, str(tmp_path))
         t2 = make_transport(2, s2, str(tmp_path))
         t3 = make_transport(3, s3, str(tmp_path))
-        for t in (t1, t2, t3):
-            await t.start()
         try:
+            for t in (t1, t2, t3):
+                await t.start()
             t1.add_peer(2, [url_of(t2)])
             t3.add_peer(2, [url_of(t2)])
             t1.send([app(1, 2, 1)])
@@ -214,9 +214,9 @@ def test_messages_meant_for_another_member_are_refused(tmp_path: Path) -> None:
         s1, s2 = RecordingSink(), RecordingSink()
         t1 = make_transport(1, s1, str(tmp_path))
         t2 = make_transport(2, s2, str(tmp_path))
-        await t1.start()
-        await t2.start()
         try:
+            await t1.start()
+            await t2.start()
             t1.add_peer(7, [url_of(t2)])  # wrong id for that address
             t1.send([app(1, 7, 1)])
             await wait_until(lambda: 7 in s1.unreachable, "refusal of a misaddressed stream")
@@ -233,9 +233,9 @@ def test_update_and_remove_peer(tmp_path: Path) -> None:
         t1 = make_transport(1, s1, str(tmp_path))
         t2 = make_transport(2, s2, str(tmp_path))
         t2b = make_transport(2, s2b, str(tmp_path))
-        for t in (t1, t2, t2b):
-            await t.start()
         try:
+            for t in (t1, t2, t2b):
+                await t.start()
             t1.add_peer(2, [url_of(t2)])
             t1.send([app(1, 2, 1)])
             await wait_until(lambda: len(s2.processed) == 1, "delivery at the first address")
@@ -289,9 +289,9 @@ def test_stalled_peer_fills_its_window_then_drops_while_others_flow(tmp_path: Pa
         opts = TransportOptions(queue_messages=200, max_inflight_batches=2, keepalive_time_s=300)
         t1 = make_transport(1, s1, str(tmp_path), options=opts)
         t3 = make_transport(3, s3, str(tmp_path))
-        await t1.start()
-        await t3.start()
         try:
+            await t1.start()
+            await t3.start()
             t1.add_peer(2, [url_of(t2)])  # type: ignore[arg-type]
             t1.add_peer(3, [url_of(t3)])
             t1.send([app(1, 2, 0)])
