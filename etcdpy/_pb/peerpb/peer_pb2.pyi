@@ -478,8 +478,13 @@ class SnapshotChunk(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """The next bytes of the snapshot data, in order."""
+    sha256: _builtins.bytes
+    """Set in the last chunk only: SHA-256 of all the data, so the receiver never hands a
+    damaged or truncated snapshot to Raft. The sender learns it while reading, in one pass.
+    """
     @_builtins.property
     def header(self) -> Global___SnapshotHeader:
         """Set in the first chunk only."""
@@ -489,10 +494,11 @@ class SnapshotChunk(_message.Message):
         *,
         header: Global___SnapshotHeader | None = ...,
         data: _builtins.bytes = ...,
+        sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "header", b"header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "header", b"header", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,183 @@
+"""A small HTTP/1.1 server over asyncio streams, built on h11 (sans-I/O HTTP/1.1).
+
+Only what etcd's HTTP endpoints need: requests with bodies of bounded size, keep-alive,
+responses with a fixed body or a streamed (chunked) one. h11 does the parsing and framing,
+so this module only moves bytes and calls the handler. h11 was chosen over aiohttp because it
+is one small pure-Python dependency and its events map one to one onto what is done here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+
+from etcdpy import logutil
+
+log = logutil.get("netshare")
+
+READ_CHUNK = 64 * 1024
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str  # upper case, e.g. "GET"
+    target: str  # as sent: path plus optional query
+    headers: tuple[tuple[str, str], ...]  # names lower case, in arrival order
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.target).query)
+
+    def header(self, name: str, default: str = "") -> str:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    # A bytes body is sent with Content-Length; an async iterator is sent chunked, for
+    # long-lived streams such as the gateway's watch.
+    body: bytes | AsyncIterator[bytes] = field(default=b"")
+
+    @staticmethod
+    def text(status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+        return HttpResponse(
+            status,
+            (
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("X-Content-Type-Options", "nosniff"),
+                *headers,
+            ),
+            text.encode(),
+        )
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Http1Limits:
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 4 * 1024 * 1024
+    idle_timeout_s: float = 120.0  # a keep-alive connection with no request is closed then
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def serve_http1(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    prefix: bytes,
+    handler: HttpHandler,
+    limits: Http1Limits,
+) -> None:
+    """Serve requests on one connection until either side closes it.
+
+    `prefix` holds the bytes the port front already read while deciding what protocol the
+    connection speaks; they are the start of the first request.
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+    conn.receive_data(prefix)
+    try:
+        while True:
+            try:
+                request = await _read_request(conn, reader, limits)
+            except _BodyTooLarge:
+                await _send(conn, writer, HttpResponse.text(413, "request body too large\n"))
+                return
+            except h11.RemoteProtocolError as exc:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = exc.error_status_hint
+                    await _send(conn, writer, HttpResponse.text(status, f"{status} bad request\n"))
+                return
+            if request is None:
+                return
+            try:
+                response = await handler(request)
+            except Exception:  # a handler bug must answer 500, not kill the connection loop
+                log.error("http handler failed", exc_info=True, path=request.path)
+                response = HttpResponse.text(500, "internal server error\n")
+            await _send(conn, writer, response)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+    except (ConnectionError, TimeoutError, h11.LocalProtocolError):
+        return
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _read_request(
+    conn: h11.Connection, reader: asyncio.StreamReader, limits: Http1Limits
+) -> HttpRequest | None:
+    head: h11.Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            timeout = limits.idle_timeout_s
+            data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
+            conn.receive_data(data)  # b"" tells h11 the peer closed
+            continue
+        if isinstance(event, h11.Request):
+            head = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limits.max_body_bytes:
+                raise _BodyTooLarge
+        elif isinstance(event, h11.EndOfMessage):
+            assert head is not None, "h11 ends a message only after its head"
+            return HttpRequest(
+                method=head.method.decode("ascii"),
+                target=head.target.decode("ascii", "replace"),
+                headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
+                body=bytes(body),
+            )
+        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return None
+
+
+async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, resp: HttpResponse) -> None:
+    headers = [(k, v) for k, v in resp.headers]
+    headers.append(("Date", formatdate(usegmt=True)))
+    streamed = not isinstance(resp.body, bytes)
+    if isinstance(resp.body, bytes):
+        headers.append(("Content-Length", str(len(resp.body))))
+    else:
+        headers.append(("Transfer-Encoding", "chunked"))
+    reason = _REASONS.get(resp.status, b"")
+    head = h11.Response(status_code=resp.status, headers=headers, reason=reason)
+    writer.write(conn.send(head))
+    if isinstance(resp.body, bytes):
+        if resp.body:
+            writer.write(conn.send(h11.Data(data=resp.body)))
+    else:
+        assert streamed
+        async for chunk in resp.body:
+            if chunk:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()  # backpressure: a slow reader slows the stream
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()

@@ -1,0 +1,173 @@
+"""The receiving side: a `RaftPeer` servicer that hands peers' messages to the node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from etcdpy import logutil
+from etcdpy._pb.peerpb import peer_pb2 as pb
+from etcdpy._pb.peerpb import peer_pb2_grpc as pb_grpc
+from etcdpy.raft import MessageType
+
+from .codec import CodecError, decode_message
+from .options import MD_CLUSTER_ID, MD_FROM, MD_TO
+from .sink import MessageSink
+from .snapshot import SnapshotWriter
+
+log = logutil.get("peer")
+
+
+def _hex(value: int) -> str:
+    return f"{value:x}"
+
+
+def _parse_hex(text: str | bytes | None) -> int | None:
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+class RaftPeerServicer(pb_grpc.RaftPeerServicer):
+    def __init__(
+        self,
+        local_id: int,
+        cluster_id: Callable[[], int],
+        sink: MessageSink,
+        snapshot_dir: str,
+        max_incoming_snapshots: int,
+    ) -> None:
+        self._local_id = local_id
+        self._cluster_id = cluster_id
+        self._sink = sink
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_slots = asyncio.Semaphore(max_incoming_snapshots)
+
+    async def _check(
+        self, context: grpc.aio.ServicerContext, cluster_id: int | None, from_id: int | None,
+        to_id: int | None,
+    ) -> int:
+        """Refuse a peer of another cluster, a message for another member, a removed sender."""
+        local_cluster = self._cluster_id()
+        if cluster_id != local_cluster:
+            log.warning(
+                "request cluster ID mismatch",
+                **{
+                    "local-member-id": _hex(self._local_id),
+                    "local-member-cluster-id": _hex(local_cluster),
+                    "remote-peer-id": _hex(from_id or 0),
+                    "remote-peer-cluster-id": _hex(cluster_id or 0),
+                },
+            )
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
+        if to_id != self._local_id:
+            log.warning(
+                "ignored peer request meant for another member",
+                **{"local-member-id": _hex(self._local_id), "to": _hex(to_id or 0)},
+            )
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "to member ID mismatch")
+        if from_id is None or self._sink.is_removed(from_id):
+            log.warning("rejected stream from removed member", **{"remote-peer-id": _hex(
+                from_id or 0)})
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, "the member has been permanently removed from the cluster"
+            )
+        assert from_id is not None
+        return from_id
+
+    async def Stream(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[pb.MessageBatch], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamAck]:
+        md = dict(context.invocation_metadata() or ())
+        from_id = await self._check(
+            context, _parse_hex(md.get(MD_CLUSTER_ID)), _parse_hex(md.get(MD_FROM)),
+            _parse_hex(md.get(MD_TO)),
+        )
+        # Answer the headers at once: the sender counts the stream as working only then, so a
+        # refused peer never looks connected.
+        await context.send_initial_metadata(((MD_CLUSTER_ID, _hex(self._cluster_id())),))
+        batches = 0
+        sink = self._sink
+        async for batch in request_iterator:
+            if sink.is_removed(from_id):
+                await context.abort(grpc.StatusCode.NOT_FOUND, "the member has been removed")
+            if batch.cluster_id and (batch.cluster_id, batch.from_id, batch.to_id) != (
+                self._cluster_id(), from_id, self._local_id
+            ):
+                # The first batch repeats the headers; they must agree with them.
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "batch header mismatch")
+            for wire in batch.messages:
+                try:
+                    msg = decode_message(wire)
+                except CodecError as exc:
+                    log.warning("dropped undecodable peer message", error=str(exc))
+                    continue
+                if msg.type == MessageType.SNAP:
+                    # Snapshots travel via SendSnapshot with their data; one here has none.
+                    log.warning("dropped MsgSnap received on the message stream")
+                    continue
+                try:
+                    sink.process(msg)
+                except Exception:  # the node's bug must not end the peer's stream
+                    log.error("processing a peer message failed", exc_info=True)
+            batches += 1
+            yield pb.StreamAck(batches=batches)
+
+    async def SendSnapshot(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[pb.SnapshotChunk], context: grpc.aio.ServicerContext
+    ) -> pb.SnapshotAck:
+        it = aiter(request_iterator)
+        first = await anext(it, None)
+        if first is None or not first.HasField("header"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot stream without header")
+        assert first is not None
+        header = first.header
+        from_id = await self._check(context, header.cluster_id, header.from_id, header.to_id)
+        try:
+            msg = decode_message(header.message)
+        except CodecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if msg.type != MessageType.SNAP or msg.snapshot is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot header is no MsgSnap")
+        if self._snapshot_slots.locked():
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "too many snapshots being received"
+            )
+        async with self._snapshot_slots:
+            log.info(
+                "receiving database snapshot",
+                **{"remote-snapshot-sender-id": _hex(from_id), "incoming-snapshot-index":
+                   msg.snapshot.metadata.index, "incoming-snapshot-size": header.size},
+            )
+            writer = await asyncio.to_thread(SnapshotWriter, self._snapshot_dir, header.size)
+            try:
+                chunk: pb.SnapshotChunk | None = first
+                sha256 = b""
+                while chunk is not None:
+                    if chunk.data:
+                        await asyncio.to_thread(writer.write, chunk.data)
+                    if chunk.sha256:
+                        sha256 = chunk.sha256
+                    chunk = await anext(it, None)
+                path = await asyncio.to_thread(writer.finish, sha256)
+            except ValueError as exc:
+                await asyncio.to_thread(writer.discard)
+                log.warning("refused snapshot", error=str(exc))
+                await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(writer.discard)
+                raise
+            log.info(
+                "received and saved database snapshot",
+                **{"remote-snapshot-sender-id": _hex(from_id), "incoming-snapshot-index":
+                   msg.snapshot.metadata.index, "incoming-snapshot-size": writer.received},
+            )
+            self._sink.snapshot_received(msg, path)
+            return pb.SnapshotAck(received_bytes=writer.received)

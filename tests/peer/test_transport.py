@@ -1,0 +1,326 @@
+"""GrpcTransport on loopback: ordering, batching, failures, reconnects, drops, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from etcdpy.peer.options import TransportOptions
+from etcdpy.peer.sender import LinkState
+
+from .conftest import RecordingSink, app, free_port, make_transport, url_of, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_three_members_exchange_messages_in_order_and_batched(tmp_path: Path) -> None:
+    async def main() -> None:
+        sinks = {i: RecordingSink() for i in (1, 2, 3)}
+        ts = {i: make_transport(i, sinks[i], str(tmp_path)) for i in (1, 2, 3)}
+        try:
+            for t in ts.values():
+                await t.start()
+            for i, t in ts.items():
+                for j, other in ts.items():
+                    if i != j:
+                        t.add_peer(j, [url_of(other)])
+            n = 3000
+            for start in range(0, n, 100):  # as a Raft loop would: many sends of a few
+                for i, t in ts.items():
+                    t.send([app(i, j, k, b"x" * 100) for k in range(start, start + 100)
+                            for j in ts if j != i])
+            for j, sink in sinks.items():
+                await wait_until(lambda s=sink: len(s.processed) == 2 * n, f"delivery to {j}")
+                for i in ts:
+                    if i == j:
+                        continue
+                    got = [m.index for m in sink.processed if m.from_ == i]
+                    assert got == list(range(n)), f"{i}->{j} out of order"
+                    assert all(m.to == j and m.entries[0].data == b"x" * 100
+                               for m in sink.processed)
+            for i, t in ts.items():
+                for j in ts:
+                    if j != i:
+                        sender = t._peers[j]
+                        assert sender.sent_messages == n
+                        assert sender.sent_batches < n, "messages were not batched"
+                        assert t.dropped(j) == 0
+                        assert t.active_since(j) is not None
+            assert not any(s.unreachable for s in sinks.values())
+        finally:
+            for t in ts.values():
+                await t.stop()
+    asyncio.run(main())
+
+
+def test_dead_peer_does_not_block_the_others(tmp_path: Path) -> None:
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path))
+        try:
+            await t1.start()
+            await t2.start()
+            t1.add_peer(2, [url_of(t2)])
+            t1.add_peer(9, [f"http://127.0.0.1:{free_port()}"])  # nothing listens there
+            for k in range(200):
+                t1.send([app(1, 9, k), app(1, 2, k)])
+                await asyncio.sleep(0)
+            await wait_until(lambda: len(s2.processed) == 200, "delivery to the live peer")
+            assert [m.index for m in s2.processed] == list(range(200))
+            await wait_until(lambda: 9 in s1.unreachable, "unreachable report for the dead peer")
+            assert 2 not in s1.unreachable
+            assert t1.active_since(9) is None
+            # While the link is broken, messages to it are dropped and counted, not queued.
+            await wait_until(lambda: t1.link_state(9) is LinkState.BROKEN, "broken link")
+            before = t1.dropped(9)
+            t1.send([app(1, 9, 1000)])
+            assert t1.dropped(9) == before + 1
+        finally:
+            await t1.stop()
+            await t2.stop()
+    asyncio.run(main())
+
+
+def test_restarted_peer_is_reconnected(tmp_path: Path) -> None:
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        port = free_port()
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path), port=port)
+        try:
+            await t1.start()
+            await t2.start()
+            t1.add_peer(2, [f"http://127.0.0.1:{port}"])
+            t1.send([app(1, 2, 1)])
+            await wait_until(lambda: len(s2.processed) == 1, "first delivery")
+            first_active = t1.active_since(2)
+            assert first_active is not None
+            await t2.stop()
+            await wait_until(lambda: 2 in s1.unreachable, "unreachable after the peer stopped")
+            s2b = RecordingSink()
+            t2 = make_transport(2, s2b, str(tmp_path), port=port)
+            await t2.start()
+            await wait_until(lambda: t1.link_state(2) is LinkState.ACTIVE, "reconnection")
+            t1.send([app(1, 2, 2), app(1, 2, 3)])
+            await wait_until(lambda: len(s2b.processed) == 2, "delivery after reconnect")
+            assert [m.index for m in s2b.processed] == [2, 3]
+            active = t1.active_since(2)
+            assert active is not None and active >= first_active
+        finally:
+            await t1.stop()
+            await t2.stop()
+    asyncio.run(main())
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    async def main() -> None:
+        # A peer that accepts TCP connections but never answers: the stream stays CONNECTING
+        # (long connect timeout), so everything sent piles up in the bounded queue.
+        mute = socket.socket()
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        s1 = RecordingSink()
+        opts = TransportOptions(queue_messages=10, connect_timeout_s=60.0)
+        t1 = make_transport(1, s1, str(tmp_path), options=opts)
+        try:
+            await t1.start()
+            t1.add_peer(5, [f"http://127.0.0.1:{mute.getsockname()[1]}"])
+            t1.send([app(1, 5, k) for k in range(100)])  # returns at once: never blocks
+            assert t1._peers[5].queued() == 10
+            assert t1.dropped(5) == 90
+            assert t1.link_state(5) is LinkState.CONNECTING
+        finally:
+            await t1.stop()
+            mute.close()
+    asyncio.run(main())
+
+
+def test_byte_bound_on_the_queue(tmp_path: Path) -> None:
+    async def main() -> None:
+        mute = socket.socket()
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        s1 = RecordingSink()
+        opts = TransportOptions(queue_bytes=10_000, connect_timeout_s=60.0)
+        t1 = make_transport(1, s1, str(tmp_path), options=opts)
+        try:
+            await t1.start()
+            t1.add_peer(5, [f"http://127.0.0.1:{mute.getsockname()[1]}"])
+            t1.send([app(1, 5, k, b"y" * 1000) for k in range(50)])
+            queued = t1._peers[5].queued()
+            assert 0 < queued < 10 and t1.dropped(5) == 50 - queued
+        finally:
+            await t1.stop()
+            mute.close()
+    asyncio.run(main())
+
+
+def test_peer_of_another_cluster_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                            ) -> None:
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        t1 = make_transport(1, s1, str(tmp_path), cluster_id=0xAAAA)
+        t2 = make_transport(2, s2, str(tmp_path), cluster_id=0xBBBB)
+        try:
+            await t1.start()
+            await t2.start()
+            t1.add_peer(2, [url_of(t2)])
+            t1.send([app(1, 2, 1)])
+            await wait_until(lambda: 2 in s1.unreachable, "refusal seen by the sender")
+            assert s2.processed == []
+            assert t1.link_state(2) is not LinkState.ACTIVE
+        finally:
+            await t1.stop()
+            await t2.stop()
+    with caplog.at_level("WARNING", logger="etcdpy.peer"):
+        asyncio.run(main())
+    refusals = [r for r in caplog.records if r.getMessage() == "request cluster ID mismatch"]
+    assert refusals, "the receiver must say why it refused"
+    fields = refusals[0].fields  # type: ignore[attr-defined]
+    assert fields["local-member-cluster-id"] == "bbbb"
+    assert fields["remote-peer-cluster-id"] == "aaaa"
+    assert any("FAILED_PRECONDITION" in str(getattr(r, "fields", {}).get("error", ""))
+               for r in caplog.records)
+
+
+def test_messages_from_a_removed_member_are_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        s1, s2, s3 = RecordingSink(), RecordingSink(removed={1}), RecordingSink()
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path))
+        t3 = make_transport(3, s3, str(tmp_path))
+        try:
+            for t in (t1, t2, t3):
+                await t.start()
+            t1.add_peer(2, [url_of(t2)])
+            t3.add_peer(2, [url_of(t2)])
+            t1.send([app(1, 2, 1)])
+            t3.send([app(3, 2, 1)])
+            await wait_until(lambda: len(s2.processed) == 1, "the member still in the cluster")
+            assert s2.processed[0].from_ == 3
+            await wait_until(lambda: 2 in s1.unreachable, "refusal of the removed member")
+        finally:
+            for t in (t1, t2, t3):
+                await t.stop()
+    asyncio.run(main())
+
+
+def test_messages_meant_for_another_member_are_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path))
+        try:
+            await t1.start()
+            await t2.start()
+            t1.add_peer(7, [url_of(t2)])  # wrong id for that address
+            t1.send([app(1, 7, 1)])
+            await wait_until(lambda: 7 in s1.unreachable, "refusal of a misaddressed stream")
+            assert s2.processed == []
+        finally:
+            await t1.stop()
+            await t2.stop()
+    asyncio.run(main())
+
+
+def test_update_and_remove_peer(tmp_path: Path) -> None:
+    async def main() -> None:
+        s1, s2, s2b = RecordingSink(), RecordingSink(), RecordingSink()
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path))
+        t2b = make_transport(2, s2b, str(tmp_path))
+        try:
+            for t in (t1, t2, t2b):
+                await t.start()
+            t1.add_peer(2, [url_of(t2)])
+            t1.send([app(1, 2, 1)])
+            await wait_until(lambda: len(s2.processed) == 1, "delivery at the first address")
+            t1.update_peer(2, [url_of(t2b)])  # member 2 moved
+            assert t1.peers() == {2: (url_of(t2b),)}
+            await wait_until(lambda: t1.link_state(2) is LinkState.ACTIVE, "reconnect")
+            t1.send([app(1, 2, 2)])
+            await wait_until(lambda: len(s2b.processed) == 1, "delivery at the new address")
+            assert len(s2.processed) == 1
+            await t1.remove_peer(2)
+            assert t1.peers() == {}
+            t1.send([app(1, 2, 3)])
+            assert t1.unknown_target_drops == 1
+        finally:
+            for t in (t1, t2, t2b):
+                await t.stop()
+    asyncio.run(main())
+
+
+def test_stalled_peer_fills_its_window_then_drops_while_others_flow(tmp_path: Path) -> None:
+    """Member 2's whole event loop stalls (as under a long GC pause or a stuck disk): member 1
+    stops getting acks, its in-flight window and queue fill, and it drops, while member 3
+    keeps receiving everything. When 2 recovers it gets an in-order subsequence."""
+    import threading
+
+    s2 = RecordingSink()
+    loop2 = asyncio.new_event_loop()
+    t2_holder: list[object] = []
+    ready = threading.Event()
+    release = threading.Event()
+
+    def run_member_2() -> None:
+        asyncio.set_event_loop(loop2)
+        t2 = make_transport(2, s2, str(tmp_path))
+        t2_holder.append(t2)
+        loop2.run_until_complete(t2.start())
+        ready.set()
+        loop2.run_forever()
+        loop2.run_until_complete(t2.stop())
+        loop2.close()
+
+    thread = threading.Thread(target=run_member_2, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    t2 = t2_holder[0]
+
+    async def main() -> None:
+        s1, s3 = RecordingSink(), RecordingSink()
+        # Keepalive would (rightly) cut the stalled peer off after ~15 s; this test is about
+        # the window and the queue, so it is pushed out of the way.
+        opts = TransportOptions(queue_messages=200, max_inflight_batches=2, keepalive_time_s=300)
+        t1 = make_transport(1, s1, str(tmp_path), options=opts)
+        t3 = make_transport(3, s3, str(tmp_path))
+        try:
+            await t1.start()
+            await t3.start()
+            t1.add_peer(2, [url_of(t2)])  # type: ignore[arg-type]
+            t1.add_peer(3, [url_of(t3)])
+            t1.send([app(1, 2, 0)])
+            await wait_until(lambda: len(s2.processed) == 1, "member 2 up")
+            loop2.call_soon_threadsafe(release.wait, 60)  # stall member 2's loop
+            k = 1
+            while t1.dropped(2) == 0:
+                assert k < 200_000, "the stalled peer never caused a drop"
+                t1.send([app(1, 2, k, b"p" * 1024), app(1, 3, k)])
+                k += 1
+                if k % 50 == 0:
+                    # Like Raft, never outrun a healthy peer: let member 3's stream drain.
+                    await wait_until(lambda: t1._peers[3].queued() < 100, "member 3 draining")
+            await wait_until(lambda: len(s3.processed) == k - 1, "member 3 kept receiving")
+            assert [m.index for m in s3.processed] == list(range(1, k))
+            assert t1._peers[2].queued() <= 200
+            release.set()
+            await wait_until(lambda: t1._peers[2].queued() == 0 and len(s2.processed) > 1,
+                             "member 2 catching up")
+            await wait_until(lambda: len(s2.processed) == t1._peers[2].sent_messages,
+                             "member 2 processing what was sent")
+            got = [m.index for m in s2.processed]
+            assert got == sorted(set(got)), "delivery stays in order, without duplicates"
+            assert len(got) + t1.dropped(2) == k
+        finally:
+            release.set()
+            await t1.stop()
+            await t3.stop()
+            loop2.call_soon_threadsafe(loop2.stop)
+            await asyncio.to_thread(thread.join, 30)
+
+    asyncio.run(main())

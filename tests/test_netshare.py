@@ -1,0 +1,224 @@
+"""gRPC and HTTP/1.1 on one TCP port: the shared-port front with both relay modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from etcdpy.netshare import (
+    HttpRequest,
+    HttpResponse,
+    RelayMode,
+    SharedPort,
+    SharedPortOptions,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    for i in range(3):
+        yield f"part{i}\n".encode()
+
+
+async def handler(req: HttpRequest) -> HttpResponse:
+    if req.path == "/echo":
+        body = json.dumps(
+            {"method": req.method, "body": req.body.decode(), "q": req.query.get("x", [])}
+        )
+        return HttpResponse(200, (("Content-Type", "application/json"),), body.encode())
+    if req.path == "/stream":
+        return HttpResponse(200, (), _chunks())
+    if req.path == "/boom":
+        raise RuntimeError("handler bug")
+    return HttpResponse.text(404, "404 page not found\n")
+
+
+class Front:
+    """A grpc.aio server on a Unix socket (health service) behind a SharedPort on loopback."""
+
+    def __init__(self, relay: RelayMode) -> None:
+        self.relay = relay
+        self.tmp = tempfile.mkdtemp(prefix="netshare-")
+        self.sock_path = str(Path(self.tmp) / "grpc.sock")
+        self.server = grpc.aio.server()
+        self.health = health.aio.HealthServicer()
+        self.port = SharedPort(
+            "127.0.0.1", 0, self.sock_path, handler,
+            SharedPortOptions(relay=relay, max_connections=8),
+        )
+
+    async def __aenter__(self) -> Front:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.server.add_insecure_port(f"unix:{self.sock_path}")
+        await self.server.start()
+        await self.health.set("svc", health_pb2.HealthCheckResponse.SERVING)
+        await self.port.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.port.stop()
+        await self.server.stop(grace=None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port.port}"
+
+
+def _get(url: str, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+async def _grpc_check(port: int) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service="svc"), timeout=10)
+        return int(resp.status)
+
+
+@pytest.mark.parametrize("relay", list(RelayMode))
+def test_grpc_and_http_share_the_port(relay: RelayMode) -> None:
+    async def main() -> None:
+        async with Front(relay) as front:
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+            status, headers, body = await asyncio.to_thread(_get, front.url + "/echo?x=1")
+            assert status == 200 and headers["Content-Type"] == "application/json"
+            assert json.loads(body) == {"method": "GET", "body": "", "q": ["1"]}
+            status, _, body = await asyncio.to_thread(_get, front.url + "/echo", b"hello")
+            assert json.loads(body)["method"] == "POST" and json.loads(body)["body"] == "hello"
+            status, _, body = await asyncio.to_thread(_get, front.url + "/stream")
+            assert status == 200 and body == b"part0\npart1\npart2\n"
+            status, _, body = await asyncio.to_thread(_get, front.url + "/nope")
+            assert status == 404 and body == b"404 page not found\n"
+            status, _, _ = await asyncio.to_thread(_get, front.url + "/boom")
+            assert status == 500
+            # Many gRPC calls at once, all through the front, interleaved with HTTP.
+            results = await asyncio.gather(
+                *(_grpc_check(front.port.port) for _ in range(20)),
+                asyncio.to_thread(_get, front.url + "/echo"),
+            )
+            assert results[:20] == [health_pb2.HealthCheckResponse.SERVING] * 20
+    asyncio.run(main())
+
+
+def test_grpc_server_stream_through_the_front() -> None:
+    """A long-lived server stream (health Watch) relays updates as they happen."""
+
+    async def main() -> None:
+        async with (
+            Front(RelayMode.SPLICE) as front,
+            grpc.aio.insecure_channel(f"127.0.0.1:{front.port.port}") as channel,
+        ):
+            stub = health_pb2_grpc.HealthStub(channel)
+            call = stub.Watch(health_pb2.HealthCheckRequest(service="svc"), timeout=10)
+            first = await call.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            await front.health.set("svc", health_pb2.HealthCheckResponse.NOT_SERVING)
+            second = await call.read()
+            assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            call.cancel()
+    asyncio.run(main())
+
+
+def test_keep_alive_and_bad_requests() -> None:
+    async def main() -> None:
+        async with Front(RelayMode.ASYNCIO) as front:
+            reader, writer = await asyncio.open_connection("127.0.0.1", front.port.port)
+            req = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+            writer.write(req + req)  # two pipelined requests on one connection
+            await writer.drain()
+            answers = b""
+            while answers.count(b"HTTP/1.1 200") < 2:
+                data = await asyncio.wait_for(reader.read(65536), 10)
+                assert data, answers
+                answers += data
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+            rest = await asyncio.wait_for(reader.read(65536), 10)
+            assert rest.startswith(b"HTTP/1.1 400"), rest
+            writer.close()
+            await writer.wait_closed()
+            # The port still serves after a bad client.
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+    asyncio.run(main())
+
+
+def test_silent_client_is_disconnected_and_slot_freed() -> None:
+    async def main() -> None:
+        front = Front(RelayMode.SPLICE)
+        front.port = SharedPort(
+            "127.0.0.1", 0, front.sock_path, handler,
+            SharedPortOptions(max_connections=1, sniff_timeout_s=0.2),
+        )
+        async with front:
+            silent = socket.create_connection(("127.0.0.1", front.port.port), timeout=10)
+            try:
+                # With one slot taken by a client that never speaks, the next client is
+                # served only once the silent one has timed out: bounded, not stuck.
+                status, _, _ = await asyncio.to_thread(_get, front.url + "/echo")
+                assert status == 200
+                assert silent.recv(10) == b""  # the front closed it
+            finally:
+                silent.close()
+    asyncio.run(main())
+
+
+def test_curl_speaks_http1_to_the_shared_port() -> None:
+    assert shutil.which("curl"), "curl is needed (Debian package curl)"
+
+    async def main() -> None:
+        async with Front(RelayMode.SPLICE) as front:
+            out = await asyncio.to_thread(
+                subprocess.run,
+                ["curl", "-si", "--max-time", "10", front.url + "/echo?x=2"],
+                capture_output=True, check=True,
+            )
+            head, _, body = out.stdout.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert json.loads(body)["q"] == ["2"]
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+    asyncio.run(main())
+
+
+def test_front_process_is_restarted_and_reaped() -> None:
+    async def main() -> None:
+        front = Front(RelayMode.PROCESS)
+        async with front:
+            child = front.port._front._proc  # type: ignore[union-attr]
+            assert child is not None and child.poll() is None
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+            child.kill()  # a crash of the front: the parent starts a new one
+
+            async def replaced() -> bool:
+                new = front.port._front._proc  # type: ignore[union-attr]
+                return new is not None and new is not child and new.poll() is None
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while not await replaced():
+                assert loop.time() < deadline, "the front process was not restarted"
+                await asyncio.sleep(0.05)
+            assert await _grpc_check(front.port.port) == health_pb2.HealthCheckResponse.SERVING
+            status, _, _ = await asyncio.to_thread(_get, front.url + "/echo")
+            assert status == 200
+            last = front.port._front._proc  # type: ignore[union-attr]
+        assert last is not None and last.poll() is not None, "stop() must reap the child"
+
+    asyncio.run(main())
