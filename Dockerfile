@@ -16,6 +16,7 @@ RUN python3 -m venv /opt/etcdpy \
 ENV PATH=/opt/etcdpy/bin:$PATH \
     ETCD_DATA_DIR=/var/lib/etcdpy \
     ETCD_LISTEN_CLIENT_URLS=http://0.0.0.0:2379 \
+    ETCD_ADVERTISE_CLIENT_URLS=http://localhost:2379 \
     ETCD_LISTEN_PEER_URLS=http://0.0.0.0:2380
 VOLUME /var/lib/etcdpy
 EXPOSE 2379 2380
