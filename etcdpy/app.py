@@ -14,17 +14,26 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
-from etcdpy.cluster.bootstrap import BootstrapError, bootstrap_or_restart
-from etcdpy.cluster.membership import format_id
+from etcdpy.cluster.bootstrap import (
+    BootstrapError,
+    bootstrap_or_restart,
+    load_members,
+    load_removed,
+)
+from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
-from etcdpy.raft import Message, RaftConfig, RawNode
+from etcdpy.peer.http import MemberInfo, PeerHttpHandler
+from etcdpy.peer.transport import GrpcTransport
+from etcdpy.raft import RaftConfig, RawNode
 from etcdpy.server.api import grpc_server
-from etcdpy.server.etcdserver import EtcdServer, ServerSettings
+from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
+from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
+from etcdpy.server.snapshots import SnapshotImages
 from etcdpy.storage.env import EnvOptions, MemberEnvs
 from etcdpy.storage.lease import Lessor
 from etcdpy.storage.mvcc.kvstore import KVStore
@@ -33,13 +42,6 @@ from etcdpy.storage.raft_log import LmdbRaftStorage
 log = logutil.get("")
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's DefaultQuotaBytes
-
-
-class SingleMemberTransport:
-    """The transport of a cluster of one: there is nobody to send to."""
-
-    def send(self, messages: Sequence[Message]) -> None:
-        assert not messages, f"a one-member cluster has no peers to send {messages[0]} to"
 
 
 def _host_port(url: str) -> str:
@@ -107,24 +109,26 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
         cfg.initial_cluster_token,
         [str(u) for u in cfg.initial_advertise_peer_urls],
-        [str(u) for u in cfg.advertise_client_urls],
     )
+    member_id = identity.member_id
     log.info(
         "starting local member" if identity.is_new else "restarting local member",
-        **{"local-member-id": format_id(identity.member_id),
+        **{"local-member-id": format_id(member_id),
            "cluster-id": format_id(identity.cluster_id)},
     )
-    if len(identity.voters) > 1:
-        raise BootstrapError("clusters of more than one member are not supported yet")
 
     store = KVStore(envs.state)
+    images = SnapshotImages(envs.member_dir / "snap", envs.state)
+    images.recover(raft_storage.snapshot().metadata, store.consistent_index)
+    store.refresh()
     lessor = Lessor(time.monotonic, cfg.min_lease_ttl_seconds)
     with store.read() as view:
         lessor.recover(view.leases())
     log.info("kvstore restored", **{"current-rev": store.current_rev})
+    membership = MembershipView(load_members(envs), load_removed(envs))
 
     settings = ServerSettings(
-        member_id=identity.member_id,
+        member_id=member_id,
         cluster_id=identity.cluster_id,
         max_txn_ops=cfg.max_txn_ops,
         max_request_bytes=cfg.max_request_bytes,
@@ -139,12 +143,30 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         watch_progress_notify_interval_s=(
             cfg.experimental_watch_progress_notify_interval.total_seconds()
         ),
+        name=cfg.name,
+        client_urls=tuple(str(u) for u in cfg.advertise_client_urls),
+        max_learners=getattr(cfg, "experimental_max_learners", 1),
+        strict_reconfig_check=cfg.strict_reconfig_check,
     )
-    server = EtcdServer(settings, store, lessor, identity.members,
-                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()))
+    server = EtcdServer(settings, store, lessor, membership,
+                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images)
+    transport = GrpcTransport(
+        member_id,
+        identity.cluster_id,
+        server,
+        listen_urls=[str(u) for u in cfg.listen_peer_urls],
+        http_handler=PeerHttpHandler(
+            lambda: identity.cluster_id,
+            lambda: [MemberInfo(m.id, m.name, m.peer_urls, m.client_urls, m.is_learner)
+                     for m in membership.sorted()],
+        ),
+        snapshot_dir=str(envs.member_dir / "snap" / "incoming"),
+    )
+    _follow_membership(membership, transport, member_id)
+    server.peer_active = lambda peer_id: transport.active_since(peer_id) is not None
     rawnode = RawNode(
         RaftConfig(
-            id=identity.member_id,
+            id=member_id,
             election_tick=cfg.election_ticks,
             heartbeat_tick=1,
             applied=store.consistent_index,
@@ -156,15 +178,17 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         ),
         raft_storage,
     )
-    node = RaftNode(rawnode, raft_storage, SingleMemberTransport(), server,
-                    cfg.heartbeat_interval / 1000)
+    node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000)
     server.node = node
     server.raft_log = raft_storage
-    if identity.voters == (identity.member_id,):
+    if identity.voters == (member_id,):
         # A sole voter need not wait out an election timeout (etcd fast-forwards its
         # election ticks for the same reason): it campaigns once its log is applied.
         server.campaign_after_index = max(raft_storage.hard_state().commit, 1)
 
+    await transport.start()
+    for url in cfg.listen_peer_urls:
+        log.info("serving peer traffic", address=_host_port(str(url)))
     client, health = grpc_server.build(server, cfg.max_request_bytes,
                                        cfg.grpc_keepalive_min_time.total_seconds())
     for url in cfg.listen_client_urls:
@@ -176,7 +200,35 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     for url in cfg.listen_client_urls:
         log.info("serving client traffic insecurely; this is strongly discouraged!",
                  address=_host_port(str(url)))
+    try:
+        await _run_until_stopped(server, client, health)
+    finally:
+        await transport.stop()
+        log.info("stopped serving", **{"local-member-id": format_id(member_id)})
 
+
+def _follow_membership(membership: MembershipView, transport: GrpcTransport,
+                       member_id: int) -> None:
+    """Keep the transport's peers equal to the other members."""
+
+    def sync(members: dict[int, Member]) -> None:
+        known = transport.peers()
+        for peer_id, m in members.items():
+            if peer_id == member_id:
+                continue
+            if peer_id not in known:
+                transport.add_peer(peer_id, m.peer_urls)
+            elif tuple(known[peer_id]) != tuple(m.peer_urls):
+                transport.update_peer(peer_id, m.peer_urls)
+        for peer_id in known:
+            if peer_id not in members:
+                asyncio.ensure_future(transport.remove_peer(peer_id))
+
+    membership.on_change = sync
+    sync(dict(membership.members))
+
+
+async def _run_until_stopped(server: EtcdServer, client: Any, health: Any) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,13 +237,16 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     await asyncio.wait({stopping, server.failed}, return_when=asyncio.FIRST_COMPLETED)
     if server.failed.done():
         error = server.failed.exception()
-        log.error("etcdpy stopped on an internal error", error=repr(error), exc_info=False)
         await client.stop(grace=0)
         await server.stop()
+        if isinstance(error, MemberRemoved):
+            log.warning("the local member has been removed from the cluster; shutting down",
+                        error=str(error))
+            return
+        log.error("etcdpy stopped on an internal error", error=repr(error), exc_info=False)
         raise SystemExit(2)
     stopping.cancel()
     log.info("received signal; shutting down")
     await health.set("", grpc_server.NOT_SERVING)
     await client.stop(grace=1.0)
     await server.stop()
-    log.info("stopped serving", **{"local-member-id": format_id(identity.member_id)})

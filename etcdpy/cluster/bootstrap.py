@@ -48,9 +48,17 @@ def _to_record(m: Member) -> MemberRecord:
     return MemberRecord(m.id, m.name, m.peer_urls, m.client_urls, m.is_learner)
 
 
-def load_members(envs: MemberEnvs) -> list[Member]:
-    with envs.state.begin() as txn:
-        return [_to_member(r) for r in Members(txn, envs.state.dbs).list()]
+def load_members(envs_or_env: object) -> list[Member]:
+    """The member records of a data dir (`MemberEnvs`) or of an open state env."""
+    env = getattr(envs_or_env, "state", envs_or_env)
+    with env.begin() as txn:  # type: ignore[attr-defined]
+        return [_to_member(r) for r in Members(txn, env.dbs).list()]  # type: ignore[attr-defined]
+
+
+def load_removed(envs_or_env: object) -> list[int]:
+    env = getattr(envs_or_env, "state", envs_or_env)
+    with env.begin() as txn:  # type: ignore[attr-defined]
+        return Members(txn, env.dbs).removed_ids()  # type: ignore[attr-defined]
 
 
 def new_cluster(
@@ -58,7 +66,6 @@ def new_cluster(
     initial_cluster: str,
     token: str,
     advertise_peer_urls: Sequence[str],
-    advertise_client_urls: Sequence[str],
 ) -> tuple[Member, list[Member]]:
     """This member and all members of a cluster bootstrapped from `--initial-cluster`."""
     members = members_from_initial_cluster(initial_cluster, token)
@@ -73,8 +80,9 @@ def new_cluster(
             f"--initial-cluster has {name}={','.join(me.peer_urls)} but missing from "
             f"--initial-advertise-peer-urls={','.join(advertise_peer_urls)}"
         )
-    me = Member(me.id, me.name, me.peer_urls, tuple(advertise_client_urls), me.is_learner)
-    return me, [me if m.id == me.id else m for m in members]
+    # Client URLs are not part of the bootstrap: every member publishes its own through Raft
+    # once the cluster runs, so all members' records stay identical.
+    return me, members
 
 
 def bootstrap_or_restart(
@@ -84,7 +92,6 @@ def bootstrap_or_restart(
     initial_cluster: str,
     token: str,
     advertise_peer_urls: Sequence[str],
-    advertise_client_urls: Sequence[str],
 ) -> Identity:
     member_id = raft_storage.member_id()
     if member_id:
@@ -99,8 +106,7 @@ def bootstrap_or_restart(
             )
         return Identity(member_id, cluster_id, tuple(members), is_new=False)
 
-    me, members = new_cluster(name, initial_cluster, token, advertise_peer_urls,
-                              advertise_client_urls)
+    me, members = new_cluster(name, initial_cluster, token, advertise_peer_urls)
     cluster_id = compute_cluster_id(m.id for m in members)
     with envs.state.begin(write=True) as txn:
         store = Members(txn, envs.state.dbs)

@@ -24,6 +24,7 @@ from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy.raft import ConfChange, Entry, EntryType
 from etcdpy.server import errors, txn
+from etcdpy.server.membership import MembershipView
 from etcdpy.server.mvcc_view import WriteTxnView, event_to_pb
 from etcdpy.storage.errors import (
     CompactedError,
@@ -50,7 +51,9 @@ class Lessor(Protocol):
 
 
 class ConfChangeSink(Protocol):
-    def apply_conf_change(self, entry: Entry, change: ConfChange, batch: WriteBatch) -> Any: ...
+    def apply_conf_change(self, change: ConfChange) -> Any:
+        """Tell the Raft core (between ready() and advance(), as etcd does)."""
+        ...
 
 
 @dataclass
@@ -69,11 +72,13 @@ class Applier:
         store: KVStore,
         lessor: Lessor,
         conf_changes: ConfChangeSink,
+        membership: MembershipView,
         min_lease_ttl_s: int,
     ) -> None:
         self._store = store
         self._lessor = lessor
         self._conf_changes = conf_changes
+        self._membership = membership
         self._min_lease_ttl_s = min_lease_ttl_s
 
     def lease_exists(self, lease_id: int) -> bool:
@@ -88,12 +93,13 @@ class Applier:
             return out
         with store.write_batch(todo[0].index) as batch:
             for entry in todo:
-                batch.set_applied_index(entry.index)
+                batch.set_applied_index(entry.index, entry.term)
                 if entry.type == EntryType.CONF_CHANGE:
                     change = ConfChange.decode(entry.data)
-                    result = self._conf_changes.apply_conf_change(entry, change, batch)
-                    if result is not None:
-                        out.results.append(result)
+                    self._conf_changes.apply_conf_change(change)
+                    request_id = self._membership.apply_conf_change(change, batch)
+                    if request_id:
+                        out.results.append((request_id, self._membership.sorted()))
                 elif entry.data:
                     request = internalpb.InternalRequest.FromString(entry.data)
                     response = self._apply_request(batch, request, out)
@@ -108,6 +114,9 @@ class Applier:
         which = request.WhichOneof("request")
         if which == "compaction":
             return self._compact(batch, request.compaction, out)
+        if which == "member_attributes_set":
+            self._membership.set_attributes(request.member_attributes_set, batch)
+            return None
         w = batch.txn()
         view = WriteTxnView(w)
         try:

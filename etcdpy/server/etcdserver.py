@@ -12,27 +12,42 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from etcdpy import ETCD_SERVER_VERSION, logutil
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
-from etcdpy.cluster.membership import Member, format_id
-from etcdpy.raft import ConfChange, Entry, ReadState, Snapshot, SoftState, StateType
+from etcdpy.cluster.bootstrap import load_members, load_removed
+from etcdpy.cluster.membership import Member, compute_member_id, format_id
+from etcdpy.peer.snapshot import SnapshotPayload
+from etcdpy.raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    Message,
+    ReadState,
+    Snapshot,
+    SoftState,
+    StateType,
+)
 from etcdpy.server import errors, txn
 from etcdpy.server.apply import Applier
 from etcdpy.server.compactor import PeriodicCompactor, RevisionCompactor
 from etcdpy.server.idgen import IdGenerator
+from etcdpy.server.membership import MembershipView, encode_context
+from etcdpy.server.membership import to_pb as member_to_pb
 from etcdpy.server.mvcc_view import ReadTxnView, event_to_pb
 from etcdpy.server.raft_node import RaftNode
+from etcdpy.server.snapshots import SnapshotImages
 from etcdpy.server.wait import Wait
 from etcdpy.server.watch import WatchHub
 from etcdpy.storage.errors import CompactedError, FutureRevisionError, LeaseNotFoundError
 from etcdpy.storage.lease import NotPrimaryError
-from etcdpy.storage.mvcc.kvstore import KVStore, WriteBatch
+from etcdpy.storage.mvcc.kvstore import KVStore
 
 log = logutil.get("server")
 
@@ -40,6 +55,13 @@ LEASE_EXPIRY_CHECK_S = 0.5
 MAX_LEASE_REVOKES_PER_CHECK = 500  # etcd revokes at most 1000 leases a second
 COMPACTION_STEP_KEYS = 1000
 READ_INDEX_RETRY_S = 0.5
+
+
+class MemberRemoved(Exception):
+    """This member was removed from the cluster: it stops, as etcd's does."""
+
+    def __str__(self) -> str:
+        return "the member has been permanently removed from the cluster"
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,10 @@ class ServerSettings:
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: float = 0  # seconds (periodic) or revisions (revision)
     watch_progress_notify_interval_s: float = 600.0
+    name: str = "default"
+    client_urls: tuple[str, ...] = ()
+    max_learners: int = 1
+    strict_reconfig_check: bool = True
 
 
 class EtcdServer:
@@ -65,8 +91,9 @@ class EtcdServer:
         settings: ServerSettings,
         store: KVStore,
         lessor: Any,
-        members: Sequence[Member],
+        membership: MembershipView,
         db_size: Any,
+        images: SnapshotImages | None = None,
     ) -> None:
         self.settings = settings
         self.member_id = settings.member_id
@@ -75,14 +102,17 @@ class EtcdServer:
         self.max_request_bytes = settings.max_request_bytes
         self._store = store
         self._lessor = lessor
-        self._members = {m.id: m for m in members}
+        self.membership = membership
         self._db_size = db_size
+        self._images = images
         self._ids = IdGenerator(settings.member_id, int(time.time() * 1000))
         self._wait = Wait()
         self.watch_hub = WatchHub(_StoreHistory(store), store.current_rev)
-        self.applier = Applier(store, lessor, self, settings.min_lease_ttl_s)
+        self.applier = Applier(store, lessor, self, membership, settings.min_lease_ttl_s)
         self.node: RaftNode | None = None  # set by the app before start()
         self.raft_log: Any = None  # LmdbRaftStorage, set by the app before start()
+        # Whether a peer's link is up (the transport's view), for the reconfiguration check.
+        self.peer_active: Callable[[int], bool] | None = None
         # A sole voter campaigns as soon as it has applied up to here (its bootstrap
         # entries), instead of waiting out an election timeout; 0 = do not.
         self.campaign_after_index = 0
@@ -110,6 +140,7 @@ class EtcdServer:
             self._compaction_loop(),
             self._auto_compaction_loop(),
             self._progress_notify_loop(),
+            self._publish_loop(),
             self.watch_hub.run_catch_up(),
         ):
             task = asyncio.create_task(coro)
@@ -162,7 +193,11 @@ class EtcdServer:
             header.revision = self._store.current_rev
 
     def members(self) -> list[Member]:
-        return sorted(self._members.values(), key=lambda m: m.id)
+        return self.membership.sorted()
+
+    def leader_client_urls(self) -> tuple[str, ...]:
+        leader = self.membership.members.get(self.leader_id)
+        return leader.client_urls if leader is not None else ()
 
     # --- KV ---
 
@@ -341,6 +376,8 @@ class EtcdServer:
         self.applied_index = max(self.applied_index, entries[-1].index)
         self._maybe_snapshot()
         self._maybe_campaign()
+        if self.member_id in self.membership.removed and not self.failed.done():
+            self.failed.set_exception(MemberRemoved())
         if result.events or result.revision != self.watch_hub.revision:
             self.watch_hub.notify(result.revision, result.events)
         for request_id, response in result.results:
@@ -385,7 +422,20 @@ class EtcdServer:
             log.info("compacted Raft logs", **{"compact-index": compact_to})
 
     def restore(self, snapshot: Snapshot) -> None:
-        raise NotImplementedError("installing a snapshot arrives with multi-member clusters")
+        """Raft installed a snapshot from the leader: load its state image, then rebuild
+        everything derived from the state (leases, members, watchers' positions)."""
+        assert self._images is not None
+        if not self._images.install(snapshot.metadata):
+            raise RuntimeError(f"no state image for snapshot {snapshot.metadata.index}")
+        self._store.refresh()
+        self.applied_index = self._store.consistent_index
+        with self._store.read() as view:
+            self._lessor.recover(view.leases())
+        self.membership.replace(load_members(self._store.env), load_removed(self._store.env))
+        self.watch_hub.resync(self._store.current_rev)
+        log.info("restored state from snapshot", **{
+            "snapshot-index": snapshot.metadata.index, "applied-index": self.applied_index,
+            "revision": self._store.current_rev})
 
     def on_read_states(self, read_states: Sequence[ReadState]) -> None:
         for rs in read_states:
@@ -410,10 +460,147 @@ class EtcdServer:
         error = errors.NoLeader() if self.leader_id == 0 else errors.TooManyRequests()
         self._wait.trigger(request_id, error)
 
-    def apply_conf_change(self, entry: Entry, change: ConfChange, batch: WriteBatch) -> Any:
+    def apply_conf_change(self, change: ConfChange) -> Any:
         assert self.node is not None
-        self.node.apply_conf_change(change)
-        return None
+        return self.node.apply_conf_change(change)
+
+    # --- peers (the transport's MessageSink) ---
+
+    def process(self, msg: Message) -> None:
+        assert self.node is not None
+        self.node.step(msg)
+
+    def report_unreachable(self, node_id: int) -> None:
+        assert self.node is not None
+        self.node.call(lambda rawnode: rawnode.report_unreachable(node_id))
+
+    def report_snapshot(self, node_id: int, failed: bool) -> None:
+        assert self.node is not None
+        self.node.call(lambda rawnode: rawnode.report_snapshot(node_id, failed))
+
+    def is_removed(self, node_id: int) -> bool:
+        return node_id in self.membership.removed
+
+    def snapshot_payload(self, msg: Message) -> SnapshotPayload:
+        assert self._images is not None
+        return SnapshotPayload.from_file(str(self._images.outgoing(msg.to)))
+
+    def snapshot_received(self, msg: Message, payload_path: str) -> None:
+        assert self._images is not None and self.node is not None
+        assert msg.snapshot is not None
+        self._images.keep_incoming(msg.snapshot.metadata, payload_path)
+        self.node.step(msg)
+
+    # --- membership (Cluster service) ---
+
+    async def member_add(self, peer_urls: Sequence[str], is_learner: bool) -> tuple[Member, list[Member]]:
+        urls = tuple(sorted(peer_urls))
+        if not urls or not all(_valid_peer_url(u) for u in urls):
+            raise errors.MemberBadURLs()
+        for m in self.membership.members.values():
+            if set(m.peer_urls) & set(urls):
+                raise errors.PeerURLExists()
+        if is_learner:
+            learners = sum(1 for m in self.membership.members.values() if m.is_learner)
+            if learners >= self.settings.max_learners:
+                raise errors.TooManyLearners()
+        else:
+            self._check_quorum_after(len(self.membership.voters()) + 1, adding=True)
+        member_id = compute_member_id(urls, "", now_s=int(time.time()))
+        if member_id in self.membership.members or member_id in self.membership.removed:
+            raise errors.MemberExists()
+        member = Member(member_id, "", urls, (), is_learner)
+        change_type = ConfChangeType.ADD_LEARNER_NODE if is_learner else ConfChangeType.ADD_NODE
+        members = await self._propose_conf_change(change_type, member)
+        return member, members
+
+    async def member_remove(self, member_id: int) -> list[Member]:
+        member = self.membership.members.get(member_id)
+        if member is None:
+            raise errors.MemberNotFound()
+        if not member.is_learner:
+            self._check_quorum_after(len(self.membership.voters()) - 1, removing=member_id)
+        return await self._propose_conf_change(ConfChangeType.REMOVE_NODE, member)
+
+    async def member_update(self, member_id: int, peer_urls: Sequence[str]) -> list[Member]:
+        member = self.membership.members.get(member_id)
+        if member is None:
+            raise errors.MemberNotFound()
+        urls = tuple(sorted(peer_urls))
+        if not urls or not all(_valid_peer_url(u) for u in urls):
+            raise errors.MemberBadURLs()
+        for m in self.membership.members.values():
+            if m.id != member_id and set(m.peer_urls) & set(urls):
+                raise errors.PeerURLExists()
+        updated = Member(member.id, member.name, urls, member.client_urls, member.is_learner)
+        return await self._propose_conf_change(ConfChangeType.UPDATE_NODE, updated)
+
+    async def member_promote(self, member_id: int) -> list[Member]:
+        member = self.membership.members.get(member_id)
+        if member is None:
+            raise errors.MemberNotFound()
+        if not member.is_learner:
+            raise errors.MemberNotLearner()
+        if not self.is_leader:
+            raise errors.NotLeader() if self.leader_id else errors.NoLeader()
+        assert self.node is not None
+        status = self.node.status()
+        progress = (getattr(status, "progress", None) or {}).get(member_id)
+        leader_index = self.node.committed_index
+        # etcd: a learner may be promoted once it has at least 90% of the leader's log.
+        if progress is None or progress.match < 0.9 * leader_index:
+            raise errors.LearnerNotReady()
+        promoted = Member(member.id, member.name, member.peer_urls, member.client_urls, False)
+        return await self._propose_conf_change(ConfChangeType.ADD_NODE, promoted)
+
+    def _check_quorum_after(self, voters_after: int, adding: bool = False,
+                            removing: int = 0) -> None:
+        """etcd's --strict-reconfig-check: refuse a change that would leave fewer started
+        (reachable) voters than a quorum of the new configuration."""
+        if not self.settings.strict_reconfig_check or self.peer_active is None:
+            return
+        started = sum(
+            1 for m in self.membership.voters()
+            if m.id != removing and (m.id == self.member_id or self.peer_active(m.id))
+        )
+        if started < voters_after // 2 + 1:
+            raise errors.NotEnoughStartedMembers()
+
+    async def _propose_conf_change(self, change_type: ConfChangeType, member: Member) -> list[Member]:
+        assert self.node is not None
+        request_id = self._ids.next()
+        change = ConfChange(change_type, member.id, encode_context(member_to_pb(member), request_id))
+        future = self._wait.register(request_id)
+        self.node.propose_conf_change(request_id, change)
+        try:
+            result = await asyncio.wait_for(future, self.settings.request_timeout_s)
+        except TimeoutError:
+            self._wait.cancel(request_id)
+            raise errors.Timeout() from None
+        if isinstance(result, errors.EtcdError):
+            raise result
+        return list(result)
+
+    async def _publish_loop(self) -> None:
+        """Tell the cluster our name and client URLs through Raft (etcd's publish), until
+        the member records say so."""
+        wanted = internalpb.MemberAttributesSet(
+            member_id=self.member_id, name=self.settings.name,
+            client_urls=list(self.settings.client_urls),
+        )
+        while not self._stopped:
+            me = self.membership.members.get(self.member_id)
+            if me is not None and me.name == wanted.name and \
+                    list(me.client_urls) == list(wanted.client_urls):
+                log.info("published local member to cluster through raft", **{
+                    "local-member-id": format_id(self.member_id), "name": wanted.name,
+                    "client-urls": list(wanted.client_urls)})
+                return
+            if self.leader_id:
+                with contextlib.suppress(errors.EtcdError):
+                    await self._propose(internalpb.InternalRequest(member_attributes_set=wanted))
+                    continue
+            await asyncio.sleep(0.2)
 
     # --- maintenance ---
 
@@ -500,6 +687,14 @@ class EtcdServer:
             for future in done:
                 if not future.done():
                     future.set_result(None)
+
+
+def _valid_peer_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port is not None
+    except ValueError:
+        return False
 
 
 def _txn_serializable(r: pb.TxnRequest) -> bool:

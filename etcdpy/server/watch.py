@@ -288,6 +288,15 @@ class WatchHub:
             yield from group
         yield from self._ranges
 
+    def resync(self, revision: int) -> None:
+        """The store was replaced by a snapshot at `revision`: every watcher catches up from
+        the new store's history from where it was (or is cancelled if that is compacted)."""
+        for watcher in list(self._iter_synced()):
+            self._unset_synced(watcher)
+            self._unsynced.add(watcher)
+        self.revision = revision
+        self._wake.set()
+
     def compacted(self, compact_rev: int) -> None:
         """A compaction happened: unsynced watchers behind it will be cancelled on catch-up."""
         if self._unsynced:

@@ -427,6 +427,10 @@ class WriteBatch:
         self.current_rev = self.meta.current_rev
         self._open: WriteTxn | None = None
 
+    @property
+    def dbs(self) -> dict[bytes, lmdb._Database]:
+        return self._dbs
+
     def txn(self) -> WriteTxn:
         assert self._open is None, "previous WriteTxn not ended"
         self._open = WriteTxn(self)
