@@ -109,6 +109,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
         cfg.initial_cluster_token,
         [str(u) for u in cfg.initial_advertise_peer_urls],
+        existing=not cfg.is_new_cluster,
     )
     member_id = identity.member_id
     log.info(
@@ -169,7 +170,10 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
             id=member_id,
             election_tick=cfg.election_ticks,
             heartbeat_tick=1,
-            applied=store.consistent_index,
+            # From the Raft snapshot, not the state's applied index: the entries in between
+            # are delivered again so the core rebuilds its configuration from them; the
+            # applier skips what the state already holds.
+            applied=raft_storage.snapshot().metadata.index,
             check_quorum=True,
             pre_vote=cfg.pre_vote,
             max_size_per_msg=1 << 20,
@@ -177,6 +181,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
             rng=random.Random(),
         ),
         raft_storage,
+        logger=_raft_logger(),
     )
     node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000)
     server.node = node
@@ -205,6 +210,11 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     finally:
         await transport.stop()
         log.info("stopped serving", **{"local-member-id": format_id(member_id)})
+
+
+def _raft_logger() -> Any:
+    raft_log = logutil.get("raft")
+    return lambda line: raft_log.info(line)
 
 
 def _follow_membership(membership: MembershipView, transport: GrpcTransport,

@@ -9,6 +9,8 @@ crash half-way through bootstrap leaves a data dir that bootstraps again from sc
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from etcdpy.cluster.membership import (
     compute_cluster_id,
     format_id,
     members_from_initial_cluster,
+    parse_initial_cluster,
     voter_ids,
 )
 from etcdpy.storage.env import MemberEnvs
@@ -92,6 +95,7 @@ def bootstrap_or_restart(
     initial_cluster: str,
     token: str,
     advertise_peer_urls: Sequence[str],
+    existing: bool = False,
 ) -> Identity:
     member_id = raft_storage.member_id()
     if member_id:
@@ -106,6 +110,8 @@ def bootstrap_or_restart(
             )
         return Identity(member_id, cluster_id, tuple(members), is_new=False)
 
+    if existing:
+        return _join_existing(envs, raft_storage, name, initial_cluster, advertise_peer_urls)
     me, members = new_cluster(name, initial_cluster, token, advertise_peer_urls)
     cluster_id = compute_cluster_id(m.id for m in members)
     with envs.state.begin(write=True) as txn:
@@ -117,4 +123,65 @@ def bootstrap_or_restart(
     raft_storage.bootstrap(voter_ids(members))
     raft_storage.set_cluster_id(cluster_id)
     raft_storage.set_member_id(me.id)  # last: its presence marks a finished bootstrap
+    return Identity(me.id, cluster_id, tuple(members), is_new=True)
+
+
+REMOTE_TIMEOUT_S = 2.0
+
+
+def fetch_remote_members(peer_urls: Sequence[str]) -> tuple[int, list[Member]]:
+    """Ask running members (their peer URLs' `GET /members`, as etcd does) for the cluster ID
+    and the member list; the first that answers wins."""
+    errors: list[str] = []
+    for url in peer_urls:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/members",
+                                        timeout=REMOTE_TIMEOUT_S) as resp:
+                cluster_id = int(resp.headers.get("X-Etcd-Cluster-ID", "0"), 16)
+                body = json.loads(resp.read())
+        except (OSError, ValueError) as error:
+            errors.append(f"{url}: {error}")
+            continue
+        members = [
+            Member(int(m["id"]), m.get("name", ""), tuple(sorted(m.get("peerURLs") or ())),
+                   tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
+            for m in body
+        ]
+        return cluster_id, members
+    raise BootstrapError(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information "
+        "from the given URLs (" + "; ".join(errors) + ")"
+    )
+
+
+def _join_existing(
+    envs: MemberEnvs,
+    raft_storage: LmdbRaftStorage,
+    name: str,
+    initial_cluster: str,
+    advertise_peer_urls: Sequence[str],
+) -> Identity:
+    """`--initial-cluster-state existing`: this member was added with `member add`; learn
+    the cluster from its other members and start with an empty log (the leader sends it the
+    log or a snapshot)."""
+    mine = sorted(advertise_peer_urls)
+    others = [
+        url for member_name, urls in parse_initial_cluster(initial_cluster).items()
+        for url in urls if member_name != name
+    ]
+    cluster_id, members = fetch_remote_members(others)
+    me = next((m for m in members if list(m.peer_urls) == mine), None)
+    if me is None:
+        raise BootstrapError(
+            f"error validating peerURLs: member with peer URLs {','.join(mine)} is not in the "
+            "existing cluster (add it with `etcdctl member add` first)"
+        )
+    with envs.state.begin(write=True) as txn:
+        store = Members(txn, envs.state.dbs)
+        for m in members:
+            store.put(_to_record(m))
+        store.set_cluster_id(cluster_id)
+    envs.state.sync()
+    raft_storage.set_cluster_id(cluster_id)
+    raft_storage.set_member_id(me.id)
     return Identity(me.id, cluster_id, tuple(members), is_new=True)

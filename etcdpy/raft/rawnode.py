@@ -194,6 +194,10 @@ class RawNode:
         for m in steps:
             r.step(m)
 
+    def conf_state(self) -> ConfState:
+        """The configuration as applied so far (what a snapshot taken now must record)."""
+        return self.raft.trk.conf_state()
+
     def status(self) -> Status:
         r = self.raft
         progress: dict[int, ProgressStatus] = {}

@@ -87,8 +87,14 @@ class Applier:
     def apply(self, entries: Sequence[Entry]) -> ApplyResult:
         store = self._store
         applied = store.consistent_index
-        todo = [e for e in entries if e.index > applied]
         out = ApplyResult(revision=store.current_rev)
+        # Entries at or below the stored applied index were applied before a restart: the
+        # state has them, but the Raft core still needs their configuration changes (it
+        # restarts from its snapshot's configuration, as etcd's does).
+        for entry in entries:
+            if entry.index <= applied and entry.type == EntryType.CONF_CHANGE:
+                self._conf_changes.apply_conf_change(ConfChange.decode(entry.data))
+        todo = [e for e in entries if e.index > applied]
         if not todo:
             return out
         with store.write_batch(todo[0].index) as batch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from etcdpy.raft import (
     Message,
     ReadState,
     Snapshot,
+    SnapshotMetadata,
     SoftState,
     StateType,
 )
@@ -414,7 +416,8 @@ class EtcdServer:
         if self.applied_index - snapshot_index <= self.settings.snapshot_count:
             return
         self._store.env.sync()
-        snap = log_store.create_snapshot(self.applied_index, None, b"")
+        assert self.node is not None
+        snap = log_store.create_snapshot(self.applied_index, self.node.conf_state(), b"")
         log.info("saved snapshot", **{"snapshot-index": snap.metadata.index})
         compact_to = self.applied_index - self.settings.snapshot_catchup_entries
         if compact_to > log_store.first_index():
@@ -480,6 +483,17 @@ class EtcdServer:
 
     def is_removed(self, node_id: int) -> bool:
         return node_id in self.membership.removed
+
+    def merge_snapshot(self, message: Message) -> Message:
+        """etcd's merged snapshot: the state image taken when the message leaves holds
+        everything applied so far, so the message says so (applied index and its term, and
+        the configuration now) instead of the older Raft snapshot's. A member added after
+        that snapshot is in this configuration, so it accepts the snapshot."""
+        assert message.snapshot is not None and self.node is not None and self.raft_log
+        index = self.applied_index
+        meta = SnapshotMetadata(conf_state=self.node.conf_state(), index=index,
+                                term=self.raft_log.term(index))
+        return dataclasses.replace(message, snapshot=Snapshot(b"", meta))
 
     def snapshot_payload(self, msg: Message) -> SnapshotPayload:
         assert self._images is not None

@@ -29,6 +29,7 @@ from etcdpy.raft import (
     Entry,
     HardState,
     Message,
+    MessageType,
     ProposalDropped,
     RawNode,
     ReadState,
@@ -66,6 +67,10 @@ class StateMachine(Protocol):
     def on_soft_state(self, soft_state: SoftState, term: int) -> None: ...
 
     def on_proposal_dropped(self, request_id: int) -> None: ...
+
+    def merge_snapshot(self, message: Message) -> Message:
+        """An outgoing MsgSnap, re-labelled with what the state image sent along holds."""
+        ...
 
 
 class RaftNode:
@@ -192,14 +197,14 @@ class RaftNode:
             self.term = rd.hard_state.term
             self.committed_index = rd.hard_state.commit
         if rd.messages:
-            self._transport.send(rd.messages)
+            self._transport.send(self._merge_snapshots(rd.messages))
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
             await asyncio.get_running_loop().run_in_executor(
                 self._io, self._log_writer.save, rd.hard_state, rd.entries, rd.snapshot,
                 rd.must_sync,
             )
         if rd.persisted_messages:
-            self._transport.send(rd.persisted_messages)
+            self._transport.send(self._merge_snapshots(rd.persisted_messages))
         if rd.snapshot is not None:
             self._state_machine.restore(rd.snapshot)
         if rd.committed_entries:
@@ -208,12 +213,21 @@ class RaftNode:
             self._state_machine.on_read_states(rd.read_states)
         self._rawnode.advance()
 
+    def _merge_snapshots(self, messages: Sequence[Message]) -> Sequence[Message]:
+        if not any(m.type == MessageType.SNAP for m in messages):
+            return messages
+        return [self._state_machine.merge_snapshot(m) if m.type == MessageType.SNAP else m
+                for m in messages]
+
     def _on_soft_state(self, soft: SoftState, hard: HardState | None) -> None:
         if hard is not None:
             self.term = hard.term
         if soft.raft_state != self.role or soft.lead != self.lead:
             self.role, self.lead = soft.raft_state, soft.lead
             self._state_machine.on_soft_state(soft, self.term)
+
+    def conf_state(self):  # type: ignore[no-untyped-def]
+        return self._rawnode.conf_state()
 
     def apply_conf_change(self, change: ConfChange):  # type: ignore[no-untyped-def]
         """Called by the state machine while applying a CONF_CHANGE entry (loop thread)."""
