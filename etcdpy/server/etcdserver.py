@@ -184,6 +184,11 @@ class EtcdServer:
         return self.node.lead if self.node else 0
 
     @property
+    def is_learner(self) -> bool:
+        me = self.membership.members.get(self.member_id)
+        return me is not None and me.is_learner
+
+    @property
     def is_leader(self) -> bool:
         return self.node is not None and self.node.role == StateType.LEADER
 
@@ -256,6 +261,9 @@ class EtcdServer:
             raise (errors.NoLeader() if self.leader_id == 0 else errors.NotLeader()) from None
 
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        # Only the leader knows how long a lease has left (followers keep no deadlines).
+        if not self.is_leader:
+            raise errors.NoLeader() if self.leader_id == 0 else errors.NotLeader()
         lease = self._lessor.lookup(r.ID)
         if lease is None:
             return pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
@@ -617,6 +625,27 @@ class EtcdServer:
             await asyncio.sleep(0.2)
 
     # --- maintenance ---
+
+    async def move_leader(self, target: int) -> None:
+        """Hand leadership to `target` (etcdctl move-leader) and wait until it leads."""
+        if not self.is_leader:
+            raise errors.NotLeader()
+        member = self.membership.members.get(target)
+        if member is None or member.is_learner:
+            raise errors.BadLeaderTransferee()
+        if target == self.member_id:
+            return
+        assert self.node is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout_s
+        self.node.call(lambda rawnode: rawnode.transfer_leader(target))
+        while self.leader_id != target:
+            if loop.time() > deadline:
+                raise errors.TimeoutDueToLeaderFail()
+            await asyncio.sleep(self.settings.election_timeout_s / 20)
+        log.info("leadership transfer finished", **{
+            "old-leader-member-id": format_id(self.member_id),
+            "new-leader-member-id": format_id(target)})
 
     def status(self) -> pb.StatusResponse:
         assert self.node is not None

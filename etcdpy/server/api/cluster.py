@@ -9,7 +9,9 @@ import grpc
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.cluster.membership import Member
+from etcdpy.server import errors
 from etcdpy.server.api.errors import grpc_errors
+from etcdpy.server.api.forward import LeaderForwarder
 from etcdpy.server.etcdserver import EtcdServer
 
 
@@ -25,6 +27,7 @@ def _all(members: Sequence[Member]) -> list[pb.Member]:
 class ClusterServicer(pb_grpc.ClusterServicer):
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
+        self._leader = LeaderForwarder(server)
 
     async def MemberList(  # noqa: N802
         self, request: pb.MemberListRequest, context: grpc.aio.ServicerContext
@@ -67,7 +70,11 @@ class ClusterServicer(pb_grpc.ClusterServicer):
         self, request: pb.MemberPromoteRequest, context: grpc.aio.ServicerContext
     ) -> pb.MemberPromoteResponse:
         async with grpc_errors(context):
-            members = await self._server.member_promote(request.ID)
-            resp = pb.MemberPromoteResponse(members=_all(members))
+            try:
+                members = await self._server.member_promote(request.ID)
+            except errors.NotLeader:
+                resp = await self._leader.member_promote(request)
+            else:
+                resp = pb.MemberPromoteResponse(members=_all(members))
             self._server.fill_header(resp.header)
             return resp

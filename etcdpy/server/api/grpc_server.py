@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.server.api.cluster import ClusterServicer
+from etcdpy.server.api.interceptor import EtcdInterceptor
 from etcdpy.server.api.kv import KVServicer
 from etcdpy.server.api.lease import LeaseServicer
 from etcdpy.server.api.maintenance import MaintenanceServicer
@@ -36,7 +37,10 @@ def server_options(max_request_bytes: int, keepalive_min_time_s: float) -> list[
 
 def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0
           ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    grpc_server = grpc.aio.server(options=server_options(max_request_bytes, keepalive_min_time_s))
+    grpc_server = grpc.aio.server(
+        options=server_options(max_request_bytes, keepalive_min_time_s),
+        interceptors=[EtcdInterceptor(server)],
+    )
     pb_grpc.add_KVServicer_to_server(KVServicer(server), grpc_server)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(server), grpc_server)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)

@@ -6,6 +6,7 @@ import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy.server import errors
 from etcdpy.server.api import validate
 from etcdpy.server.api.errors import grpc_errors
 from etcdpy.server.etcdserver import EtcdServer
@@ -18,6 +19,8 @@ class KVServicer(pb_grpc.KVServicer):
     async def Range(self, request: pb.RangeRequest, context: grpc.aio.ServicerContext) -> pb.RangeResponse:  # noqa: N802
         async with grpc_errors(context):
             validate.check_range(request)
+            if self._server.is_learner and not request.serializable:
+                raise errors.NotSupportedForLearner()
             resp = await self._server.range(request)
             self._server.fill_header(resp.header)
             return resp

@@ -26,6 +26,15 @@ class MaintenanceServicer(pb_grpc.MaintenanceServicer):
         self._server.fill_header(resp.header)
         return resp
 
+    async def MoveLeader(  # noqa: N802
+        self, request: pb.MoveLeaderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MoveLeaderResponse:
+        async with grpc_errors(context):
+            await self._server.move_leader(request.targetID)
+            resp = pb.MoveLeaderResponse()
+            self._server.fill_header(resp.header)
+            return resp
+
     async def HashKV(self, request: pb.HashKVRequest, context: grpc.aio.ServicerContext) -> pb.HashKVResponse:  # noqa: N802
         async with grpc_errors(context):
             resp = self._server.hash_kv(request.revision)

@@ -1,0 +1,71 @@
+"""Checks every client RPC passes through before its servicer, as etcd's v3rpc interceptors do.
+
+* `hasleader: true` in the metadata (clientv3's WithRequireLeader; kube-apiserver sets it on
+  every watch) makes a member without a leader answer `etcdserver: no leader` at once.
+* A learner serves only serializable Range and Status (`rpc not supported for learner`);
+  the Range check needs the request, so it is done in the KV servicer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from etcdpy.server import errors
+from etcdpy.server.etcdserver import EtcdServer
+
+# What a learner may be asked (etcd's isRPCSupportedForLearner), besides serializable Range.
+LEARNER_METHODS = frozenset({
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.Maintenance/Status",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+})
+
+
+def _abort_handler(handler: grpc.RpcMethodHandler, error: errors.EtcdError) -> Any:
+    code = grpc.StatusCode[error.code]
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, error.message)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, error.message)
+        yield  # pragma: no cover - makes this an async generator, as the stream RPC expects
+
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary)
+    return grpc.stream_stream_rpc_method_handler(streaming)
+
+
+class EtcdInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        if self._server.is_learner and method not in LEARNER_METHODS:
+            return _abort_handler(handler, errors.NotSupportedForLearner())
+        if self._server.leader_id == 0 and _requires_leader(details):
+            return _abort_handler(handler, errors.NoLeader())
+        return handler
+
+
+def _requires_leader(details: grpc.HandlerCallDetails) -> bool:
+    for key, value in details.invocation_metadata or ():
+        if key == "hasleader" and value == "true":
+            return True
+    return False
