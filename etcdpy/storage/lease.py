@@ -89,11 +89,11 @@ class Lessor:
         return sorted(self._leases.values(), key=lambda lease: lease.id)
 
     def remaining_ttl(self, lease_id: int) -> int:
-        """Seconds left (rounded up like etcd's TimeToLive); -1 for an unknown lease."""
+        """Whole seconds left, truncated as etcd's TimeToLive does; -1 for an unknown lease."""
         lease = self._leases.get(lease_id)
         if lease is None:
             return -1
-        return math.ceil(lease.remaining(self._clock()))
+        return int(lease.remaining(self._clock()))
 
     # --- changes that follow applied Raft entries ------------------------------------
     def grant(self, lease_id: int, ttl: int) -> Lease:
