@@ -238,11 +238,20 @@ def _follow_membership(membership: MembershipView, transport: GrpcTransport,
     sync(dict(membership.members))
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every asyncio task is waiting (a stuck member explains itself)."""
+    for task in asyncio.all_tasks():
+        frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
+                  for f in task.get_stack(limit=8)]
+        log.info("task", name=task.get_name(), coro=str(task.get_coro())[:120], stack=frames)
+
+
 async def _run_until_stopped(server: EtcdServer, client: Any, health: Any) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({stopping, server.failed}, return_when=asyncio.FIRST_COMPLETED)
     if server.failed.done():

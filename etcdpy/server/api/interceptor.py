@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,13 +60,24 @@ class EtcdInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if self._server.is_learner and method not in LEARNER_METHODS:
             return _abort_handler(handler, errors.NotSupportedForLearner())
-        if self._server.leader_id == 0 and _requires_leader(details):
+        if self._server.leader_id == 0 and _has_leader_flag(details.invocation_metadata):
             return _abort_handler(handler, errors.NoLeader())
         return handler
 
 
-def _requires_leader(details: grpc.HandlerCallDetails) -> bool:
-    for key, value in details.invocation_metadata or ():
-        if key == "hasleader" and value == "true":
-            return True
-    return False
+def _has_leader_flag(metadata: Any) -> bool:
+    return any(key == "hasleader" and value == "true" for key, value in metadata or ())
+
+
+def requires_leader(context: grpc.aio.ServicerContext) -> bool:
+    """The stream was opened with clientv3's WithRequireLeader."""
+    return _has_leader_flag(context.invocation_metadata())
+
+
+async def lost_leader(server: EtcdServer) -> None:
+    """Returns once the member has had no leader for three election timeouts in a row."""
+    period = server.settings.election_timeout_s
+    without = 0
+    while without < 3:
+        await asyncio.sleep(period)
+        without = without + 1 if server.leader_id == 0 else 0

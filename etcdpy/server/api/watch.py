@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy.server import errors
+from etcdpy.server.api.interceptor import lost_leader, requires_leader
 from etcdpy.server.etcdserver import EtcdServer
 
 
@@ -34,10 +37,21 @@ class WatchServicer(pb_grpc.WatchServicer):
                     stream.request_progress()
 
         reader = asyncio.create_task(read_requests())
+        waits: set[asyncio.Future[Any]] = {reader}
+        monitor: asyncio.Task[None] | None = None
+        if requires_leader(context):
+            monitor = asyncio.create_task(lost_leader(self._server))
+            waits.add(monitor)
         try:
             while True:
                 get = asyncio.ensure_future(stream.queue.get())
-                done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({get, *waits}, return_when=asyncio.FIRST_COMPLETED)
+                if monitor is not None and monitor in done:
+                    get.cancel()
+                    # etcd cancels watch streams that required a leader once there has been
+                    # none for three election timeouts (clients then retry elsewhere).
+                    error = errors.NoLeader()
+                    await context.abort(grpc.StatusCode[error.code], error.message)
                 if get not in done:
                     get.cancel()
                     # The client closed its side: etcd keeps sending until the RPC ends; we
@@ -50,6 +64,8 @@ class WatchServicer(pb_grpc.WatchServicer):
                 self._server.fill_header(resp.header, keep_revision=True)
                 yield resp
         finally:
+            if monitor is not None:
+                monitor.cancel()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
