@@ -7,21 +7,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.server.api.cluster import ClusterServicer
-from etcdpy.server.api.interceptor import EtcdInterceptor
+from etcdpy.server.api.interceptor import (
+    GRPC_OVERHEAD_BYTES,
+    GRPCIO_SLACK_BYTES,
+    EtcdInterceptor,
+)
 from etcdpy.server.api.kv import KVServicer
 from etcdpy.server.api.lease import LeaseServicer
 from etcdpy.server.api.maintenance import MaintenanceServicer
 from etcdpy.server.api.watch import WatchServicer
 from etcdpy.server.etcdserver import EtcdServer
 
-# etcd accepts requests up to --max-request-bytes plus this much gRPC framing and metadata.
-GRPC_OVERHEAD_BYTES = 512 * 1024
-
 
 def server_options(max_request_bytes: int, keepalive_min_time_s: float) -> list[tuple[str, int]]:
     min_ping_ms = int(keepalive_min_time_s * 1000)
     return [
-        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+        # The interceptor answers etcd's error up to GRPCIO_SLACK_BYTES over the limit.
+        ("grpc.max_receive_message_length",
+         max_request_bytes + GRPC_OVERHEAD_BYTES + GRPCIO_SLACK_BYTES),
         ("grpc.max_send_message_length", 2**31 - 1),
         # Clients such as kube-apiserver ping every 30 s; grpcio's default policy (5 min)
         # would answer them with GOAWAY "too_many_pings". etcd allows one every 5 s.

@@ -17,6 +17,11 @@ import grpc
 from etcdpy.server import errors
 from etcdpy.server.etcdserver import EtcdServer
 
+# etcd accepts requests up to --max-request-bytes plus this much gRPC framing and metadata.
+GRPC_OVERHEAD_BYTES = 512 * 1024
+# grpcio itself refuses anything this much over etcd's limit, before decoding it.
+GRPCIO_SLACK_BYTES = 4 * 1024 * 1024
+
 # What a learner may be asked (etcd's isRPCSupportedForLearner), besides serializable Range.
 LEARNER_METHODS = frozenset({
     "/etcdserverpb.KV/Range",
@@ -62,7 +67,28 @@ class EtcdInterceptor(grpc.aio.ServerInterceptor):
             return _abort_handler(handler, errors.NotSupportedForLearner())
         if self._server.leader_id == 0 and _has_leader_flag(details.invocation_metadata):
             return _abort_handler(handler, errors.NoLeader())
+        if handler.unary_unary is not None:
+            return _size_checked(handler, self._server.max_request_bytes + GRPC_OVERHEAD_BYTES)
         return handler
+
+
+def _size_checked(handler: grpc.RpcMethodHandler, limit: int) -> grpc.RpcMethodHandler:
+    """etcd's gRPC server refuses a request over --max-request-bytes + 512 KiB with grpc-go's
+    own words; grpcio's limit (set a little higher, to bound memory) would say it differently."""
+    inner = handler.unary_unary
+
+    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        size = request.ByteSize()
+        if size > limit:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"grpc: received message larger than max ({size} vs. {limit})")
+        return await inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        checked,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _has_leader_flag(metadata: Any) -> bool:
