@@ -757,7 +757,9 @@ class _StoreHistory:
         self._store = store
 
     def compacted_revision(self) -> int:
-        return max(self._store.compact_rev, 0)
+        # -1 when never compacted, as etcd reports it (a negative start revision then gets
+        # compact_revision -1).
+        return self._store.compact_rev
 
     def events(self, key: bytes, range_end: bytes, start_rev: int, end_rev: int, limit: int,
                prev_kv: bool) -> list[mvccpb.Event]:
