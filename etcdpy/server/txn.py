@@ -244,10 +244,10 @@ def _run_branch(
         elif which == "request_txn":
             nested_ok, nested_ops = _branch(tx, op.request_txn)
             out.response_txn.CopyFrom(_run_branch(tx, nested_ok, nested_ops, lease_exists))
+            # etcd leaves a nested txn's header empty (present, no revision).
+            out.response_txn.header.Clear()
+            out.response_txn.header.SetInParent()
+    # Each inner response keeps the revision its op saw when it ran: a read before the txn's
+    # first write reports the old revision, as etcd's do.
     resp.header.revision = tx.rev
-    # Inner responses carry only the revision in their header, as etcd's do.
-    for out in resp.responses:
-        which = out.WhichOneof("response")
-        if which is not None:
-            getattr(out, which).header.revision = tx.rev
     return resp
