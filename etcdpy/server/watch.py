@@ -263,7 +263,9 @@ class WatchHub:
         first_rev = self.revision + 1
         self.revision = revision
         for watcher, candidates in by_watcher.items():
-            shaped = watcher.shape(candidates)
+            # A watcher created with a future start revision is synced but skips what
+            # comes before its start.
+            shaped = watcher.shape([e for e in candidates if e.kv.mod_revision >= watcher.next_rev])
             if not shaped:
                 continue
             if watcher.stream.has_room():
@@ -271,11 +273,11 @@ class WatchHub:
             else:
                 # Too slow: catch up from history from the first revision it missed.
                 self._unset_synced(watcher)
-                watcher.next_rev = first_rev
+                watcher.next_rev = max(first_rev, watcher.next_rev)
                 self._unsynced.add(watcher)
                 self._wake.set()
         for watcher in list(self._iter_synced()):
-            watcher.next_rev = revision + 1
+            watcher.next_rev = max(watcher.next_rev, revision + 1)
         for stream in {w.stream for w in by_watcher}:
             if stream.pending_progress:
                 self.flush_progress(stream)
