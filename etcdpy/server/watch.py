@@ -326,7 +326,7 @@ class WatchHub:
                 resp = pb.WatchResponse(
                     watch_id=watcher.id, canceled=True, compact_revision=compact_rev
                 )
-                stream._send(resp, self.revision)
+                stream._send(resp, 0)  # etcd sends this one with header revision 0
                 continue
             if watcher.next_rev <= self.revision:
                 events = self._history.events(
