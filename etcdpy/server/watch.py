@@ -320,7 +320,7 @@ class WatchHub:
                 continue
             if not stream.has_room():
                 continue
-            if watcher.next_rev <= compact_rev:
+            if watcher.next_rev < compact_rev:  # etcd still serves the compacted revision itself
                 self._unsynced.discard(watcher)
                 stream.watchers.pop(watcher.id, None)
                 resp = pb.WatchResponse(
