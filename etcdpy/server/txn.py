@@ -9,7 +9,7 @@ leaves the store unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
@@ -219,15 +219,31 @@ def is_read_only(t: pb.TxnRequest) -> bool:
     return True
 
 
-def txn(tx: WriteTxn | ReadTxn, t: pb.TxnRequest, lease_exists: LeaseExists) -> pb.TxnResponse:
-    """Run a Txn; reads inside it see its own earlier writes. Read-only txns take a ReadTxn."""
+def _decide(tx: ReadTxn, t: pb.TxnRequest, out: list[bool]) -> list[bool]:
+    """The branch taken by `t` and by every nested txn on the taken paths, depth first."""
     succeeded, ops = _branch(tx, t)
+    out.append(succeeded)
+    for op in ops:
+        if op.WhichOneof("request") == "request_txn":
+            _decide(tx, op.request_txn, out)
+    return out
+
+
+def txn(tx: WriteTxn | ReadTxn, t: pb.TxnRequest, lease_exists: LeaseExists) -> pb.TxnResponse:
+    """Run a Txn; reads inside it see its own earlier writes. Read-only txns take a ReadTxn.
+
+    Like etcd, every branch (nested txns' too) is chosen before the first write, so a nested
+    txn's compares see the store as it was when the txn began, not the writes before it."""
+    decisions = iter(_decide(tx, t, []))
+    succeeded = next(decisions)
+    ops = t.success if succeeded else t.failure
     _check_ops(tx, ops, lease_exists)
-    return _run_branch(tx, succeeded, ops, lease_exists)
+    return _run_branch(tx, succeeded, ops, lease_exists, decisions)
 
 
 def _run_branch(
-    tx: WriteTxn | ReadTxn, succeeded: bool, ops: Sequence[pb.RequestOp], lease_exists: LeaseExists
+    tx: WriteTxn | ReadTxn, succeeded: bool, ops: Sequence[pb.RequestOp], lease_exists: LeaseExists,
+    decisions: Iterator[bool],
 ) -> pb.TxnResponse:
     resp = pb.TxnResponse(succeeded=succeeded)
     for op in ops:
@@ -242,8 +258,12 @@ def _run_branch(
                 delete_range(tx, op.request_delete_range)  # type: ignore[arg-type]
             )
         elif which == "request_txn":
-            nested_ok, nested_ops = _branch(tx, op.request_txn)
-            out.response_txn.CopyFrom(_run_branch(tx, nested_ok, nested_ops, lease_exists))
+            nested_ok = next(decisions)
+            nested = op.request_txn
+            nested_ops = nested.success if nested_ok else nested.failure
+            out.response_txn.CopyFrom(
+                _run_branch(tx, nested_ok, nested_ops, lease_exists, decisions)
+            )
             # etcd leaves a nested txn's header empty (present, no revision).
             out.response_txn.header.Clear()
             out.response_txn.header.SetInParent()
