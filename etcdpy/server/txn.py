@@ -124,6 +124,9 @@ def check_put(txn: ReadTxn, p: pb.PutRequest, lease_exists: LeaseExists) -> None
 
 
 def put(txn: WriteTxn, p: pb.PutRequest, lease_exists: LeaseExists) -> pb.PutResponse:
+    # A plain Put looks its lease up first (a txn checks the key first, in `_check_ops`).
+    if p.lease and not lease_exists(p.lease):
+        raise errors.LeaseNotFound()
     check_put(txn, p, lease_exists)
     prev = _existing(txn, p.key) if (p.prev_kv or p.ignore_value or p.ignore_lease) else None
     value = prev.value if p.ignore_value and prev is not None else p.value
