@@ -73,6 +73,7 @@ class Watcher:
     progress_notify: bool = False
     fragment: bool = False
     synced: bool = False
+    compacted: bool = False  # cancelled by a compaction; its id stays taken until cancelled
 
     def matches(self, event: mvccpb.Event) -> bool:
         if self.no_put and event.type == EventType.PUT:
@@ -297,7 +298,7 @@ class WatchHub:
     def flush_progress(self, stream: WatchStream) -> None:
         if not stream.pending_progress or stream.queue.full():
             return
-        if any(not w.synced for w in stream.watchers.values()):
+        if any(not (w.synced or w.compacted) for w in stream.watchers.values()):
             return  # answered when the last one catches up
         stream.pending_progress = False
         stream._send(pb.WatchResponse(watch_id=-1), self.revision)
@@ -322,7 +323,8 @@ class WatchHub:
                 continue
             if watcher.next_rev < compact_rev:  # etcd still serves the compacted revision itself
                 self._unsynced.discard(watcher)
-                stream.watchers.pop(watcher.id, None)
+                # etcd keeps the id on the stream: a later cancel of it is still answered.
+                watcher.compacted = True
                 resp = pb.WatchResponse(
                     watch_id=watcher.id, canceled=True, compact_revision=compact_rev
                 )
