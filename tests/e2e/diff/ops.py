@@ -559,6 +559,7 @@ class _Generator:
             lambda: self.op_watch_create([RevKind.COMPACTED]),
             lambda: self.op_watch_create([RevKind.FUTURE]),
             lambda: self.op_watch_create([RevKind.LATEST]),
+            lambda: self.op_watch_create([RevKind.NEGATIVE]),
             self.op_watch_cancel,
             self.op_watch_cancel,
             self.op_watch_progress,

@@ -28,6 +28,7 @@ CALL_TIMEOUT_S = 10.0
 SETTLE_S = 2.0  # how long to let two streams converge before going on
 BARRIER_S = 15.0  # how long the final sentinel may take to reach every stream
 POLL_S = 0.02
+UNSYNCED_LOOP_S = 0.25  # etcd's unsynced watchers are served every 100 ms
 SENTINEL_KEY = b"~sentinel"
 SENTINEL_WATCH_ID = 1000  # explicit, so the streams' automatic ids still start at 0
 
@@ -211,6 +212,11 @@ class Runner:
             for server in self._pair():
                 server.streams[i].send(pb.WatchRequest(create_request=request))
             self._await_created(i, [n + 1 for n in created])
+            start = request.start_revision  # type: ignore[attr-defined]
+            if start != 0 and start <= self.revisions.current:
+                # etcd replays history (or cancels a compacted start) from a loop that runs
+                # every 100 ms; a compaction sent before then would change its answer.
+                time.sleep(UNSYNCED_LOOP_S)
         elif op.kind == OpKind.WATCH_CANCEL:
             # Events in flight for the watcher would be dropped by the cancel on one server
             # and not the other: let both streams deliver first.
