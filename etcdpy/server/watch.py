@@ -325,8 +325,10 @@ class WatchHub:
                 self._unsynced.discard(watcher)
                 # etcd keeps the id on the stream: a later cancel of it is still answered.
                 watcher.compacted = True
+                # etcd flags it canceled only for a non-zero compact_revision (after a
+                # compaction at revision 0 the watcher just goes quiet).
                 resp = pb.WatchResponse(
-                    watch_id=watcher.id, canceled=True, compact_revision=compact_rev
+                    watch_id=watcher.id, canceled=compact_rev != 0, compact_revision=compact_rev
                 )
                 stream._send(resp, 0)  # etcd sends this one with header revision 0
                 continue
