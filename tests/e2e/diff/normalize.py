@@ -45,6 +45,45 @@ def plain(msg: Message) -> dict[str, Plain]:
     return out
 
 
+_SORT_FIELD = {
+    pb.RangeRequest.SortTarget.VERSION: ("version", 0),
+    pb.RangeRequest.SortTarget.CREATE: ("create_revision", 0),
+    pb.RangeRequest.SortTarget.MOD: ("mod_revision", 0),
+    pb.RangeRequest.SortTarget.VALUE: ("value", b""),
+}
+
+
+def untie(request: Message, response: Plain) -> Plain:
+    """Put keys that tie on a Range's sort target in key order, in place (txn ranges too).
+
+    etcd sorts with Go's unstable sort.Sort, so keys with the same version, revision or value
+    come out in an order that depends on the Go release etcd was built with; no client can
+    rely on it, so it is not compared."""
+    if "error" in response:
+        return response
+    if isinstance(request, pb.RangeRequest):
+        field = _SORT_FIELD.get(request.sort_target)
+        kvs = response.get("kvs")
+        if field is not None and kvs:
+            name, default = field
+            groups: list[list[Plain]] = []
+            for kv in kvs:
+                if groups and groups[-1][0].get(name, default) == kv.get(name, default):
+                    groups[-1].append(kv)
+                else:
+                    groups.append([kv])
+            response["kvs"] = [kv for g in groups for kv in sorted(g, key=lambda kv: kv["key"])]
+    elif isinstance(request, pb.TxnRequest):
+        branch = request.success if response.get("succeeded") else request.failure
+        for op, out in zip(branch, response.get("responses", []), strict=False):
+            which = op.WhichOneof("request")
+            if which == "request_range" and "response_range" in out:
+                untie(op.request_range, out["response_range"])
+            elif which == "request_txn" and "response_txn" in out:
+                untie(op.request_txn, out["response_txn"])
+    return response
+
+
 def same_ttl(reference: int, ours: int) -> bool:
     """Remaining TTLs agree when both leases are alive and a couple of seconds apart at most."""
     if reference <= 0 or ours <= 0:

@@ -20,7 +20,14 @@ from google.protobuf.message import Message
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.e2e.diff.normalize import Difference, Plain, first_difference, plain, short
+from tests.e2e.diff.normalize import (
+    Difference,
+    Plain,
+    first_difference,
+    plain,
+    short,
+    untie,
+)
 from tests.e2e.diff.ops import WATCH_STREAMS, Op, OpKind, Script
 from tests.e2e.diff.watchlog import WatchStream, grouped
 
@@ -194,6 +201,8 @@ class Runner:
             expected = self.reference.call(op, request)
             self.revisions.observe(op, request, expected)
         got = self.ours.call(op, request)
+        untie(request, expected.value)
+        untie(request, got.value)
         difference = first_difference(expected.value, got.value)
         if difference is not None:
             where = (
@@ -222,14 +231,15 @@ class Runner:
             # and not the other: let both streams deliver first.
             self._settle(i)
             watch_id = request.watch_id  # type: ignore[attr-defined]
-            # Only a live watcher answers a cancel; the answer comes asynchronously, so wait
-            # for it before the next op changes the revision it reports.
-            live = self.reference.streams[i].is_live(watch_id)
+            # Only a registered watcher answers a cancel; the answer comes asynchronously, so
+            # wait for it before the next op changes the revision it reports.
+            registered = self.reference.streams[i].is_registered(watch_id)
             for server in self._pair():
                 server.streams[i].send(pb.WatchRequest(cancel_request=request))
             for server in self._pair():
                 stream = server.streams[i]
-                if live and not _wait(lambda s=stream: not s.is_live(watch_id), SETTLE_S):
+                if registered and not _wait(lambda s=stream: not s.is_registered(watch_id),
+                                            SETTLE_S):
                     self.report.notes.append(f"{stream.name}: cancel of {watch_id} unanswered")
         else:
             self._settle(i)

@@ -96,14 +96,19 @@ class WatchStream:
         with self._lock:
             return sum(1 for r in self._responses if _is_progress(r))
 
-    def is_live(self, watch_id: int) -> bool:
-        """Created and not canceled (yet), as far as this client has heard."""
-        live = False
+    def is_registered(self, watch_id: int) -> bool:
+        """Created and not cancelled by the client (yet), as far as this client has heard. A
+        watcher cancelled by a compaction stays registered: etcd still answers its cancel."""
+        registered = False
         with self._lock:
             for r in self._responses:
-                if r.watch_id == watch_id and (r.created or r.canceled):
-                    live = not r.canceled
-        return live
+                if r.watch_id != watch_id:
+                    continue
+                if r.created:
+                    registered = not r.canceled
+                elif r.canceled and not r.compact_revision:
+                    registered = False
+        return registered
 
     def saw_event(self, watch_id: int, key: bytes) -> bool:
         with self._lock:
