@@ -397,6 +397,11 @@ class _Generator:
         self.watch_creates[stream] += 1
         return [Op(OpKind.WATCH_CREATE, w, "mid-run " + note, rev, stream)]
 
+    def op_negative_watch(self) -> list[Op]:
+        """A watch with a negative start, after a compaction (before any compaction it hits a
+        known difference, tested on its own in test_differential.py)."""
+        return [*self.op_compact(), *self.op_watch_create([RevKind.NEGATIVE])]
+
     def op_watch_cancel(self) -> list[Op]:
         stream = self.rng.randrange(WATCH_STREAMS)
         # Any id the stream may have assigned, or one past them (unknown: no answer).
@@ -559,7 +564,7 @@ class _Generator:
             lambda: self.op_watch_create([RevKind.COMPACTED]),
             lambda: self.op_watch_create([RevKind.FUTURE]),
             lambda: self.op_watch_create([RevKind.LATEST]),
-            lambda: self.op_watch_create([RevKind.NEGATIVE]),
+            self.op_negative_watch,
             self.op_watch_cancel,
             self.op_watch_cancel,
             self.op_watch_progress,
