@@ -211,6 +211,19 @@ def _check_ops(txn: ReadTxn, ops: Sequence[pb.RequestOp], lease_exists: LeaseExi
             _check_ops(txn, nested, lease_exists)
 
 
+def _check_ranges(txn: ReadTxn, ops: Sequence[pb.RequestOp]) -> None:
+    """A read at a compacted or future revision fails the whole txn before its first write
+    (etcd checks these after the puts of the branch)."""
+    for op in ops:
+        which = op.WhichOneof("request")
+        if which == "request_range" and op.request_range.revision > 0:
+            r = op.request_range
+            txn.range(r.key, r.range_end, limit=1, rev=r.revision, count_only=True)
+        elif which == "request_txn":
+            _, nested = _branch(txn, op.request_txn)
+            _check_ranges(txn, nested)
+
+
 def is_read_only(t: pb.TxnRequest) -> bool:
     """A txn whose both branches only read never needs a new revision."""
     for op in (*t.success, *t.failure):
@@ -241,6 +254,7 @@ def txn(tx: WriteTxn | ReadTxn, t: pb.TxnRequest, lease_exists: LeaseExists) -> 
     succeeded = next(decisions)
     ops = t.success if succeeded else t.failure
     _check_ops(tx, ops, lease_exists)
+    _check_ranges(tx, ops)
     return _run_branch(tx, succeeded, ops, lease_exists, decisions)
 
 
