@@ -294,6 +294,10 @@ class _Generator:
                 ops.append(pb.RequestOp(request_delete_range=d))
             elif roll < 0.85:
                 r, _ = self.range_request()
+                if rng.random() < 0.1:
+                    # An absolute revision: it may be compacted or in the future by now, which
+                    # fails the whole txn.
+                    r.revision = rng.choice((1, max(1, self.approx_rev - rng.randint(0, 12))))
                 ops.append(pb.RequestOp(request_range=r))
             elif depth < 2:
                 ops.append(pb.RequestOp(request_txn=self.txn_request(taken, depth + 1)))
@@ -324,6 +328,10 @@ class _Generator:
         elif roll < 0.3:
             w.filters.append(FilterType.NODELETE)
             notes.append("NODELETE")
+        if rng.random() < 0.15:
+            # An id the stream may already use (duplicate) or that automatic ids will skip.
+            w.watch_id = rng.randint(1, 5)
+            notes.append(f"explicit id {w.watch_id}")
         return w, ", ".join(notes)
 
     # --- ops ---
@@ -500,6 +508,16 @@ class _Generator:
                 t.success.add(request_put=pb.PutRequest(key=key, value=bytes([65 + i]) * 9000))
             return t
 
+        def read_at(revision: int, lease: int = 0) -> Callable[[], pb.TxnRequest]:
+            def build() -> pb.TxnRequest:
+                t = pb.TxnRequest()
+                t.success.add(request_put=pb.PutRequest(key=b"a/1", value=b"t", lease=lease))
+                inner = pb.TxnRequest()
+                inner.success.add(request_range=pb.RangeRequest(key=b"a", revision=revision))
+                t.success.add(request_txn=inner)
+                return t
+            return build
+
         def bad_sort(order: int, target: int) -> Factory:
             r = pb.RangeRequest(key=b"a", range_end=b"\x00")
             r.sort_order, r.sort_target = order, target  # values outside the enums
@@ -532,6 +550,10 @@ class _Generator:
             txn("range with an empty key inside", empty_key_inside),
             txn("ignore_value on a missing key after a put", txn_missing_ignore_value),
             txn("larger than max-request-bytes", txn_too_large),
+            txn("put, then a nested read at a future revision", read_at(10**6)),
+            txn("put, then a nested read at revision 1 (compacted?)", read_at(1)),
+            txn("unknown lease put and a future read: puts are checked first",
+                read_at(10**6, UNKNOWN_LEASE)),
             lambda: [Op(OpKind.LEASE_GRANT, pb.LeaseGrantRequest(ID=LEASE_IDS[2],
                                                                  TTL=MAX_LEASE_TTL + 1),
                         "too large TTL")],
