@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
-from tests.e2e.diff import ops, runner
+from tests.e2e.diff import normalize, ops, runner
 from tests.e2e.harness import Member, find_binary, single_member
 
 SEEDS = [int(s) for s in os.environ.get("DIFF_SEEDS", "1,2,3,4").split(",")]
@@ -101,6 +101,28 @@ def test_message_over_the_grpc_limit(quiet_pair: tuple[Member, Member]) -> None:
     huge = pb.PutRequest(key=b"k", value=b"x" * (ops.MAX_REQUEST_BYTES + 600 * 1024))
     report = _run_ops(quiet_pair, ops.Op(ops.OpKind.PUT, huge, "over the gRPC receive limit"))
     assert not report.mismatches, report.summary()
+
+
+@pytest.mark.e2e
+@pytest.mark.xfail(strict=True, reason="EtcdServer.hash_kv unpacks the store's (hash, current, "
+                   "compacted) as (hash, compacted, hash_revision): compact_revision is swapped")
+def test_hash_kv_after_a_compaction(server_pair: tuple[Member, Member]) -> None:
+    answers = []
+    for member in server_pair:
+        server = runner.Server(member.kind, member.endpoint)
+        try:
+            for value in (b"1", b"2", b"3"):
+                server.kv.Put(pb.PutRequest(key=b"h", value=value), timeout=10)
+            current = server.kv.Range(pb.RangeRequest(key=b"h"), timeout=10).header.revision
+            server.kv.Compact(pb.CompactionRequest(revision=current - 1, physical=True),
+                              timeout=10)
+            resp = server.maintenance.HashKV(pb.HashKVRequest(), timeout=10)
+            resp.ClearField("hash_revision")  # added after etcd 3.5.1; not compared
+            answers.append(normalize.plain(resp))
+        finally:
+            server.close()
+    difference = normalize.first_difference(answers[0], answers[1])
+    assert difference is None, difference.render()
 
 
 # --- the generator itself (no servers) ---

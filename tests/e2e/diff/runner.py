@@ -73,6 +73,7 @@ class Server:
         self.kv = pb_grpc.KVStub(self.channel)
         self.lease = pb_grpc.LeaseStub(self.channel)
         self.watch = pb_grpc.WatchStub(self.channel)
+        self.maintenance = pb_grpc.MaintenanceStub(self.channel)
         self.streams: list[WatchStream] = []
 
     def open_streams(self) -> None:
@@ -189,6 +190,7 @@ class Runner:
             if stop_at_first and self.report.mismatches:
                 return self.report
         self._final_watch_check()
+        self._final_hash_check()
         return self.report
 
     # --- unary ops ---
@@ -291,6 +293,22 @@ class Runner:
                         f"{self._watch_notes(i)}"
                     )
                     self.report.mismatches.append(Mismatch(where, difference, a, b))
+
+    def _final_hash_check(self) -> None:
+        """The whole stored history (what compaction kept included) must hash alike. Only the
+        hash and the header are compared here: `compact_revision` has a known bug of its own
+        (see test_differential.py) and `hash_revision` does not exist in etcd 3.5.1."""
+        answers = []
+        for server in self._pair():
+            try:
+                resp = server.maintenance.HashKV(pb.HashKVRequest(), timeout=CALL_TIMEOUT_S)
+                answers.append({"header": plain(resp.header), "hash": resp.hash})
+            except grpc.RpcError as error:
+                answers.append({"error": {"code": error.code().name, "message": error.details()}})
+        difference = first_difference(answers[0], answers[1])
+        if difference is not None:
+            where = f"seed {self.script.seed}, HashKV of the whole store after the script"
+            self.report.mismatches.append(Mismatch(where, difference, answers[0], answers[1]))
 
     def _watch_notes(self, stream: int) -> str:
         creates = [op for op in (*self.script.watches, *self.script.ops)
