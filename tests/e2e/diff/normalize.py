@@ -72,7 +72,12 @@ def untie(request: Message, response: Plain) -> Plain:
                     groups[-1].append(kv)
                 else:
                     groups.append([kv])
-            response["kvs"] = [kv for g in groups for kv in sorted(g, key=lambda kv: kv["key"])]
+            if request.limit and response.get("more"):
+                # The limit may cut the last tie group: which of its keys made it is as
+                # arbitrary as their order. Only their sort values are compared.
+                groups[-1] = [{name: kv.get(name, default), "tie at the limit": True}
+                              for kv in groups[-1]]
+            response["kvs"] = [kv for g in groups for kv in sorted(g, key=lambda kv: kv.get("key", b""))]
     elif isinstance(request, pb.TxnRequest):
         branch = request.success if response.get("succeeded") else request.failure
         for op, out in zip(branch, response.get("responses", []), strict=False):
