@@ -4,6 +4,11 @@ Each seed gets a fresh pair of single-member servers, started alike (same flags,
 small --max-request-bytes so the too-large cases stay cheap). A failure prints the seed, the op
 index and the first field that differs; rerun one seed with
 `pytest tests/e2e/test_differential.py -k 'seed-7'`, or any seed with DIFF_SEEDS=1,2,3.
+
+What is deliberately not compared (see tests/e2e/diff/normalize.py and ops.py): the header's
+cluster_id, member_id and raft_term; the order of keys that tie under a non-key sort (etcd's
+Go sort is unstable); a lease's remaining TTL beyond a 2 s slack; invalid sort options, which
+crash etcd 3.5.1 (etcdpy answers like later etcd releases, "invalid sort option").
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from tests.e2e.diff.normalize import (
     untie,
 )
 from tests.e2e.diff.ops import WATCH_STREAMS, Op, OpKind, Script
-from tests.e2e.diff.watchlog import WatchStream, grouped
+from tests.e2e.diff.watchlog import WatchStream, grouped, split_revisions
 
 CALL_TIMEOUT_S = 10.0
 SETTLE_S = 2.0  # how long to let two streams converge before going on
@@ -281,9 +281,16 @@ class Runner:
             expected = grouped(self.reference.streams[i].responses())
             got = grouped(self.ours.streams[i].responses())
             for server in self._pair():
-                error = server.streams[i].error
-                if error is not None:
-                    self.report.notes.append(f"{server.streams[i].name} failed: {error}")
+                stream = server.streams[i]
+                if stream.error is not None:
+                    self.report.notes.append(f"{stream.name} failed: {stream.error}")
+                split = split_revisions(stream.responses())
+                if split:
+                    where = f"seed {self.script.seed}, {stream.name}: a revision's events split"
+                    pair = (split, []) if server is self.reference else ([], split)
+                    self.report.mismatches.append(
+                        Mismatch(where, Difference("(watch id, revision)", *pair), *pair)
+                    )
             for watch_id in sorted(expected.keys() | got.keys()):
                 a, b = expected.get(watch_id, []), got.get(watch_id, [])
                 difference = first_difference(a, b)

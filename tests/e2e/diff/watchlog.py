@@ -51,6 +51,19 @@ def grouped(responses: list[pb.WatchResponse]) -> WatchLog:
     return log
 
 
+def split_revisions(responses: list[pb.WatchResponse]) -> list[tuple[int, int]]:
+    """(watch id, revision) pairs whose events came in more than one response: etcd's
+    atomicity guarantee says this never happens without `fragment`."""
+    seen: dict[int, set[int]] = {}
+    split = []
+    for resp in responses:
+        revs = {e.kv.mod_revision for e in resp.events}
+        earlier = seen.setdefault(resp.watch_id, set())
+        split.extend((resp.watch_id, rev) for rev in sorted(revs & earlier))
+        earlier |= revs
+    return split
+
+
 class WatchStream:
     """One Watch RPC: requests go out through a bounded queue, a thread collects responses."""
 
