@@ -27,8 +27,9 @@ CompareTarget = pb.Compare.CompareTarget
 CompareResult = pb.Compare.CompareResult
 FilterType = pb.WatchCreateRequest.FilterType
 
-KEYS: tuple[bytes, ...] = (b"a", b"a/1", b"a/2", b"a/3", b"b", b"b/1", b"b/2", b"c")
-PREFIXES: tuple[bytes, ...] = (b"a", b"a/", b"b/", b"b", b"c")
+# b"\xff" is the last key there can be; its prefix end is b"\x00" ("every key from it").
+KEYS: tuple[bytes, ...] = (b"a", b"a/1", b"a/2", b"a/3", b"b", b"b/1", b"b/2", b"c", b"\xff")
+PREFIXES: tuple[bytes, ...] = (b"a", b"a/", b"b/", b"b", b"c", b"\xff")
 MISSING_KEY = b"nokey"
 VALUES: tuple[bytes, ...] = (b"", b"0", b"1", b"v", b"vv", b"zz")
 # Client-chosen lease IDs, so that both servers hold the same leases.
