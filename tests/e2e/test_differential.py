@@ -5,7 +5,7 @@ small --max-request-bytes so the too-large cases stay cheap). A failure prints t
 index and the first field that differs; rerun one seed with
 `pytest tests/e2e/test_differential.py -k 'seed-7'`, or any seed with DIFF_SEEDS=1,2,3.
 
-What is deliberately not compared (see tests/e2e/diff/normalize.py and ops.py): the header's
+What is deliberately not compared (see tests/e2e/diff/normalize.py and invalid.py): the header's
 cluster_id, member_id and raft_term; the order of keys that tie under a non-key sort (etcd's
 Go sort is unstable); a lease's remaining TTL beyond a 2 s slack; invalid sort options, which
 crash etcd 3.5.1 (etcdpy answers like later etcd releases, "invalid sort option").
@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
-from tests.e2e.diff import normalize, ops, runner
+from tests.e2e.diff import normalize, ops, runner, script
 from tests.e2e.harness import Member, find_binary, single_member
 
 SEEDS = [int(s) for s in os.environ.get("DIFF_SEEDS", "1,2,3,4").split(",")]
 STARTUP_ATTEMPTS = 3
-SERVER_ARGS = ["--max-request-bytes", str(ops.MAX_REQUEST_BYTES)]
+SERVER_ARGS = ["--max-request-bytes", str(script.MAX_REQUEST_BYTES)]
 
 
 def _start_pair(tmp_path: Path) -> Iterator[tuple[Member, Member]]:
@@ -75,22 +75,22 @@ def _wait_serving(member: Member) -> None:
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed-{s}" for s in SEEDS])
 def test_same_answers_as_etcd(seed: int, server_pair: tuple[Member, Member]) -> None:
     etcd, etcdpy = server_pair
-    script = ops.generate(seed)
-    report = runner.run(script, etcd.endpoint, etcdpy.endpoint)
+    generated = ops.generate(seed)
+    report = runner.run(generated, etcd.endpoint, etcdpy.endpoint)
     for note in report.notes:
         print(note)
     assert not report.mismatches, report.summary()
-    assert report.ops_run == len(script.ops) >= ops.MIN_OPS
+    assert report.ops_run == len(generated.ops) >= script.MIN_OPS
     print(report.summary())
 
 
-def _regression_script() -> ops.Script:
+def _regression_script() -> script.Script:
     """One op or watch for each difference the seeds found and server/ fixes removed, so each
     stays covered whatever the seeds draw."""
-    Op, K, R = ops.Op, ops.OpKind, ops.RevKind  # noqa: N806 - short names for a table
+    Op, K, R = script.Op, script.OpKind, script.RevKind  # noqa: N806 - short names for a table
     put, rng, txn = pb.PutRequest, pb.RangeRequest, pb.TxnRequest
 
-    def op(kind: ops.OpKind, request: object, note: str, **kw: object) -> ops.Op:
+    def op(kind: script.OpKind, request: object, note: str, **kw: object) -> script.Op:
         return Op(kind, request, note, **kw)  # type: ignore[arg-type]
 
     nested_sees_old = txn()
@@ -109,7 +109,7 @@ def _regression_script() -> ops.Script:
         op(K.WATCH_CREATE, pb.WatchCreateRequest(key=b"a", start_revision=8), "future start",
            stream=0),
     )
-    script = [
+    steps = [
         *[op(K.PUT, put(key=k, value=v), "sort data")
           for k, v in ((b"a", b"z"), (b"b", b"y"), (b"c", b"a"), (b"d", b"b"))],
         op(K.RANGE, rng(key=b"a", range_end=b"\x00", sort_target=rng.VALUE, limit=1),
@@ -121,16 +121,16 @@ def _regression_script() -> ops.Script:
         op(K.RANGE, rng(key=b"f"), "and nothing was written"),
         *[op(K.PUT, put(key=b"a", value=b"%d" % i), "history") for i in range(4)],
         op(K.COMPACT, pb.CompactionRequest(revision=0), "at revision 0"),
-        op(K.COMPACT, pb.CompactionRequest(physical=True), "past", rev=ops.RevSpec(R.PAST, 2)),
+        op(K.COMPACT, pb.CompactionRequest(physical=True), "past", rev=script.RevSpec(R.PAST, 2)),
         op(K.WATCH_CREATE, pb.WatchCreateRequest(key=b"a"), "at the compacted revision",
-           rev=ops.RevSpec(R.COMPACTED), stream=1),
+           rev=script.RevSpec(R.COMPACTED), stream=1),
         op(K.WATCH_CREATE, pb.WatchCreateRequest(key=b"a"), "below the compacted revision",
-           rev=ops.RevSpec(R.BELOW_COMPACTED), stream=2),
+           rev=script.RevSpec(R.BELOW_COMPACTED), stream=2),
         op(K.PUT, put(key=b"a", value=b"after"), "an event for both"),
         op(K.WATCH_CANCEL, pb.WatchCancelRequest(watch_id=0), "cancel the compacted one",
            stream=2),
     ]
-    return ops.Script(0, watches, tuple(script))
+    return script.Script(0, watches, tuple(steps))
 
 
 @pytest.mark.e2e
@@ -140,9 +140,9 @@ def test_fixed_differences_stay_fixed(server_pair: tuple[Member, Member]) -> Non
     assert not report.mismatches, report.summary()
 
 
-def _run_ops(pair: tuple[Member, Member], *script_ops: ops.Op) -> runner.Report:
+def _run_ops(pair: tuple[Member, Member], *script_ops: script.Op) -> runner.Report:
     etcd, etcdpy = pair
-    return runner.run(ops.Script(0, (), script_ops), etcd.endpoint, etcdpy.endpoint)
+    return runner.run(script.Script(0, (), script_ops), etcd.endpoint, etcdpy.endpoint)
 
 
 @pytest.mark.e2e
@@ -150,7 +150,7 @@ def _run_ops(pair: tuple[Member, Member], *script_ops: ops.Op) -> runner.Report:
                    "to 0, so the cancel says compact_revision 0 where etcd says -1")
 def test_negative_start_before_any_compaction(quiet_pair: tuple[Member, Member]) -> None:
     create = pb.WatchCreateRequest(key=b"a", start_revision=-5)
-    report = _run_ops(quiet_pair, ops.Op(ops.OpKind.WATCH_CREATE, create, "negative", stream=0))
+    report = _run_ops(quiet_pair, script.Op(script.OpKind.WATCH_CREATE, create, "negative", stream=0))
     assert not report.mismatches, report.summary()
 
 
@@ -159,8 +159,8 @@ def test_negative_start_before_any_compaction(quiet_pair: tuple[Member, Member])
                    "with its own text ('SERVER: Received message larger than max ...'), etcd "
                    "with Go grpc's ('grpc: received message larger than max ...')")
 def test_message_over_the_grpc_limit(quiet_pair: tuple[Member, Member]) -> None:
-    huge = pb.PutRequest(key=b"k", value=b"x" * (ops.MAX_REQUEST_BYTES + 600 * 1024))
-    report = _run_ops(quiet_pair, ops.Op(ops.OpKind.PUT, huge, "over the gRPC receive limit"))
+    huge = pb.PutRequest(key=b"k", value=b"x" * (script.MAX_REQUEST_BYTES + 600 * 1024))
+    report = _run_ops(quiet_pair, script.Op(script.OpKind.PUT, huge, "over the gRPC receive limit"))
     assert not report.mismatches, report.summary()
 
 
@@ -192,7 +192,7 @@ def test_hash_kv_after_a_compaction(server_pair: tuple[Member, Member]) -> None:
 def test_scripts_are_reproducible_and_long_enough() -> None:
     for seed in (1, 2, 3, 99):
         first, again = ops.generate(seed), ops.generate(seed)
-        assert len(first.ops) >= ops.MIN_OPS
+        assert len(first.ops) >= script.MIN_OPS
         assert [(o.kind, o.request, o.rev, o.stream) for o in first.ops] == [
             (o.kind, o.request, o.rev, o.stream) for o in again.ops
         ]
@@ -201,26 +201,27 @@ def test_scripts_are_reproducible_and_long_enough() -> None:
 
 def test_every_script_covers_every_kind_and_revision_class() -> None:
     for seed in (1, 2, 3):
-        script = ops.generate(seed)
-        assert {o.kind for o in script.ops} == set(ops.OpKind)
-        range_revs = {o.rev.kind for o in script.ops if o.kind == ops.OpKind.RANGE and o.rev}
-        assert range_revs == set(ops.RevKind)
-        compact_revs = {o.rev.kind for o in script.ops if o.kind == ops.OpKind.COMPACT and o.rev}
-        assert {ops.RevKind.PAST, ops.RevKind.COMPACTED, ops.RevKind.BELOW_COMPACTED,
-                ops.RevKind.FUTURE} <= compact_revs
-        notes = {o.note for o in script.ops}
+        generated = ops.generate(seed)
+        kinds = [(o.kind, o.rev.kind if o.rev else None) for o in generated.ops]
+        assert {kind for kind, _ in kinds} == set(script.OpKind)
+        assert {rev for kind, rev in kinds if kind == script.OpKind.RANGE and rev is not None} \
+            == set(script.RevKind)
+        compact_revs = {rev for kind, rev in kinds if kind == script.OpKind.COMPACT}
+        assert {script.RevKind.PAST, script.RevKind.COMPACTED, script.RevKind.BELOW_COMPACTED,
+                script.RevKind.FUTURE} <= compact_revs
+        notes = {o.note for o in generated.ops}
         for must in ("empty key", "ignore_value with a value", "ignore_lease with a lease",
                      "too many ops", "two puts of one key", "unknown lease",
                      "larger than max-request-bytes", "too large TTL", "existing id"):
             assert must in notes, (seed, must)
-        assert any(o.note.startswith("invalid sort") for o in script.ops)
-        filters = {f for w in script.watches for f in w.request.filters}  # type: ignore[attr-defined]
-        assert filters == {ops.FilterType.NOPUT, ops.FilterType.NODELETE}
+        assert any(o.note.startswith("invalid sort") for o in generated.ops)
+        filters = {f for w in generated.watches for f in w.request.filters}  # type: ignore[attr-defined]
+        assert filters == {script.FilterType.NOPUT, script.FilterType.NODELETE}
 
 
 def test_revision_specs_resolve_within_their_class() -> None:
-    spec = ops.RevSpec
-    kinds = ops.RevKind
+    spec = script.RevSpec
+    kinds = script.RevKind
     assert spec(kinds.LATEST).resolve(10, 4) == 0
     assert spec(kinds.PAST, 3).resolve(10, 4) == 7
     assert spec(kinds.PAST, 9).resolve(10, 4) == 4  # never below the compacted revision
@@ -232,6 +233,6 @@ def test_revision_specs_resolve_within_their_class() -> None:
 
 
 def test_prefix_end() -> None:
-    assert ops.prefix_end(b"a/") == b"a0"
-    assert ops.prefix_end(b"a\xff") == b"b"
-    assert ops.prefix_end(b"\xff\xff") == b"\x00"
+    assert script.prefix_end(b"a/") == b"a0"
+    assert script.prefix_end(b"a\xff") == b"b"
+    assert script.prefix_end(b"\xff\xff") == b"\x00"

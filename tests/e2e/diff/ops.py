@@ -1,10 +1,9 @@
 """A seeded script of etcd operations over a small key space, errors and watches included.
 
-The same seed always gives the same script. Keys, values and lease IDs come from small sets so
-that operations collide (overwrite, delete and compare the same keys). Revisions that depend on
-what the server did (a past one, the compacted one, a future one) are kept symbolic as a
-`RevSpec` and resolved by the runner just before sending, from the revisions the reference
-server reported, so both servers still receive byte-identical requests.
+The same seed always gives the same script. Revisions that depend on what the server did (a
+past one, the compacted one, a future one) are kept symbolic as a `RevSpec` and resolved by
+the runner just before sending, from the revisions the reference server reported, so both
+servers still receive byte-identical requests.
 
 Every feature the brief lists is generated at least once per script ("mandatory" ops placed at
 seeded positions); the rest of the script is drawn at random with weights.
@@ -14,160 +13,36 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
-
-from google.protobuf.message import Message
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+from tests.e2e.diff.invalid import invalid_ops
+from tests.e2e.diff.script import (
+    KEYS,
+    LEASE_IDS,
+    LONG_TTLS,
+    MIN_OPS,
+    MISSING_KEY,
+    PREFIXES,
+    SHORT_LEASE,
+    UNKNOWN_LEASE,
+    VALUES,
+    WARM_UP_OPS,
+    WATCH_STREAMS,
+    CompareResult,
+    CompareTarget,
+    FilterType,
+    Op,
+    OpKind,
+    RevKind,
+    RevSpec,
+    Script,
+    SortOrder,
+    SortTarget,
+    prefix_end,
+)
 
-SortOrder = pb.RangeRequest.SortOrder
-SortTarget = pb.RangeRequest.SortTarget
-CompareTarget = pb.Compare.CompareTarget
-CompareResult = pb.Compare.CompareResult
-FilterType = pb.WatchCreateRequest.FilterType
-
-# b"\xff" is the last key there can be; its prefix end is b"\x00" ("every key from it").
-KEYS: tuple[bytes, ...] = (b"a", b"a/1", b"a/2", b"a/3", b"b", b"b/1", b"b/2", b"c", b"\xff")
-PREFIXES: tuple[bytes, ...] = (b"a", b"a/", b"b/", b"b", b"c", b"\xff")
-MISSING_KEY = b"nokey"
-VALUES: tuple[bytes, ...] = (b"", b"0", b"1", b"v", b"vv", b"zz")
-# Client-chosen lease IDs, so that both servers hold the same leases.
-LEASE_IDS: tuple[int, ...] = (101, 102, 103, 104)
-UNKNOWN_LEASE = 999
-SHORT_LEASE = 199
-# Long enough that no lease expires during a run: expiry time is not part of the script.
-LONG_TTLS: tuple[int, ...] = (300, 600, 3600)
-MAX_LEASE_TTL = 9_000_000_000
-MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
-MAX_REQUEST_BYTES = 64 * 1024  # both servers are started with this --max-request-bytes
-MIN_OPS = 200
-WATCH_STREAMS = 4
-WARM_UP_OPS = 12  # plain writes first, so that reads and watches have history to look at
-
-
-class OpKind(IntEnum):
-    RANGE = 1
-    PUT = 2
-    DELETE_RANGE = 3
-    TXN = 4
-    COMPACT = 5
-    LEASE_GRANT = 6
-    LEASE_REVOKE = 7
-    LEASE_TIME_TO_LIVE = 8
-    LEASE_LEASES = 9
-    LEASE_KEEP_ALIVE = 10
-    WATCH_CREATE = 11
-    WATCH_CANCEL = 12
-    WATCH_PROGRESS = 13
-
-
-class RevKind(IntEnum):
-    """How a revision field is chosen at run time (see `RevSpec.resolve`)."""
-
-    LATEST = 0  # 0: the current revision
-    NEGATIVE = 1  # -1 - offset
-    PAST = 2  # current - offset, not below the compacted revision
-    COMPACTED = 3  # exactly the compacted revision
-    BELOW_COMPACTED = 4  # below the compacted revision (an error once something was compacted)
-    CURRENT = 5  # the current revision, spelled out
-    FUTURE = 6  # current + 1 + offset
-
-
-@dataclass(frozen=True, slots=True)
-class RevSpec:
-    kind: RevKind
-    offset: int = 0
-
-    def __post_init__(self) -> None:
-        assert self.offset >= 0, "offsets count backwards or forwards from a known revision"
-
-    def resolve(self, current: int, compacted: int) -> int:
-        """The revision to send, given the store's current and compacted revisions."""
-        assert current >= 1 and 0 <= compacted <= current, (current, compacted)
-        kind = self.kind
-        if kind == RevKind.LATEST:
-            return 0
-        if kind == RevKind.NEGATIVE:
-            return -1 - self.offset
-        if kind == RevKind.PAST:
-            return max(current - self.offset, compacted, 1)
-        if kind == RevKind.COMPACTED:
-            return compacted
-        if kind == RevKind.BELOW_COMPACTED:
-            return max(compacted - 1 - self.offset, 1)
-        if kind == RevKind.CURRENT:
-            return current
-        return current + 1 + self.offset
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedError:
-    code: str  # gRPC status code name
-    message: str
-
-
-INVALID_SORT_OPTION = ExpectedError("INVALID_ARGUMENT", "etcdserver: invalid sort option")
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One request of the script. `request` is the protobuf request (for watch ops the inner
-    create/cancel/progress request); `rev`, when set, fills its revision field at run time.
-    Treat `request` as read-only: the runner sends a copy."""
-
-    kind: OpKind
-    request: Message
-    note: str
-    rev: RevSpec | None = None
-    stream: int = -1  # watch ops: index of the watch stream, 0 <= stream < WATCH_STREAMS
-    # Where etcd 3.5.1 itself is wrong (it crashes), the answer of later etcd releases; such
-    # an op is not sent to the reference server and etcdpy's answer must equal this.
-    expect: ExpectedError | None = None
-
-    def __post_init__(self) -> None:
-        is_watch = self.kind in (OpKind.WATCH_CREATE, OpKind.WATCH_CANCEL, OpKind.WATCH_PROGRESS)
-        assert is_watch == (0 <= self.stream < WATCH_STREAMS), "watch ops name their stream"
-        if self.rev is not None:
-            assert self.kind in (OpKind.RANGE, OpKind.COMPACT, OpKind.WATCH_CREATE)
-
-    def resolved(self, current: int, compacted: int) -> Message:
-        """A copy of the request with its symbolic revision made concrete."""
-        request = type(self.request)()
-        request.CopyFrom(self.request)
-        if self.rev is not None:
-            rev = self.rev.resolve(current, compacted)
-            if self.kind == OpKind.WATCH_CREATE:
-                request.start_revision = rev  # type: ignore[attr-defined]
-            else:
-                request.revision = rev  # type: ignore[attr-defined]
-        return request
-
-    def describe(self) -> str:
-        where = f" stream={self.stream}" if self.stream >= 0 else ""
-        rev = f" rev={self.rev.kind.name}-{self.rev.offset}" if self.rev else ""
-        return f"{self.kind.name}{where}{rev} ({self.note})"
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    seed: int
-    watches: tuple[Op, ...]  # WATCH_CREATE ops sent before the first op
-    ops: tuple[Op, ...]
-
-    def __post_init__(self) -> None:
-        assert all(w.kind == OpKind.WATCH_CREATE for w in self.watches)
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end covering every key that starts with `prefix` (etcd's GetPrefixRangeEnd)."""
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\x00"
-
+# Requests that take a revision when they succeed (`approx_rev` counts them).
+_WRITES = frozenset({OpKind.PUT, OpKind.DELETE_RANGE, OpKind.TXN, OpKind.LEASE_REVOKE})
 
 Factory = Callable[[], list[Op]]
 
@@ -430,143 +305,15 @@ class _Generator:
             *self.op_lease_revoke(SHORT_LEASE),
         ]
 
-    # --- invalid requests ---
-
-    def invalid_factories(self) -> list[Factory]:
-        rng = self.rng
-
-        def put(note: str, **fields: object) -> Factory:
-            return lambda: self._write(Op(OpKind.PUT, pb.PutRequest(**fields), note))
-
-        def txn(note: str, t: Callable[[], pb.TxnRequest]) -> Factory:
-            return lambda: self._write(Op(OpKind.TXN, t(), note))
-
-        def dup_put_put() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            t.success.add(request_put=pb.PutRequest(key=b"a", value=b"1"))
-            t.success.add(request_put=pb.PutRequest(key=b"a", value=b"2"))
-            return t
-
-        def dup_put_delete() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            t.failure.add(request_delete_range=pb.DeleteRangeRequest(key=b"a/", range_end=b"a0"))
-            t.failure.add(request_put=pb.PutRequest(key=b"a/2", value=b"1"))
-            return t
-
-        def dup_nested() -> pb.TxnRequest:
-            inner = pb.TxnRequest()
-            inner.success.add(request_put=pb.PutRequest(key=b"b", value=b"in"))
-            t = pb.TxnRequest()
-            t.success.add(request_put=pb.PutRequest(key=b"b", value=b"out"))
-            t.success.add(request_txn=inner)
-            return t
-
-        def nested_both_branches_ok() -> pb.TxnRequest:
-            # The same key in both branches of a nested txn is not a duplicate.
-            inner = pb.TxnRequest(compare=[self.compare()])
-            inner.success.add(request_put=pb.PutRequest(key=b"c", value=b"then"))
-            inner.failure.add(request_put=pb.PutRequest(key=b"c", value=b"else"))
-            t = pb.TxnRequest()
-            t.success.add(request_txn=inner)
-            t.failure.add(request_txn=inner)
-            return t
-
-        def too_many_ops() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            for _ in range(MAX_TXN_OPS + 1):
-                t.success.add(request_range=pb.RangeRequest(key=b"a"))
-            return t
-
-        def too_many_compares() -> pb.TxnRequest:
-            return pb.TxnRequest(
-                compare=[pb.Compare(key=b"a", target=CompareTarget.VERSION, version=i)
-                         for i in range(MAX_TXN_OPS + 1)]
-            )
-
-        def max_ops_ok() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            for _ in range(MAX_TXN_OPS):
-                t.failure.add(request_range=pb.RangeRequest(key=b"b", range_end=b"\x00"))
-            return t
-
-        def empty_compare_key() -> pb.TxnRequest:
-            return pb.TxnRequest(compare=[pb.Compare(target=CompareTarget.VERSION, version=1)])
-
-        def empty_key_inside() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            t.success.add(request_range=pb.RangeRequest(key=b""))
-            return t
-
-        def txn_missing_ignore_value() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            t.success.add(request_put=pb.PutRequest(key=b"a/3", value=b"w"))
-            t.success.add(request_put=pb.PutRequest(key=MISSING_KEY, ignore_value=True))
-            return t
-
-        def txn_too_large() -> pb.TxnRequest:
-            t = pb.TxnRequest()
-            for i, key in enumerate(KEYS):
-                t.success.add(request_put=pb.PutRequest(key=key, value=bytes([65 + i]) * 9000))
-            return t
-
-        def read_at(revision: int, lease: int = 0) -> Callable[[], pb.TxnRequest]:
-            def build() -> pb.TxnRequest:
-                t = pb.TxnRequest()
-                t.success.add(request_put=pb.PutRequest(key=b"a/1", value=b"t", lease=lease))
-                inner = pb.TxnRequest()
-                inner.success.add(request_range=pb.RangeRequest(key=b"a", revision=revision))
-                t.success.add(request_txn=inner)
-                return t
-            return build
-
-        def bad_sort(order: int, target: int) -> Factory:
-            r = pb.RangeRequest(key=b"a", range_end=b"\x00")
-            r.sort_order, r.sort_target = order, target  # values outside the enums
-            # etcd 3.5.1 sorts nothing for an unknown order and crashes (a Go panic in the
-            # request goroutine) on an unknown target; later 3.5 releases reject both.
-            return lambda: [Op(OpKind.RANGE, r, f"invalid sort {order}/{target}",
-                               expect=INVALID_SORT_OPTION)]
-
-        return [
-            put("empty key", key=b"", value=b"v"),
-            put("ignore_value with a value", key=b"a", value=b"v", ignore_value=True),
-            put("ignore_lease with a lease", key=b"a", lease=LEASE_IDS[0], ignore_lease=True),
-            put("ignore_value on a missing key", key=MISSING_KEY, ignore_value=True),
-            put("ignore_lease on a missing key", key=MISSING_KEY, ignore_lease=True),
-            put("unknown lease", key=rng.choice(KEYS), value=b"v", lease=UNKNOWN_LEASE),
-            put("larger than max-request-bytes", key=b"b",
-                value=b"x" * (MAX_REQUEST_BYTES + 4096)),
-            lambda: [Op(OpKind.RANGE, pb.RangeRequest(key=b"", range_end=b"z"), "empty key")],
-            lambda: self._write(Op(OpKind.DELETE_RANGE, pb.DeleteRangeRequest(), "empty key")),
-            bad_sort(7, SortTarget.KEY),
-            bad_sort(SortOrder.ASCEND, 9),
-            txn("two puts of one key", dup_put_put),
-            txn("put inside a deleted range", dup_put_delete),
-            txn("put in a nested txn of a key the outer one puts", dup_nested),
-            txn("one key in both branches of a nested txn", nested_both_branches_ok),
-            txn("too many ops", too_many_ops),
-            txn("too many compares", too_many_compares),
-            txn("exactly max-txn-ops", max_ops_ok),
-            txn("compare with an empty key", empty_compare_key),
-            txn("range with an empty key inside", empty_key_inside),
-            txn("ignore_value on a missing key after a put", txn_missing_ignore_value),
-            txn("larger than max-request-bytes", txn_too_large),
-            txn("put, then a nested read at a future revision", read_at(10**6)),
-            txn("put, then a nested read at revision 1 (compacted?)", read_at(1)),
-            txn("unknown lease put and a future read: puts are checked first",
-                read_at(10**6, UNKNOWN_LEASE)),
-            lambda: [Op(OpKind.LEASE_GRANT, pb.LeaseGrantRequest(ID=LEASE_IDS[2],
-                                                                 TTL=MAX_LEASE_TTL + 1),
-                        "too large TTL")],
-            lambda: [Op(OpKind.LEASE_GRANT, pb.LeaseGrantRequest(ID=LEASE_IDS[0], TTL=600),
-                        "existing id")],
-        ]
+    def op_fixed(self, op: Op) -> list[Op]:
+        return self._write(op) if op.kind in _WRITES else [op]
 
     def mandatory(self) -> list[Factory]:
         """Ops every script contains at least once, whatever the random draw."""
         every_rev = [(lambda k=k: self.op_range([k])) for k in RevKind]
+        invalid = invalid_ops(self.rng.choice(KEYS), self.compare())
         return [
-            *self.invalid_factories(),
+            *[(lambda op=op: self.op_fixed(op)) for op in invalid],
             *every_rev,
             *every_rev,  # again, typically after a compaction this time
             self.op_compact,

@@ -28,7 +28,7 @@ from tests.e2e.diff.normalize import (
     short,
     untie,
 )
-from tests.e2e.diff.ops import WATCH_STREAMS, Op, OpKind, Script
+from tests.e2e.diff.script import WATCH_STREAMS, Op, OpKind, Script
 from tests.e2e.diff.watchlog import WatchStream, grouped, split_revisions
 
 CALL_TIMEOUT_S = 10.0
