@@ -35,7 +35,7 @@ CALL_TIMEOUT_S = 10.0
 SETTLE_S = 2.0  # how long to let two streams converge before going on
 BARRIER_S = 15.0  # how long the final sentinel may take to reach every stream
 POLL_S = 0.02
-UNSYNCED_LOOP_S = 0.25  # etcd's unsynced watchers are served every 100 ms
+UNSYNCED_LOOP_S = 1.0  # etcd serves unsynced watchers every 100 ms; margin for a busy host
 SENTINEL_KEY = b"~sentinel"
 SENTINEL_WATCH_ID = 1000  # explicit, so the streams' automatic ids still start at 0
 
@@ -166,6 +166,7 @@ class Runner:
         self.ours = ours
         self.revisions = _Revisions()
         self.report = Report(script.seed)
+        self._unsynced_since: float | None = None  # when a past-start watch was last created
 
     def _pair(self) -> Iterator[Server]:
         yield self.reference
@@ -196,6 +197,11 @@ class Runner:
     # --- unary ops ---
 
     def _unary(self, index: int, op: Op) -> None:
+        if op.kind == OpKind.COMPACT and self._unsynced_since is not None:
+            # etcd replays a past-start watch's history (or cancels it, if compacted) from a
+            # loop that runs every 100 ms; a compaction before that would change its answer.
+            time.sleep(max(0.0, self._unsynced_since + UNSYNCED_LOOP_S - time.monotonic()))
+            self._unsynced_since = None
         request = op.resolved(self.revisions.current, self.revisions.compacted)
         if op.expect is not None:
             expected = Outcome({"error": {"code": op.expect.code, "message": op.expect.message}})
@@ -225,9 +231,7 @@ class Runner:
             self._await_created(i, [n + 1 for n in created])
             start = request.start_revision  # type: ignore[attr-defined]
             if start != 0 and start <= self.revisions.current:
-                # etcd replays history (or cancels a compacted start) from a loop that runs
-                # every 100 ms; a compaction sent before then would change its answer.
-                time.sleep(UNSYNCED_LOOP_S)
+                self._unsynced_since = time.monotonic()
         elif op.kind == OpKind.WATCH_CANCEL:
             # Events in flight for the watcher would be dropped by the cancel on one server
             # and not the other: let both streams deliver first.
