@@ -103,7 +103,8 @@ class Difference:
     ours: Plain
 
     def render(self) -> str:
-        return f"  at {self.path or '<top>'}:\n    etcd:   {self.reference!r}\n    etcdpy: {self.ours!r}"
+        return (f"  at {self.path or '<top>'}:\n    etcd:   {short(self.reference, 400)}\n"
+                f"    etcdpy: {short(self.ours, 400)}")
 
 
 _MISSING = "<absent>"

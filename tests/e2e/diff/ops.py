@@ -247,6 +247,18 @@ class _Generator:
             branch.add(request_delete_range=pb.DeleteRangeRequest(key=key + b"/", prev_kv=True))
         return self._write(Op(OpKind.TXN, t, "reads after writes in both branches"))
 
+    def op_big_txns(self) -> list[Op]:
+        """Twice near max-request-bytes of values in one revision: with prev_kv, the second
+        one's watch response is about twice that size (etcd fragments only above
+        max-request-bytes + 512 KiB)."""
+        ops = []
+        for fill in (b"<", b">"):
+            t = pb.TxnRequest()
+            for key in KEYS[:7]:
+                t.success.add(request_put=pb.PutRequest(key=key, value=fill * 8000))
+            ops.extend(self._write(Op(OpKind.TXN, t, "big values in one revision")))
+        return ops
+
     def op_compact(self, kinds: Sequence[RevKind] = (RevKind.PAST,)) -> list[Op]:
         c = pb.CompactionRequest(physical=self.rng.random() < 0.5)
         # A past compaction keeps a few revisions of history for the past reads that follow.
@@ -322,6 +334,7 @@ class _Generator:
             lambda: self.op_compact([RevKind.BELOW_COMPACTED]),
             lambda: self.op_compact([RevKind.FUTURE]),
             self.op_txn_read_after_write,
+            self.op_big_txns,
             self.op_short_lease,
             lambda: self.op_lease_revoke(UNKNOWN_LEASE),
             lambda: self.op_lease_ttl(UNKNOWN_LEASE),
@@ -379,6 +392,8 @@ class _Generator:
             (pb.WatchCreateRequest(key=b"b/1", watch_id=7), "explicit id"),
             (pb.WatchCreateRequest(key=b"b/2", watch_id=7), "explicit id again (duplicate)"),
             (pb.WatchCreateRequest(key=MISSING_KEY, prev_kv=True), "missing key"),
+            (pb.WatchCreateRequest(key=b"\x00", range_end=b"\x00", prev_kv=True, fragment=True),
+             "all, prev_kv, fragment"),
         ]
         self.rng.shuffle(templates)
         ops = []

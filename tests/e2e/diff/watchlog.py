@@ -29,7 +29,9 @@ WatchLog = dict[int, list[Plain]]
 def entry(resp: pb.WatchResponse) -> list[Plain]:
     """The log entries of one response: one per event, else one for the response itself."""
     if resp.events:
-        return [{"event": plain(event)} for event in resp.events]
+        events: list[Plain] = [{"event": plain(event)} for event in resp.events]
+        # Where a response was cut in fragments matters; how events were batched does not.
+        return [*events, {"fragment": True}] if resp.fragment else events
     out: dict[str, Plain] = {"revision": resp.header.revision}
     if resp.created:
         out["created"] = True
@@ -53,14 +55,19 @@ def grouped(responses: list[pb.WatchResponse]) -> WatchLog:
 
 def split_revisions(responses: list[pb.WatchResponse]) -> list[tuple[int, int]]:
     """(watch id, revision) pairs whose events came in more than one response: etcd's
-    atomicity guarantee says this never happens without `fragment`."""
-    seen: dict[int, set[int]] = {}
+    atomicity guarantee says this never happens, fragments of one response aside."""
+    seen: dict[int, set[int]] = {}  # revisions of the watcher's finished responses
+    open_fragments: dict[int, set[int]] = {}  # revisions of a response still in fragments
     split = []
     for resp in responses:
         revs = {e.kv.mod_revision for e in resp.events}
         earlier = seen.setdefault(resp.watch_id, set())
         split.extend((resp.watch_id, rev) for rev in sorted(revs & earlier))
-        earlier |= revs
+        pending = open_fragments.setdefault(resp.watch_id, set())
+        pending |= revs
+        if not resp.fragment:
+            earlier |= pending
+            pending.clear()
     return split
 
 
