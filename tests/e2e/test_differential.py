@@ -105,9 +105,13 @@ def _regression_script() -> script.Script:
     read_future = txn()
     read_future.success.add(request_put=put(key=b"f", value=b"x"))
     read_future.success.add(request_range=rng(key=b"f", revision=10**6))
+    big = [txn(success=[pb.RequestOp(request_put=put(key=b"big%d" % i, value=fill * 8000))
+                        for i in range(7)]) for fill in (b"<", b">")]
     watches = (
         op(K.WATCH_CREATE, pb.WatchCreateRequest(key=b"a", start_revision=8), "future start",
            stream=0),
+        op(K.WATCH_CREATE, pb.WatchCreateRequest(key=b"big", range_end=b"bih", prev_kv=True,
+                                                 fragment=True), "fragment", stream=3),
     )
     steps = [
         *[op(K.PUT, put(key=k, value=v), "sort data")
@@ -129,6 +133,7 @@ def _regression_script() -> script.Script:
         op(K.PUT, put(key=b"a", value=b"after"), "an event for both"),
         op(K.WATCH_CANCEL, pb.WatchCancelRequest(watch_id=0), "cancel the compacted one",
            stream=2),
+        *[op(K.TXN, t, "~112 KB of watch response: not fragmented") for t in big],
     ]
     return script.Script(0, watches, tuple(steps))
 
