@@ -3,7 +3,8 @@
 Each seed gets a fresh pair of single-member servers, started alike (same flags, including a
 small --max-request-bytes so the too-large cases stay cheap). A failure prints the seed, the op
 index and the first field that differs; rerun one seed with
-`pytest tests/e2e/test_differential.py -k 'seed-7'`, or any seed with DIFF_SEEDS=1,2,3.
+`pytest tests/e2e/test_differential.py -k 'seed-7'`, or any seeds with DIFF_SEEDS=5,6,7 (and
+longer scripts with DIFF_OPS=1000).
 
 What is deliberately not compared (see tests/e2e/diff/normalize.py and invalid.py): the header's
 cluster_id, member_id and raft_term; the order of keys that tie under a non-key sort (etcd's
@@ -26,6 +27,7 @@ from tests.e2e.diff import normalize, ops, runner, script
 from tests.e2e.harness import Member, find_binary, single_member
 
 SEEDS = [int(s) for s in os.environ.get("DIFF_SEEDS", "1,2,3,4").split(",")]
+OPS_PER_SCRIPT = int(os.environ.get("DIFF_OPS", str(script.MIN_OPS)))
 STARTUP_ATTEMPTS = 3
 SERVER_ARGS = ["--max-request-bytes", str(script.MAX_REQUEST_BYTES)]
 
@@ -75,7 +77,7 @@ def _wait_serving(member: Member) -> None:
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed-{s}" for s in SEEDS])
 def test_same_answers_as_etcd(seed: int, server_pair: tuple[Member, Member]) -> None:
     etcd, etcdpy = server_pair
-    generated = ops.generate(seed)
+    generated = ops.generate(seed, max(OPS_PER_SCRIPT, script.MIN_OPS))
     report = runner.run(generated, etcd.endpoint, etcdpy.endpoint)
     for note in report.notes:
         print(note)
