@@ -311,9 +311,9 @@ class _Generator:
 
     def op_short_lease(self) -> list[Op]:
         """A TTL below the minimum is raised to it; revoked at once, before it could expire."""
-        g = pb.LeaseGrantRequest(ID=SHORT_LEASE, TTL=1)
+        g = pb.LeaseGrantRequest(ID=SHORT_LEASE, TTL=self.rng.choice((-5, 0, 1)))
         return [
-            Op(OpKind.LEASE_GRANT, g, "TTL below the minimum"),
+            Op(OpKind.LEASE_GRANT, g, f"TTL {g.TTL}: below the minimum"),
             *self.op_lease_revoke(SHORT_LEASE),
         ]
 
@@ -335,6 +335,7 @@ class _Generator:
             lambda: self.op_compact([RevKind.FUTURE]),
             self.op_txn_read_after_write,
             self.op_big_txns,
+            self.op_short_lease,
             self.op_short_lease,
             lambda: self.op_lease_revoke(UNKNOWN_LEASE),
             lambda: self.op_lease_ttl(UNKNOWN_LEASE),
