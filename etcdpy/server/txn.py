@@ -9,7 +9,7 @@ leaves the store unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
@@ -69,7 +69,9 @@ def _has_filters(r: pb.RangeRequest) -> bool:
 
 def range_(txn: ReadTxn, r: pb.RangeRequest) -> pb.RangeResponse:
     """etcd's Range: count ignores limit and filters; sorting and filters fetch everything."""
-    needs_all = r.sort_order != SortOrder.NONE or r.sort_target != SortTarget.KEY or _has_filters(r)
+    # etcd fetches everything only for an explicit order or a filter: with order NONE and
+    # another target it sorts just the first limit+1 keys (by key) and then truncates.
+    needs_all = r.sort_order != SortOrder.NONE or _has_filters(r)
     # One more than asked tells whether there are more keys (`more`).
     fetch_limit = 0 if needs_all or r.limit <= 0 else r.limit + 1
     result = txn.range(
@@ -122,6 +124,9 @@ def check_put(txn: ReadTxn, p: pb.PutRequest, lease_exists: LeaseExists) -> None
 
 
 def put(txn: WriteTxn, p: pb.PutRequest, lease_exists: LeaseExists) -> pb.PutResponse:
+    # A plain Put looks its lease up first (a txn checks the key first, in `_check_ops`).
+    if p.lease and not lease_exists(p.lease):
+        raise errors.LeaseNotFound()
     check_put(txn, p, lease_exists)
     prev = _existing(txn, p.key) if (p.prev_kv or p.ignore_value or p.ignore_lease) else None
     value = prev.value if p.ignore_value and prev is not None else p.value
@@ -206,6 +211,19 @@ def _check_ops(txn: ReadTxn, ops: Sequence[pb.RequestOp], lease_exists: LeaseExi
             _check_ops(txn, nested, lease_exists)
 
 
+def _check_ranges(txn: ReadTxn, ops: Sequence[pb.RequestOp]) -> None:
+    """A read at a compacted or future revision fails the whole txn before its first write
+    (etcd checks these after the puts of the branch)."""
+    for op in ops:
+        which = op.WhichOneof("request")
+        if which == "request_range" and op.request_range.revision > 0:
+            r = op.request_range
+            txn.range(r.key, r.range_end, limit=1, rev=r.revision, count_only=True)
+        elif which == "request_txn":
+            _, nested = _branch(txn, op.request_txn)
+            _check_ranges(txn, nested)
+
+
 def is_read_only(t: pb.TxnRequest) -> bool:
     """A txn whose both branches only read never needs a new revision."""
     for op in (*t.success, *t.failure):
@@ -217,15 +235,32 @@ def is_read_only(t: pb.TxnRequest) -> bool:
     return True
 
 
-def txn(tx: WriteTxn | ReadTxn, t: pb.TxnRequest, lease_exists: LeaseExists) -> pb.TxnResponse:
-    """Run a Txn; reads inside it see its own earlier writes. Read-only txns take a ReadTxn."""
+def _decide(tx: ReadTxn, t: pb.TxnRequest, out: list[bool]) -> list[bool]:
+    """The branch taken by `t` and by every nested txn on the taken paths, depth first."""
     succeeded, ops = _branch(tx, t)
+    out.append(succeeded)
+    for op in ops:
+        if op.WhichOneof("request") == "request_txn":
+            _decide(tx, op.request_txn, out)
+    return out
+
+
+def txn(tx: WriteTxn | ReadTxn, t: pb.TxnRequest, lease_exists: LeaseExists) -> pb.TxnResponse:
+    """Run a Txn; reads inside it see its own earlier writes. Read-only txns take a ReadTxn.
+
+    Like etcd, every branch (nested txns' too) is chosen before the first write, so a nested
+    txn's compares see the store as it was when the txn began, not the writes before it."""
+    decisions = iter(_decide(tx, t, []))
+    succeeded = next(decisions)
+    ops = t.success if succeeded else t.failure
     _check_ops(tx, ops, lease_exists)
-    return _run_branch(tx, succeeded, ops, lease_exists)
+    _check_ranges(tx, ops)
+    return _run_branch(tx, succeeded, ops, lease_exists, decisions)
 
 
 def _run_branch(
-    tx: WriteTxn | ReadTxn, succeeded: bool, ops: Sequence[pb.RequestOp], lease_exists: LeaseExists
+    tx: WriteTxn | ReadTxn, succeeded: bool, ops: Sequence[pb.RequestOp], lease_exists: LeaseExists,
+    decisions: Iterator[bool],
 ) -> pb.TxnResponse:
     resp = pb.TxnResponse(succeeded=succeeded)
     for op in ops:
@@ -240,12 +275,16 @@ def _run_branch(
                 delete_range(tx, op.request_delete_range)  # type: ignore[arg-type]
             )
         elif which == "request_txn":
-            nested_ok, nested_ops = _branch(tx, op.request_txn)
-            out.response_txn.CopyFrom(_run_branch(tx, nested_ok, nested_ops, lease_exists))
+            nested_ok = next(decisions)
+            nested = op.request_txn
+            nested_ops = nested.success if nested_ok else nested.failure
+            out.response_txn.CopyFrom(
+                _run_branch(tx, nested_ok, nested_ops, lease_exists, decisions)
+            )
+            # etcd leaves a nested txn's header empty (present, no revision).
+            out.response_txn.header.Clear()
+            out.response_txn.header.SetInParent()
+    # Each inner response keeps the revision its op saw when it ran: a read before the txn's
+    # first write reports the old revision, as etcd's do.
     resp.header.revision = tx.rev
-    # Inner responses carry only the revision in their header, as etcd's do.
-    for out in resp.responses:
-        which = out.WhichOneof("response")
-        if which is not None:
-            getattr(out, which).header.revision = tx.rev
     return resp

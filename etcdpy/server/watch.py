@@ -75,6 +75,7 @@ class Watcher:
     synced: bool = False
     # Events went out since the last periodic progress notification (etcd then skips one).
     sent_since_progress: bool = False
+    compacted: bool = False  # cancelled by a compaction; its id stays taken until cancelled
 
     def matches(self, event: mvccpb.Event) -> bool:
         if self.no_put and event.type == EventType.PUT:
@@ -266,7 +267,9 @@ class WatchHub:
         first_rev = self.revision + 1
         self.revision = revision
         for watcher, candidates in by_watcher.items():
-            shaped = watcher.shape(candidates)
+            # A watcher created with a future start revision is synced but skips what
+            # comes before its start.
+            shaped = watcher.shape([e for e in candidates if e.kv.mod_revision >= watcher.next_rev])
             if not shaped:
                 continue
             if watcher.stream.has_room():
@@ -274,11 +277,11 @@ class WatchHub:
             else:
                 # Too slow: catch up from history from the first revision it missed.
                 self._unset_synced(watcher)
-                watcher.next_rev = first_rev
+                watcher.next_rev = max(first_rev, watcher.next_rev)
                 self._unsynced.add(watcher)
                 self._wake.set()
         for watcher in list(self._iter_synced()):
-            watcher.next_rev = revision + 1
+            watcher.next_rev = max(watcher.next_rev, revision + 1)
         for stream in {w.stream for w in by_watcher}:
             if stream.pending_progress:
                 self.flush_progress(stream)
@@ -307,7 +310,7 @@ class WatchHub:
     def flush_progress(self, stream: WatchStream) -> None:
         if not stream.pending_progress or stream.queue.full():
             return
-        if any(not w.synced for w in stream.watchers.values()):
+        if any(not (w.synced or w.compacted) for w in stream.watchers.values()):
             return  # answered when the last one catches up
         stream.pending_progress = False
         stream._send(pb.WatchResponse(watch_id=-1), self.revision)
@@ -334,13 +337,16 @@ class WatchHub:
                 continue
             if not stream.has_room():
                 continue
-            if watcher.next_rev < compact_rev:
+            if watcher.next_rev < compact_rev:  # etcd still serves the compacted revision itself
                 self._unsynced.discard(watcher)
-                stream.watchers.pop(watcher.id, None)
+                # etcd keeps the id on the stream: a later cancel of it is still answered.
+                watcher.compacted = True
+                # etcd flags it canceled only for a non-zero compact_revision (after a
+                # compaction at revision 0 the watcher just goes quiet).
                 resp = pb.WatchResponse(
-                    watch_id=watcher.id, canceled=True, compact_revision=compact_rev
+                    watch_id=watcher.id, canceled=compact_rev != 0, compact_revision=compact_rev
                 )
-                stream._send(resp, self.revision)
+                stream._send(resp, 0)  # etcd sends this one with header revision 0
                 continue
             if watcher.next_rev <= self.revision:
                 events = self._history.events(

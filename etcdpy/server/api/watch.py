@@ -15,6 +15,8 @@ from etcdpy.server import errors
 from etcdpy.server.api.interceptor import lost_leader, requires_leader
 from etcdpy.server.etcdserver import EtcdServer
 
+_GRPC_OVERHEAD_BYTES = 512 * 1024
+
 
 class WatchServicer(pb_grpc.WatchServicer):
     def __init__(self, server: EtcdServer) -> None:
@@ -24,7 +26,9 @@ class WatchServicer(pb_grpc.WatchServicer):
         self, request_iterator: AsyncIterator[pb.WatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchResponse]:
         hub = self._server.watch_hub
-        stream = hub.new_stream(self._server.max_request_bytes)
+        # etcd fragments a watch response only above --max-request-bytes plus the same 512 KiB
+        # of gRPC overhead it allows on requests (grpc_server.GRPC_OVERHEAD_BYTES).
+        stream = hub.new_stream(self._server.max_request_bytes + _GRPC_OVERHEAD_BYTES)
 
         async def read_requests() -> None:
             async for request in request_iterator:
