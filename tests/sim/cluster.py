@@ -1,0 +1,689 @@
+"""The simulation driver: N RawNodes, a SimNetwork, one SimDisk each, clients, faults.
+
+One seed drives everything (separate `random.Random` streams derived from it for the
+event schedule, the network, power loss and each node's election jitter), so a run is a
+pure function of (seed, nodes, steps, bug).  After every event the driver processes every
+node's Ready following the contract in `etcdpy.raft`, and the checkers in checkers.py
+watch every fact that goes by.
+
+The application state machine (kv.py) is in memory only: a restarted node rebuilds it
+from its durable snapshot and the core replays the committed entries after it
+(RaftConfig.applied = the snapshot's index), as a real server without a durable
+state machine would.  The set of peers a node knows to be removed is kept across
+crashes (etcd keeps it in its backend); a node drops messages from removed peers, as
+etcd's transport does, and a node that applied its own removal is never restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+
+from etcdpy.raft import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RaftConfig,
+    RaftError,
+    RawNode,
+    Ready,
+    Snapshot,
+    SnapshotMetadata,
+    StateType,
+)
+
+from .checkers import (
+    ApplyOrder,
+    CommitLog,
+    ElectionSafety,
+    Invariant,
+    Membership,
+    ReadChecker,
+    Violation,
+    check_snapshot,
+)
+from .disk import DiskImage, SimDisk
+from .kv import KVStore, Put
+from .network import CALM, SimNetwork
+from .profile import EventKind, FaultProfile, draw_profile
+
+ELECTION_TICK = 10
+HEARTBEAT_TICK = 1
+MAX_READY_ROUNDS = 64  # per node per step; has_ready() staying true longer waits a step
+MAX_NODES = 12  # ever created, including joiners whose conf change never committed
+MAX_VOTERS = 7
+MIN_VOTERS_FOR_REMOVE = 4  # remove a voter only from 4+, so 3 remain to ride out crashes
+LIVENESS_BUDGET_TICKS = 60 * ELECTION_TICK
+TRACE_TAIL = 60
+
+
+def describe(m: Message) -> str:
+    s = f"{m.from_}->{m.to} {m.type.name} t{m.term}"
+    if m.type in (MessageType.APP, MessageType.APP_RESP, MessageType.SNAP):
+        s += f" {m.log_term}/{m.index} c{m.commit} n{len(m.entries)}"
+    elif m.type in (MessageType.HEARTBEAT, MessageType.VOTE, MessageType.PRE_VOTE):
+        s += f" {m.log_term}/{m.index} c{m.commit}"
+    if m.reject:
+        s += f" REJECT hint{m.reject_hint}"
+    if m.snapshot is not None and m.snapshot.metadata.index:
+        s += f" snap{m.snapshot.metadata.term}/{m.snapshot.metadata.index}"
+    if m.context:
+        s += f" ctx{m.context!r}"
+    return s
+
+
+@dataclass(slots=True)
+class SimNode:
+    """One member: its disk survives crashes, everything else is process memory.
+
+    Invariant: raw is None exactly when the node is down; kv.applied is what the core
+    has handed us to apply (the ApplyOrder checker enforces the sequence)."""
+
+    id: int
+    disk: SimDisk
+    raw: RawNode | None = None
+    storage: MemoryStorage | None = None
+    kv: KVStore = field(default_factory=KVStore)
+    conf: ConfState = field(default_factory=ConfState)
+    state: StateType = StateType.FOLLOWER
+    lead: int = 0
+    commit_seen: int = 0  # highest commit index of this incarnation already recorded
+    removed_peers: set[int] = field(default_factory=set)
+    retired: bool = False  # applied its own removal: stopped for good after a crash
+    restarts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.raw is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    steps: int
+    ticks: int
+    committed: int
+    leaders: int
+    reads_served: int
+    crashes: int
+    conf_changes_applied: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    seed: int
+    nodes: int
+    steps: int
+    bug: str | None
+    violation: Violation | None
+    trace_tail: tuple[str, ...]
+    trace_hash: str
+    stats: RunStats
+
+    def replay_command(self) -> str:
+        cmd = f"scripts/sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}"
+        if self.bug:
+            cmd += f" --bug {self.bug}"
+        return cmd + " -v"
+
+
+class Simulation:
+    def __init__(
+        self,
+        seed: int,
+        nodes: int = 3,
+        steps: int = 3000,
+        verbose: bool = False,
+        bug: str | None = None,
+    ) -> None:
+        assert nodes >= 1 and steps >= 0
+        self.seed = seed
+        self.initial_nodes = nodes
+        self.steps = steps
+        self.verbose = verbose
+        self.bug = bug
+        master = random.Random(seed)
+        self.rng = random.Random(master.getrandbits(64))  # event schedule and clients
+        self.profile: FaultProfile = draw_profile(random.Random(master.getrandbits(64)))
+        self.net: SimNetwork[Message] = SimNetwork(
+            random.Random(master.getrandbits(64)), self.profile.net, capacity=4000
+        )
+        self.power_rng = random.Random(master.getrandbits(64))
+        self.node_seeds = random.Random(master.getrandbits(64))
+        self.now = 0
+        self.step_no = 0
+        self.nodes: dict[int, SimNode] = {}
+        self.log = CommitLog()
+        self.elections = ElectionSafety()
+        self.applies = ApplyOrder(self.log)
+        self.reads = ReadChecker(self.log)
+        self.members = Membership()
+        self.trace: deque[str] = deque(maxlen=TRACE_TAIL)
+        self._hash = hashlib.sha256()
+        self._write_seq = 0
+        self._read_seq = 0
+        self._snap_reports: dict[tuple[int, int], int] = {}  # (leader, to) -> deadline tick
+        self._liveness_markers: dict[bytes, int] = {}  # marker data -> committed index
+        self._crashes = 0
+        self._conf_applied = 0
+        self._leaders = 0
+        self._in_liveness = False
+        voters = tuple(range(1, nodes + 1))
+        boot = Snapshot(metadata=SnapshotMetadata(conf_state=ConfState(voters=voters)))
+        for i in voters:
+            node = SimNode(i, SimDisk(DiskImage(snapshot=boot)))
+            self.nodes[i] = node
+            self._start(node)
+
+    # --- trace ---------------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        line = f"#{self.step_no} t{self.now} {text}"
+        self._hash.update(line.encode())
+        self.trace.append(line)
+        if self.verbose:
+            print(line)
+
+    # --- node lifecycle ----------------------------------------------------------
+
+    def _start(self, node: SimNode) -> None:
+        storage = node.disk.load_storage()
+        snap = storage.snapshot()
+        kv = KVStore.decode(snap.data)
+        assert kv.applied == snap.metadata.index, (kv.applied, snap.metadata.index)
+        cfg = RaftConfig(
+            id=node.id,
+            election_tick=ELECTION_TICK,
+            heartbeat_tick=HEARTBEAT_TICK,
+            applied=snap.metadata.index,
+            max_size_per_msg=256,  # small, so that batching and probing get exercised
+            max_inflight_msgs=8,
+            rng=random.Random(self.node_seeds.getrandbits(64)),
+        )
+        node.storage = storage
+        node.raw = RawNode(cfg, storage)
+        node.kv = kv
+        node.conf = snap.metadata.conf_state
+        node.state = StateType.FOLLOWER
+        node.lead = 0
+        node.commit_seen = snap.metadata.index
+        self.applies.restore(node.id, snap.metadata.index)
+
+    def _crash(self, node: SimNode, why: str) -> None:
+        kept = node.disk.crash(self.power_rng)
+        node.raw = None
+        node.storage = None
+        self.reads.forget_node(node.id)
+        self._crashes += 1
+        self._event(f"crash {node.id} ({why}); {kept} unsynced writes survived")
+
+    # --- the Ready loop ----------------------------------------------------------------
+
+    def _process_all(self) -> None:
+        for nid in sorted(self.nodes):
+            node = self.nodes[nid]
+            rounds = 0
+            while node.raw is not None and rounds < MAX_READY_ROUNDS and node.raw.has_ready():
+                self._handle_ready(node, node.raw.ready())
+                rounds += 1
+
+    def _handle_ready(self, node: SimNode, rd: Ready) -> None:
+        raw, storage = node.raw, node.storage
+        assert raw is not None and storage is not None
+        became_leader = False
+        if rd.soft_state is not None:
+            if rd.soft_state.raft_state == StateType.LEADER and node.state != StateType.LEADER:
+                became_leader = True
+            node.state, node.lead = rd.soft_state.raft_state, rd.soft_state.lead
+        # (1) persist: snapshot, then entries, then hard state.
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self._install_snapshot(node, rd.snapshot)
+        for e in rd.entries:
+            self.log.check_write(node.id, e)
+        if rd.entries:
+            node.disk.append(rd.entries)
+            storage.append(rd.entries)
+        if rd.hard_state is not None:
+            node.disk.set_hard_state(rd.hard_state)
+            storage.set_hard_state(rd.hard_state)
+            self._record_commits(node, rd.hard_state.commit)
+        # `messages` may leave before the persist is durable ...
+        for m in rd.messages:
+            self._send(m)
+        if (
+            not self._in_liveness
+            and self.profile.crash_in_ready
+            and (rd.hard_state is not None or rd.entries)
+            and self.rng.random() < self.profile.crash_in_ready
+        ):
+            self._crash(node, "power loss before fsync")
+            return
+        if rd.must_sync:
+            node.disk.sync()
+        # ... `persisted_messages` only after it.
+        for m in rd.persisted_messages:
+            self._send(m)
+        if became_leader:
+            self._on_leader(node)
+        # (3) apply.
+        for e in rd.committed_entries:
+            self._apply(node, e)
+            if node.raw is None:
+                return
+        for rs in rd.read_states:
+            self.reads.on_read_state(node.id, rs.request_ctx, rs.index)
+        self.reads.serve_ready(node.id, node.kv.applied, node.kv.data)
+        # (4)
+        raw.advance()
+
+    def _install_snapshot(self, node: SimNode, snap: Snapshot) -> None:
+        md = snap.metadata
+        check_snapshot(self.log, node.id, md.index, md.term, snap.data)
+        assert node.storage is not None
+        node.disk.install_snapshot(snap)
+        node.storage.apply_snapshot(snap)
+        node.kv = KVStore.decode(snap.data)
+        node.conf = md.conf_state
+        node.commit_seen = max(node.commit_seen, md.index)
+        self.applies.restore(node.id, md.index)
+        self._event(f"node {node.id} installs snapshot {md.term}/{md.index} {md.conf_state}")
+
+    def _record_commits(self, node: SimNode, commit: int) -> None:
+        """Everything up to commit is committed: record it (or compare it) globally."""
+        assert node.storage is not None
+        st = node.storage
+        lo = max(node.commit_seen + 1, st.first_index())
+        if commit > st.last_index():
+            raise Violation(
+                Invariant.COMMITTED_CHANGED,
+                f"node {node.id} commit {commit} is beyond its last index {st.last_index()}",
+            )
+        if lo <= commit:
+            for e in st.entries(lo, commit + 1):
+                self.log.record(node.id, e)
+        node.commit_seen = max(node.commit_seen, commit)
+
+    def _on_leader(self, node: SimNode) -> None:
+        assert node.raw is not None and node.storage is not None
+        term = node.raw.status().hard_state.term
+        self._leaders += 1
+        self._event(f"node {node.id} becomes leader of term {term}")
+        self.elections.on_leader(node.id, term)
+        self.members.on_leader(node.id, node.conf.voters)
+        st = node.storage
+        if st.last_index() < self.log.max_index:
+            raise Violation(
+                Invariant.LEADER_COMPLETENESS,
+                f"leader {node.id} of term {term} ends at {st.last_index()}, "
+                f"index {self.log.max_index} is committed",
+            )
+        for i in range(st.first_index(), self.log.max_index + 1):
+            want = self.log.term_at(i)
+            if want is not None and st.term(i) != want:
+                raise Violation(
+                    Invariant.LEADER_COMPLETENESS,
+                    f"leader {node.id} of term {term} has term {st.term(i)} at {i}, "
+                    f"committed term is {want}",
+                )
+
+    def _apply(self, node: SimNode, e: Entry) -> None:
+        assert node.raw is not None
+        self.applies.on_apply(node.id, e)
+        if e.type == EntryType.CONF_CHANGE:
+            cc = ConfChange.decode(e.data)
+            node.kv.skip(e.index)
+            node.conf = node.raw.apply_conf_change(cc)
+            self._conf_applied += 1
+            self._event(
+                f"node {node.id} applies {e.index} {cc.type.name} {cc.node_id} -> {node.conf}"
+            )
+            if cc.type == ConfChangeType.REMOVE_NODE:
+                node.removed_peers.add(cc.node_id)
+                if cc.node_id == node.id:
+                    node.retired = True
+                    self.members.on_removed(node.id)
+        else:
+            node.kv.apply(e.index, e.data)
+            if e.data in self._liveness_markers and not self._liveness_markers[e.data]:
+                self._liveness_markers[e.data] = e.index
+
+    def _send(self, m: Message) -> None:
+        assert m.to != m.from_, "a message to oneself in a Ready"
+        if m.type == MessageType.SNAP:
+            self._snap_reports[(m.from_, m.to)] = self.now + self.profile.net.long_delay_max + 5
+        self.net.send(m, self.now)
+
+    # --- events ----------------------------------------------------------------------
+
+    def _alive(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    def _leader(self) -> SimNode | None:
+        """The live leader with the highest term, if any."""
+        best: SimNode | None = None
+        best_term = -1
+        for n in self._alive():
+            if n.state == StateType.LEADER:
+                assert n.raw is not None
+                t = n.raw.status().hard_state.term
+                if t > best_term:
+                    best, best_term = n, t
+        return best
+
+    def _advance(self) -> None:
+        m = self.net.pop_due(self.now)
+        if m is None:
+            self._tick()
+            return
+        self._deliver(m)
+
+    def _tick(self) -> None:
+        self.now += 1
+        skip = 0.0 if self._in_liveness else self.profile.tick_skip
+        for nid in sorted(self.nodes):
+            node = self.nodes[nid]
+            if node.raw is not None and not (skip and self.rng.random() < skip):
+                node.raw.tick()
+        self.reads.expire(self.now, 5 * ELECTION_TICK)
+        for key in [k for k, d in self._snap_reports.items() if d <= self.now]:
+            del self._snap_reports[key]
+            sender = self.nodes[key[0]]
+            if sender.raw is not None:
+                sender.raw.report_snapshot(key[1], failed=True)
+                self._event(f"snapshot {key[0]}->{key[1]} reported failed")
+
+    def _deliver(self, m: Message) -> None:
+        node = self.nodes.get(m.to)
+        if node is None or node.raw is None:
+            sender = self.nodes.get(m.from_)
+            if sender is not None and sender.raw is not None:
+                sender.raw.report_unreachable(m.to)
+            return
+        if m.from_ in node.removed_peers:
+            return
+        self._event("deliver " + describe(m))
+        if m.type == MessageType.SNAP and self._snap_reports.pop((m.from_, m.to), None):
+            sender = self.nodes[m.from_]
+            if sender.raw is not None:
+                sender.raw.report_snapshot(m.to, failed=False)
+        try:
+            node.raw.step(m)
+        except RaftError as err:
+            self._event(f"node {node.id} refuses {m.type.name}: {type(err).__name__}")
+
+    def _pick_target(self) -> SimNode | None:
+        alive = [n for n in self._alive() if not n.retired]
+        if not alive:
+            return None
+        leader = self._leader()
+        if leader is not None and self.rng.random() < 0.5:
+            return leader
+        return self.rng.choice(alive)
+
+    def _propose(self) -> None:
+        node = self._pick_target()
+        if node is None:
+            return
+        assert node.raw is not None
+        self._write_seq += 1
+        put = Put(f"k{self.rng.randrange(5)}", f"v{self._write_seq}")
+        try:
+            node.raw.propose(put.encode())
+            self._event(f"client -> {node.id}: {put.key}={put.value}")
+        except ProposalDropped:
+            self._event(f"client -> {node.id}: {put.key}={put.value} dropped")
+
+    def _read(self) -> None:
+        node = self._pick_target()
+        if node is None or not self.reads.can_issue():
+            return
+        assert node.raw is not None
+        self._read_seq += 1
+        ctx = f"r{self._read_seq}".encode()
+        key = f"k{self.rng.randrange(5)}"
+        self.reads.issue(ctx, node.id, key, self.now)
+        self._event(f"client -> {node.id}: read {key} ctx {ctx!r}")
+        try:
+            node.raw.read_index(ctx)
+        except RaftError as err:
+            self._event(f"read {ctx!r} refused: {type(err).__name__}")
+
+    def _crash_event(self) -> None:
+        alive = self._alive()
+        # Keep the run interesting: never take down the last live member.
+        if len(alive) > 1:
+            self._crash(self.rng.choice(alive), "crash event")
+
+    def _restart_event(self) -> None:
+        down = [n for n in self.nodes.values() if not n.alive and not n.retired]
+        if down:
+            node = self.rng.choice(down)
+            node.restarts += 1
+            self._start(node)
+            self._event(
+                f"restart {node.id} from disk: {node.disk.durable.hard_state}, "
+                f"last index {node.disk.durable.last_index()}"
+            )
+
+    def _partition_event(self) -> None:
+        ids = sorted(self.nodes)
+        kind = self.rng.randrange(4)
+        leader = self._leader()
+        if kind == 0 and leader is not None:
+            self.net.isolate(leader.id, ids)
+            self._event(f"partition: isolate leader {leader.id}")
+        elif kind == 1:
+            shuffled = ids[:]
+            self.rng.shuffle(shuffled)
+            k = self.rng.randint(1, max(1, len(ids) // 2))
+            self.net.partition(shuffled[:k], shuffled[k:])
+            self._event(f"partition: {sorted(shuffled[:k])} | {sorted(shuffled[k:])}")
+        elif kind == 2:
+            victim = self.rng.choice(ids)
+            others = [i for i in ids if i != victim]
+            if self.rng.random() < 0.5:
+                self.net.partition_one_way([victim], others)
+                self._event(f"partition: {victim} cannot send")
+            else:
+                self.net.partition_one_way(others, [victim])
+                self._event(f"partition: {victim} cannot receive")
+        else:
+            a, b = self.rng.sample(ids, 2) if len(ids) > 1 else (ids[0], ids[0])
+            self.net.cut(a, b)
+            self._event(f"partition: cut {a} <-> {b}")
+
+    def _conf_event(self, kind: EventKind) -> None:
+        leader = self._leader()
+        if leader is None:
+            return
+        assert leader.raw is not None
+        conf = leader.conf
+        cc: ConfChange | None = None
+        if kind in (EventKind.ADD_VOTER, EventKind.ADD_LEARNER):
+            if len(self.nodes) >= MAX_NODES or len(conf.voters) >= MAX_VOTERS:
+                return
+            new_id = max(self.nodes) + 1
+            node = SimNode(new_id, SimDisk())
+            self.nodes[new_id] = node
+            self._start(node)
+            typ = (
+                ConfChangeType.ADD_NODE
+                if kind == EventKind.ADD_VOTER
+                else ConfChangeType.ADD_LEARNER_NODE
+            )
+            cc = ConfChange(typ, new_id)
+        elif kind == EventKind.PROMOTE and conf.learners:
+            cc = ConfChange(ConfChangeType.ADD_NODE, self.rng.choice(conf.learners))
+        elif kind == EventKind.REMOVE:
+            choices = list(conf.learners)
+            if len(conf.voters) >= MIN_VOTERS_FOR_REMOVE:
+                choices += list(conf.voters)
+            if choices:
+                cc = ConfChange(ConfChangeType.REMOVE_NODE, self.rng.choice(choices))
+        if cc is None:
+            return
+        try:
+            leader.raw.propose_conf_change(cc)
+            self._event(f"propose {cc.type.name} {cc.node_id} to leader {leader.id}")
+        except ProposalDropped:
+            self._event(f"propose {cc.type.name} {cc.node_id} dropped")
+
+    def _transfer_event(self) -> None:
+        leader = self._leader()
+        if leader is None:
+            return
+        others = [v for v in leader.conf.voters if v != leader.id]
+        if others:
+            to = self.rng.choice(others)
+            assert leader.raw is not None
+            leader.raw.transfer_leader(to)
+            self._event(f"transfer leadership {leader.id} -> {to}")
+
+    def _compact_event(self) -> None:
+        alive = self._alive()
+        if not alive:
+            return
+        node = self.rng.choice(alive)
+        st = node.storage
+        assert st is not None
+        old = st.snapshot().metadata.index
+        idx = node.kv.applied
+        if idx <= old + 2:
+            return
+        snap = st.create_snapshot(idx, node.conf, node.kv.encode())
+        # Keep a few entries behind the snapshot for slow followers, as etcd does.
+        st.compact(max(old + 1, idx - self.rng.randint(0, 8)))
+        node.disk.save_snapshot(snap)
+        node.disk.sync()  # a snapshot file is fsynced before the log is cut
+        self._event(f"node {node.id} snapshots at {snap.metadata.term}/{idx}")
+
+    def _do(self, kind: EventKind) -> None:
+        if kind == EventKind.ADVANCE:
+            self._advance()
+        elif kind == EventKind.PROPOSE:
+            self._propose()
+        elif kind == EventKind.READ:
+            self._read()
+        elif kind == EventKind.CRASH:
+            self._crash_event()
+        elif kind == EventKind.RESTART:
+            self._restart_event()
+        elif kind == EventKind.PARTITION:
+            self._partition_event()
+        elif kind == EventKind.HEAL:
+            if self.net.partitioned:
+                self.net.heal()
+                self._event("heal all partitions")
+        elif kind in (
+            EventKind.ADD_VOTER,
+            EventKind.ADD_LEARNER,
+            EventKind.PROMOTE,
+            EventKind.REMOVE,
+        ):
+            self._conf_event(kind)
+        elif kind == EventKind.TRANSFER:
+            self._transfer_event()
+        else:
+            self._compact_event()
+
+    # --- liveness ----------------------------------------------------------------------
+
+    def _check_liveness(self) -> None:
+        """Heal everything, then a fresh write must commit and reach every member that the
+        leader's configuration lists, within a bounded number of ticks."""
+        self._in_liveness = True
+        saved = self.net.faults
+        self.net.faults = CALM
+        self.net.heal()
+        for node in self.nodes.values():
+            if not node.alive and not node.retired:
+                self._start(node)
+        self._event("liveness: healed network, restarted every member")
+        marker = Put("live", f"m{self.step_no}").encode()
+        self._liveness_markers[marker] = 0
+        start = self.now
+        next_propose = self.now
+        loops = 0
+        while True:
+            loops += 1
+            assert loops < 1_000_000
+            idx = self._liveness_markers[marker]
+            leader = self._leader()
+            if idx and leader is not None:
+                members = leader.conf.voters + leader.conf.learners
+                if all(self.nodes[m].kv.applied >= idx for m in members if m in self.nodes):
+                    break
+            if self.now - start > LIVENESS_BUDGET_TICKS:
+                raise Violation(
+                    Invariant.LIVENESS,
+                    f"no progress within {LIVENESS_BUDGET_TICKS} ticks of healing "
+                    f"(marker committed at {idx or 'never'})",
+                )
+            if not idx and self.now >= next_propose:
+                target = leader or self._pick_target()
+                if target is not None and target.raw is not None:
+                    try:
+                        target.raw.propose(marker)
+                        self._event(f"liveness: propose marker to {target.id}")
+                    except ProposalDropped:
+                        pass
+                next_propose = self.now + ELECTION_TICK
+            self._advance()
+            self._process_all()
+        self._event(f"liveness: marker at {self._liveness_markers[marker]} everywhere")
+        self.net.faults = saved
+        self._in_liveness = False
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        violation: Violation | None = None
+        kinds = list(EventKind)
+        weights = self.profile.weights
+        try:
+            self._process_all()
+            for step in range(1, self.steps + 1):
+                self.step_no = step
+                self._do(self.rng.choices(kinds, weights)[0])
+                self._process_all()
+                if self.step_no == self.steps // 2:
+                    self._check_liveness()
+            self._check_liveness()
+        except Violation as v:
+            violation = v
+        except Exception as err:  # the core (or the harness) broke: report it like a violation
+            tb = traceback.extract_tb(err.__traceback__)[-1]
+            violation = Violation(
+                Invariant.CORE_ERROR,
+                f"{type(err).__name__}: {err} at {tb.filename}:{tb.lineno}",
+            )
+        if violation is not None:
+            self._event(f"VIOLATION {violation}")
+        return RunResult(
+            seed=self.seed,
+            nodes=self.initial_nodes,
+            steps=self.steps,
+            bug=self.bug,
+            violation=violation,
+            trace_tail=tuple(self.trace),
+            trace_hash=self._hash.hexdigest(),
+            stats=RunStats(
+                steps=self.step_no,
+                ticks=self.now,
+                committed=self.log.max_index,
+                leaders=self._leaders,
+                reads_served=self.reads.served,
+                crashes=self._crashes,
+                conf_changes_applied=self._conf_applied,
+                messages=self.net.stats().sent,
+            ),
+        )
