@@ -85,14 +85,15 @@ class CommitLog:
                 f"node {seen.first_seen_by} committed {seen.term}/{e.index} {seen.data!r}",
             )
 
-    def check_write(self, node: int, e: Entry) -> None:
-        """A node writes e into its log: a committed index may only get the same entry."""
-        seen = self.entries.get(e.index)
-        if seen is not None and (seen.term, seen.data) != (e.term, e.data):
+    def check_overwrite(self, node: int, first_written: int, node_commit: int) -> None:
+        """A node rewrites its log from first_written on: nothing it knew to be committed
+        may be rewritten.  (A stale node may well hold other entries at indexes that are
+        committed elsewhere: that is legal until it learns they are committed.)"""
+        if first_written <= node_commit:
             raise Violation(
                 Invariant.COMMITTED_CHANGED,
-                f"node {node} overwrites committed {seen.term}/{e.index} {seen.data!r} "
-                f"with {e.term}/{e.index} {e.data!r}",
+                f"node {node} rewrites its log from {first_written} on, "
+                f"but it knew {node_commit} was committed",
             )
 
     def term_at(self, index: int) -> int | None:
