@@ -260,16 +260,17 @@ class Simulation:
             if rd.soft_state.raft_state == StateType.LEADER and node.state != StateType.LEADER:
                 became_leader = True
             node.state, node.lead = rd.soft_state.raft_state, rd.soft_state.lead
-        # (1) persist: snapshot, then entries, then hard state.
-        if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self._install_snapshot(node, rd.snapshot)
+        # (1) persist: snapshot, then entries, then hard state, as one disk record.
+        snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
+        if snap is not None:
+            self._install_snapshot(node, snap)
         if rd.entries:
             self.log.check_overwrite(node.id, rd.entries[0].index, node.commit_seen)
-            node.disk.append(rd.entries)
             storage.append(rd.entries)
         if rd.hard_state is not None:
-            node.disk.set_hard_state(rd.hard_state)
             storage.set_hard_state(rd.hard_state)
+        node.disk.write_ready(snap, rd.entries, rd.hard_state)
+        if rd.hard_state is not None:
             self._record_commits(node, rd.hard_state.commit)
         # `messages` may leave before the persist is durable ...
         for m in rd.messages:
@@ -304,7 +305,6 @@ class Simulation:
         md = snap.metadata
         check_snapshot(self.log, node.id, md.index, md.term, snap.data)
         assert node.storage is not None
-        node.disk.install_snapshot(snap)
         node.storage.apply_snapshot(snap)
         node.kv = KVStore.decode(snap.data)
         node.conf = md.conf_state
@@ -587,7 +587,6 @@ class Simulation:
         snap = st.create_snapshot(idx, node.conf, node.kv.encode())
         st.compact(max(old + 1, idx - keep_entries))
         node.disk.save_snapshot(snap)
-        node.disk.sync()  # a snapshot file is fsynced before the log is cut
         self._event(f"node {node.id} snapshots at {snap.metadata.term}/{idx}")
 
     def _do(self, kind: EventKind) -> None:

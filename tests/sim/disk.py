@@ -18,14 +18,16 @@ from etcdpy.raft import Entry, HardState, MemoryStorage, Snapshot
 
 
 class OpKind(IntEnum):
-    HARD_STATE = 0
-    APPEND = 1
-    INSTALL_SNAPSHOT = 2  # a snapshot received from the leader: it replaces the whole log
-    SAVE_SNAPSHOT = 3  # our own snapshot: entries after it are kept
+    READY = 0  # what one Ready asks to persist: snapshot to install, entries, hard state
+    SAVE_SNAPSHOT = 1  # our own snapshot: entries after it are kept
 
 
 @dataclass(frozen=True, slots=True)
 class WriteOp:
+    """One record, written atomically (a WAL batch with a checksum: a torn record is
+    discarded whole on recovery).  A snapshot and the hard state that commits it must be
+    one record, or a restart could see a snapshot beyond its commit index."""
+
     kind: OpKind
     hard_state: HardState | None = None
     entries: tuple[Entry, ...] = ()
@@ -44,15 +46,13 @@ class DiskImage:
     entries: list[Entry] = field(default_factory=list)
 
     def apply(self, op: WriteOp) -> None:
-        if op.kind is OpKind.HARD_STATE:
-            assert op.hard_state is not None
-            self.hard_state = op.hard_state
-        elif op.kind is OpKind.APPEND:
+        if op.kind is OpKind.READY:
+            if op.snapshot is not None:  # received from the leader: replaces the whole log
+                self.snapshot = op.snapshot
+                self.entries = []
             self._append(op.entries)
-        elif op.kind is OpKind.INSTALL_SNAPSHOT:
-            assert op.snapshot is not None
-            self.snapshot = op.snapshot
-            self.entries = []
+            if op.hard_state is not None:
+                self.hard_state = op.hard_state
         else:
             assert op.snapshot is not None
             snap_index = op.snapshot.metadata.index
@@ -98,18 +98,15 @@ class SimDisk:
         assert len(self.pending) < self.MAX_PENDING, "unsynced writes never flushed"
         self.pending.append(op)
 
-    def set_hard_state(self, hs: HardState) -> None:
-        self.write(WriteOp(OpKind.HARD_STATE, hard_state=hs))
-
-    def append(self, entries: tuple[Entry, ...]) -> None:
-        if entries:
-            self.write(WriteOp(OpKind.APPEND, entries=entries))
-
-    def install_snapshot(self, snap: Snapshot) -> None:
-        self.write(WriteOp(OpKind.INSTALL_SNAPSHOT, snapshot=snap))
+    def write_ready(
+        self, snapshot: Snapshot | None, entries: tuple[Entry, ...], hard_state: HardState | None
+    ) -> None:
+        if snapshot is not None or entries or hard_state is not None:
+            self.write(WriteOp(OpKind.READY, hard_state, entries, snapshot))
 
     def save_snapshot(self, snap: Snapshot) -> None:
         self.write(WriteOp(OpKind.SAVE_SNAPSHOT, snapshot=snap))
+        self.sync()  # a snapshot file is fsynced before the log is cut
 
     def sync(self) -> None:
         for op in self.pending:
@@ -118,7 +115,7 @@ class SimDisk:
         self.syncs += 1
 
     def crash(self, rng: random.Random) -> int:
-        """Power loss: a seeded prefix of the pending writes survives; returns its length."""
+        """Power loss: a seeded prefix of the pending records survives; returns its length."""
         keep = rng.randint(0, len(self.pending)) if self.pending else 0
         for op in self.pending[:keep]:
             self.durable.apply(op)
