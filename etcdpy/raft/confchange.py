@@ -12,16 +12,22 @@ from .tracker import Inflights, Progress, TrackerConfig
 from .types import ConfChange, ConfChangeType, ConfState
 
 
-def _new_progress(last_index: int, is_learner: bool, max_inflight: int, max_bytes: int) -> Progress:
-    # A fresh member is probed right after our last entry and counts as recently active,
-    # so that check-quorum does not step the leader down before it could be heard from.
+def _new_progress(next_index: int, is_learner: bool, max_inflight: int, max_bytes: int) -> Progress:
+    # A fresh member counts as recently active, so that check-quorum does not step the
+    # leader down before it could be heard from.
     return Progress(
         match=0,
-        next=last_index + 1,
+        next=next_index,
         inflights=Inflights(max_inflight, max_bytes),
         is_learner=is_learner,
         recent_active=True,
     )
+
+
+def _probe_from(last_index: int) -> int:
+    """Where to probe a member just added: at our last entry, so the first probe carries
+    an entry and goes out at once (an empty probe would wait for the next proposal)."""
+    return max(last_index, 1)
 
 
 def check_invariants(cfg: TrackerConfig, prs: dict[int, Progress]) -> None:
@@ -53,14 +59,18 @@ def simple(
             learners.discard(nid)
             new[nid].is_learner = False
         elif nid not in voters:
-            new[nid] = _new_progress(last_index, False, max_inflight, max_inflight_bytes)
+            new[nid] = _new_progress(
+                _probe_from(last_index), False, max_inflight, max_inflight_bytes
+            )
         voters.add(nid)
     elif cc.type == ConfChangeType.ADD_LEARNER_NODE:
         if nid in voters:
             voters.discard(nid)
             new[nid].is_learner = True
         elif nid not in learners:
-            new[nid] = _new_progress(last_index, True, max_inflight, max_inflight_bytes)
+            new[nid] = _new_progress(
+                _probe_from(last_index), True, max_inflight, max_inflight_bytes
+            )
         learners.add(nid)
     elif cc.type == ConfChangeType.REMOVE_NODE:
         voters.discard(nid)
@@ -83,7 +93,7 @@ def restore(
     """The configuration and fresh progress described by a ConfState (startup, snapshot)."""
     cfg = TrackerConfig(voters=frozenset(cs.voters), learners=frozenset(cs.learners))
     prs = {
-        i: _new_progress(last_index, i in cfg.learners, max_inflight, max_inflight_bytes)
+        i: _new_progress(last_index + 1, i in cfg.learners, max_inflight, max_inflight_bytes)
         for i in (*cs.voters, *cs.learners)
     }
     check_invariants(cfg, prs)

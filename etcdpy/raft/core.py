@@ -16,8 +16,10 @@ from typing import Any
 
 from . import confchange
 from .config import RaftConfig
+from .describe import describe_conf_change, message_type_name
 from .errors import (
     Compacted,
+    ConfigInvalid,
     ProposalDropped,
     SnapshotTemporarilyUnavailable,
     Unavailable,
@@ -50,6 +52,9 @@ NONE = 0
 # Context of a VOTE sent because of a leadership transfer: it overrides the lease check.
 CAMPAIGN_TRANSFER = b"CampaignTransfer"
 
+_VOTE_TYPES = frozenset({MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP})
+_TERMLESS = frozenset({MT.PROP, MT.READ_INDEX})
+
 # Bound on READ_INDEX requests parked until the new leader commits an entry of its term.
 MAX_PENDING_READ_INDEX_MESSAGES = 4096
 
@@ -69,6 +74,14 @@ def payload_size(ents: tuple[Entry, ...] | list[Entry]) -> int:
 
 
 class Raft:
+    """One member's Raft state.  Driven only through step() and tick(); see RawNode.
+
+    Invariants: state == LEADER iff lead == id; a vote is only ever cast once per term
+    (vote changes only together with term, or from NONE); the leader's own Progress is
+    in REPLICATE; msgs never holds a message to ourselves (those wait in
+    msgs_after_append until the Ready that persists them is advanced).
+    """
+
     def __init__(
         self,
         config: RaftConfig,
@@ -118,6 +131,11 @@ class Raft:
         if not hs.is_empty():
             self._load_state(hs)
         if config.applied > 0:
+            if config.applied > self.raft_log.committed:
+                raise ConfigInvalid(
+                    f"applied {config.applied} is beyond the commit index "
+                    f"{self.raft_log.committed} in storage"
+                )
             self.raft_log.applied_to(config.applied)
         self.become_follower(self.term, NONE)
         self._log(
@@ -171,19 +189,36 @@ class Raft:
 
     def send(self, m: Message) -> None:
         """Queue m.  Stamps from_ and (for non-vote messages) our term; checks the rules."""
-        if m.from_ == NONE:
-            m = _replace(m, from_=self.id)
-        if m.type in (MT.VOTE, MT.VOTE_RESP, MT.PRE_VOTE, MT.PRE_VOTE_RESP):
+        frm = m.from_ or self.id
+        term = m.term
+        if m.type in _VOTE_TYPES:
             # Vote messages carry the term they are about, which is not always ours
             # (a pre-vote is for term+1; a granted response echoes the request's term).
-            assert m.term != 0, f"term should be set when sending {m.type.name}"
+            assert term != 0, f"term should be set when sending {m.type.name}"
         else:
-            assert m.term == 0, f"term should not be set when sending {m.type.name} ({m.term})"
+            assert term == 0, f"term should not be set when sending {m.type.name} ({term})"
             # PROP and READ_INDEX forwarded by a follower carry no term: they are local
             # requests relayed to the leader and are valid regardless of term.
-            if m.type not in (MT.PROP, MT.READ_INDEX):
-                m = _replace(m, term=self.term)
+            if m.type not in _TERMLESS:
+                term = self.term
         assert m.type not in LOCAL_MESSAGES, m.type
+        if frm != m.from_ or term != m.term:
+            # Positional construction: dataclasses.replace is several times slower, and
+            # this runs for every message.
+            m = Message(
+                m.type,
+                m.to,
+                frm,
+                term,
+                m.log_term,
+                m.index,
+                m.entries,
+                m.commit,
+                m.snapshot,
+                m.reject,
+                m.reject_hint,
+                m.context,
+            )
         if m.type in RESPONSE_AFTER_PERSIST:
             self.msgs_after_append.append(m)
         else:
@@ -340,7 +375,7 @@ class Raft:
                 continue
             self._log(
                 f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
-                f"{self.raft_log.last_index()}] sent {_mt_name(vote_msg)} request to {nid} "
+                f"{self.raft_log.last_index()}] sent {message_type_name(vote_msg)} request to {nid} "
                 f"at term {self.term}"
             )
             self.send(
@@ -356,7 +391,7 @@ class Raft:
 
     def _poll(self, nid: int, t: MessageType, granted: bool) -> tuple[int, int, VoteResult]:
         verb = "" if granted else "rejection "
-        self._log(f"{self.id} received {_mt_name(t)} {verb}from {nid} at term {self.term}")
+        self._log(f"{self.id} received {message_type_name(t)} {verb}from {nid} at term {self.term}")
         self.trk.record_vote(nid, granted)
         return self.trk.tally_votes()
 
@@ -380,7 +415,7 @@ class Raft:
                     self._log(
                         f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
                         f"{self.raft_log.last_index()}, vote: {self.vote}] ignored "
-                        f"{_mt_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
+                        f"{message_type_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
                         f"{m.index}] at term {self.term}: lease is not expired (remaining "
                         f"ticks: {self.election_timeout - self.election_elapsed})"
                     )
@@ -393,7 +428,7 @@ class Raft:
                 pass
             else:
                 self._log(
-                    f"{self.id} [term: {self.term}] received a {_mt_name(m.type)} message "
+                    f"{self.id} [term: {self.term}] received a {message_type_name(m.type)} message "
                     f"with higher term from {m.from_} [term: {m.term}]"
                 )
                 if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
@@ -410,13 +445,13 @@ class Raft:
                 self._log(
                     f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
                     f"{self.raft_log.last_index()}, vote: {self.vote}] rejected "
-                    f"{_mt_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
+                    f"{message_type_name(m.type)} from {m.from_} [logterm: {m.log_term}, index: "
                     f"{m.index}] at term {self.term}"
                 )
                 self.send(Message(type=MT.PRE_VOTE_RESP, to=m.from_, term=self.term, reject=True))
             else:
                 self._log(
-                    f"{self.id} [term: {self.term}] ignored a {_mt_name(m.type)} message "
+                    f"{self.id} [term: {self.term}] ignored a {message_type_name(m.type)} message "
                     f"with lower term from {m.from_} [term: {m.term}]"
                 )
             return
@@ -427,6 +462,7 @@ class Raft:
             self._handle_vote_request(m)
         else:
             self._step(m)
+        assert (self.state == StateType.LEADER) == (self.lead == self.id), (self.state, self.lead)
 
     def _handle_vote_request(self, m: Message) -> None:
         can_vote = (
@@ -440,7 +476,7 @@ class Raft:
         )
         self._log(
             f"{self.id} [logterm: {self.raft_log.last_term()}, index: "
-            f"{self.raft_log.last_index()}, vote: {self.vote}] {verb} {_mt_name(m.type)} for "
+            f"{self.raft_log.last_index()}, vote: {self.vote}] {verb} {message_type_name(m.type)} for "
             f"{m.from_} [logterm: {m.log_term}, index: {m.index}] at term {self.term}"
         )
         if verb == "cast":
@@ -462,9 +498,9 @@ class Raft:
                 self._log(f"{self.id} stepped down to follower since quorum is not active")
                 self.become_follower(self.term, NONE)
             # Activity is measured afresh over each election timeout.
-            for i, pr in self.trk.progress.items():
+            for i, other in self.trk.progress.items():
                 if i != self.id:
-                    pr.recent_active = False
+                    other.recent_active = False
             return
         if m.type == MT.PROP:
             self._leader_propose(m)
@@ -482,6 +518,11 @@ class Raft:
         elif m.type == MT.HEARTBEAT_RESP:
             pr.recent_active = True
             pr.msg_app_flow_paused = False
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                # The follower is alive but the window is full: acknowledgements were
+                # probably lost.  Free one slot so that an append goes out; if the
+                # follower lacks entries it rejects it and we fall back to probing.
+                pr.inflights.free_first_one()
             if pr.match < self.raft_log.last_index() or pr.state == ProgressState.PROBE:
                 self._send_append(m.from_)
             if self.lease_based or not m.context:
@@ -659,7 +700,7 @@ class Raft:
         elif m.type == my_resp:
             gr, rj, res = self._poll(m.from_, m.type, not m.reject)
             self._log(
-                f"{self.id} has received {gr} {_mt_name(m.type)} votes and {rj} vote rejections"
+                f"{self.id} has received {gr} {message_type_name(m.type)} votes and {rj} vote rejections"
             )
             if res == VoteResult.WON:
                 if self.state == StateType.PRE_CANDIDATE:
@@ -681,7 +722,7 @@ class Raft:
             if self.disable_proposal_forwarding:
                 self._log(f"{self.id} not forwarding to leader {self.lead}; dropping proposal")
                 raise ProposalDropped("proposal forwarding disabled")
-            self.send(_replace(m, to=self.lead, from_=self.id))
+            self.send(_replace(m, to=self.lead, from_=self.id, term=0))
         elif m.type == MT.APP:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -698,7 +739,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping leader transfer msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.TIMEOUT_NOW:
             self._log(
                 f"{self.id} [term {self.term}] received MsgTimeoutNow from {m.from_} and starts "
@@ -710,7 +751,7 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping index reading msg")
                 return
-            self.send(_replace(m, to=self.lead))
+            self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(index=m.index, request_ctx=m.context))
 
@@ -926,6 +967,10 @@ class Raft:
         if not self.read_only.add_request(self.raft_log.committed, m):
             return
         self.read_only.recv_ack(self.id, m.context)
+        # Heartbeats still in the outbox (not yet handed out in a Ready) are superseded:
+        # the round for this newest request also confirms every request queued before it,
+        # so reads arriving within one Ready cycle share a single heartbeat round.
+        self.msgs = [x for x in self.msgs if x.type != MT.HEARTBEAT]
         self._bcast_heartbeat_with_ctx(m.context)
 
     def _release_pending_read_index_messages(self) -> None:
@@ -952,6 +997,7 @@ class Raft:
         self.trk.config = cfg
         self.trk.progress = prs
         self.trk.check()
+        self._log(f"{self.id} switched to configuration {cfg}")
         cs = self.trk.conf_state()
         pr = prs.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
@@ -978,37 +1024,8 @@ def _replace(m: Message, **kw: Any) -> Message:
     return replace(m, **kw)
 
 
-_MT_NAMES = {
-    MT.HUP: "MsgHup",
-    MT.BEAT: "MsgBeat",
-    MT.PROP: "MsgProp",
-    MT.APP: "MsgApp",
-    MT.APP_RESP: "MsgAppResp",
-    MT.VOTE: "MsgVote",
-    MT.VOTE_RESP: "MsgVoteResp",
-    MT.SNAP: "MsgSnap",
-    MT.HEARTBEAT: "MsgHeartbeat",
-    MT.HEARTBEAT_RESP: "MsgHeartbeatResp",
-    MT.UNREACHABLE: "MsgUnreachable",
-    MT.SNAP_STATUS: "MsgSnapStatus",
-    MT.CHECK_QUORUM: "MsgCheckQuorum",
-    MT.TRANSFER_LEADER: "MsgTransferLeader",
-    MT.TIMEOUT_NOW: "MsgTimeoutNow",
-    MT.READ_INDEX: "MsgReadIndex",
-    MT.READ_INDEX_RESP: "MsgReadIndexResp",
-    MT.PRE_VOTE: "MsgPreVote",
-    MT.PRE_VOTE_RESP: "MsgPreVoteResp",
-}
-
-
-def _mt_name(t: MessageType) -> str:
-    return _MT_NAMES[t]
-
-
 def describe_cc(data: bytes) -> str:
     try:
-        cc = ConfChange.decode(data)
+        return describe_conf_change(ConfChange.decode(data))
     except ValueError:
         return "<undecodable>"
-    prefix = {0: "v", 1: "r", 2: "u", 3: "l"}[int(cc.type)]
-    return f"{prefix}{cc.node_id}"

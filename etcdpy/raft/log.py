@@ -214,10 +214,8 @@ class RaftLog:
         return self.slice(i, self.last_index() + 1, max_size)
 
     def all_entries(self) -> list[Entry]:
-        try:
-            return self.entries(self.first_index())
-        except Compacted:  # raced with a compaction: retry
-            return self.all_entries()
+        """Every entry still held (for tests and debugging)."""
+        return self.entries(self.first_index())
 
     def slice(self, lo: int, hi: int, max_size: int | None = None) -> list[Entry]:
         """Entries [lo, hi) from storage then unstable, limited to max_size (at least one)."""

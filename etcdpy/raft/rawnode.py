@@ -7,7 +7,7 @@ appears in the next Ready.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .config import RaftConfig
 from .core import Raft
@@ -66,6 +66,14 @@ class RawNode:
             Message(type=MessageType.PROP, from_=self.raft.id, entries=(Entry(0, 0, data=data),))
         )
 
+    def propose_many(self, datas: Sequence[bytes]) -> None:
+        """Propose several normal entries as one batch: one append and one MsgApp per
+        follower instead of one per entry.  All or none are accepted (ProposalDropped)."""
+        if not datas:
+            return
+        ents = tuple(Entry(0, 0, data=d) for d in datas)
+        self.raft.step(Message(type=MessageType.PROP, from_=self.raft.id, entries=ents))
+
     def propose_conf_change(self, cc: ConfChange) -> None:
         """Propose a membership change.  While one is pending (proposed, not yet applied)
         the leader replaces a further one with an empty normal entry instead."""
@@ -108,20 +116,19 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
-        if r.soft_state() != self._prev_soft:
-            return True
-        hs = r.hard_state()
-        if not hs.is_empty() and hs != self._prev_hard:
-            return True
         rl = r.raft_log
-        return bool(
-            rl.next_unstable_snapshot() is not None
-            or r.msgs
-            or r.msgs_after_append
-            or rl.next_unstable_ents()
-            or rl.has_next_committed_ents()
-            or r.read_states
-        )
+        # Cheapest checks first: this runs on every turn of the application's loop.
+        if r.msgs or r.msgs_after_append or r.read_states:
+            return True
+        if rl.unstable.offset_in_progress < rl.unstable.offset + len(rl.unstable.entries):
+            return True
+        if rl.next_unstable_snapshot() is not None or rl.has_next_committed_ents():
+            return True
+        ps = self._prev_soft
+        if r.lead != ps.lead or r.state != ps.raft_state:
+            return True
+        ph = self._prev_hard
+        return (r.term, r.vote, rl.committed) != (ph.term, ph.vote, ph.commit)
 
     def ready(self) -> Ready:
         """The work to do now.  Call advance() once it is done, before the next ready()."""
@@ -174,6 +181,8 @@ class RawNode:
         rl = r.raft_log
         if rd.snapshot is not None:
             rl.stable_snap_to(rd.snapshot.metadata.index)
+            # Installing the snapshot replaced the state machine: it is applied.
+            rl.applied_to(rd.snapshot.metadata.index)
         if rd.entries:
             last = rd.entries[-1]
             rl.stable_to(last.index, last.term)

@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .errors import Compacted, SnapshotOutOfDate, Unavailable
-from .types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from .types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Snapshot,
+    SnapshotMetadata,
+)
 
 
 class LogStorage(Protocol):
@@ -58,14 +67,31 @@ class MemoryStorage:
 
     @classmethod
     def bootstrap(cls, voters: Sequence[int], learners: Sequence[int] = ()) -> MemoryStorage:
-        """A fresh member: its configuration is stored as a snapshot at index 0, term 0.
+        """Storage for a founding member of a new cluster, laid out as etcd does.
 
-        The node then starts with an empty log and knows its peers, like etcd's
-        interaction tests' `add-nodes` (use apply_snapshot for a non-zero index).
+        The log starts with one committed CONF_CHANGE entry per member (term 1: ADD_NODE
+        for voters, then ADD_LEARNER_NODE for learners) and HardState(term=1, commit=n).
+        A member that joins later starts from an empty MemoryStorage() and rebuilds the
+        configuration by replaying these entries, so they must be in the log: a
+        configuration kept only outside the log would be missed, and the newcomer would
+        believe it is alone.  The same ConfState is also stored as the snapshot at index
+        0 so that the founding members know their peers before applying anything; the
+        application applies the bootstrap entries like any other (apply_conf_change is
+        idempotent for them).  The node cannot campaign until it has applied them.
         """
         s = cls()
         cs = ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))
         s._snapshot = Snapshot(metadata=SnapshotMetadata(conf_state=cs, index=0, term=0))
+        changes = [ConfChange(ConfChangeType.ADD_NODE, v) for v in cs.voters] + [
+            ConfChange(ConfChangeType.ADD_LEARNER_NODE, v) for v in cs.learners
+        ]
+        s.append(
+            [
+                Entry(term=1, index=i + 1, type=EntryType.CONF_CHANGE, data=cc.encode())
+                for i, cc in enumerate(changes)
+            ]
+        )
+        s._hard_state = HardState(term=1, vote=0, commit=len(changes))
         return s
 
     # --- LogStorage -------------------------------------------------------
@@ -150,4 +176,6 @@ class MemoryStorage:
         assert offset <= len(self._ents), (
             f"missing log entry: last {self.last_index()}, got {ents[0].index}"
         )
-        self._ents = self._ents[:offset] + ents
+        # In place: copying the whole log on every append would make appends O(n).
+        del self._ents[offset:]
+        self._ents.extend(ents)

@@ -47,6 +47,12 @@ class Inflights:
             self.bytes -= b
         assert self.bytes >= 0
 
+    def free_first_one(self) -> None:
+        """Forget the oldest in-flight append (its acknowledgement may have been lost)."""
+        if self._q:
+            _, b = self._q.popleft()
+            self.bytes -= b
+
     def full(self) -> bool:
         return len(self._q) >= self.size or (0 < self.max_bytes <= self.bytes)
 
