@@ -100,6 +100,7 @@ class SimNode:
     state: StateType = StateType.FOLLOWER
     lead: int = 0
     commit_seen: int = 0  # highest commit index of this incarnation already recorded
+    last_hard_state: HardState = field(default_factory=HardState)  # as last handed to disk
     removed_peers: set[int] = field(default_factory=set)
     retired: bool = False  # applied its own removal: stopped for good after a crash
     restarts: int = 0
@@ -221,7 +222,7 @@ class Simulation:
             election_tick=ELECTION_TICK,
             heartbeat_tick=HEARTBEAT_TICK,
             applied=snap.metadata.index,
-            max_size_per_msg=256,  # small, so that batching and probing get exercised
+            max_size_per_msg=self.profile.max_msg_size,  # small: appends split, probes vary
             max_inflight_msgs=8,
             rng=random.Random(self.node_seeds.getrandbits(64)),
         )
@@ -232,6 +233,7 @@ class Simulation:
         node.state = StateType.FOLLOWER
         node.lead = 0
         node.commit_seen = snap.metadata.index
+        node.last_hard_state = storage.hard_state()
         self.applies.restore(node.id, snap.metadata.index)
 
     def _crash(self, node: SimNode, why: str) -> None:
@@ -270,18 +272,17 @@ class Simulation:
         if rd.hard_state is not None:
             storage.set_hard_state(rd.hard_state)
         node.disk.write_ready(snap, rd.entries, rd.hard_state)
+        crash = self._crash_now(node, rd)
+        if rd.hard_state is not None:
+            node.last_hard_state = rd.hard_state
         if rd.hard_state is not None:
             self._record_commits(node, rd.hard_state.commit)
         # `messages` may leave before the persist is durable ...
         for m in rd.messages:
             self._send(m)
-        if (
-            not self._in_liveness
-            and self.profile.crash_in_ready
-            and (rd.hard_state is not None or rd.entries)
-            and self.rng.random() < self.profile.crash_in_ready
-        ):
+        if crash:
             self._crash(node, "power loss before fsync")
+            self._maybe_quick_restart(node)
             return
         if rd.must_sync:
             node.disk.sync()
@@ -300,6 +301,24 @@ class Simulation:
         self.reads.serve_ready(node.id, node.kv.applied, node.kv.data)
         # (4)
         raw.advance()
+
+    def _crash_now(self, node: SimNode, rd: Ready) -> bool:
+        """Whether power fails between sending `messages` and the fsync of this Ready.
+        Readies that change the term or vote are 20 times likelier to be hit: that is
+        where durability matters most (FoundationDB's "buggify" aims at such spots)."""
+        p = self.profile.crash_in_ready
+        if self._in_liveness or not p or (rd.hard_state is None and not rd.entries):
+            return False
+        if rd.hard_state is not None and (rd.hard_state.term, rd.hard_state.vote) != (
+            node.last_hard_state.term,
+            node.last_hard_state.vote,
+        ):
+            p = min(0.5, p * 20)
+        return self.rng.random() < p
+
+    def _maybe_quick_restart(self, node: SimNode) -> None:
+        if not node.retired and self.rng.random() < self.profile.quick_restart:
+            self._restart(node)
 
     def _install_snapshot(self, node: SimNode, snap: Snapshot) -> None:
         md = snap.metadata
@@ -483,18 +502,32 @@ class Simulation:
         alive = self._alive()
         # Keep the run interesting: never take down the last live member.
         if len(alive) > 1:
-            self._crash(self.rng.choice(alive), "crash event")
+            node = self.rng.choice(alive)
+            self._crash(node, "crash event")
+            self._maybe_quick_restart(node)
 
     def _restart_event(self) -> None:
         down = [n for n in self.nodes.values() if not n.alive and not n.retired]
         if down:
-            node = self.rng.choice(down)
-            node.restarts += 1
-            self._start(node)
-            self._event(
-                f"restart {node.id} from disk: {node.disk.durable.hard_state}, "
-                f"last index {node.disk.durable.last_index()}"
-            )
+            self._restart(self.rng.choice(down))
+
+    def _restart(self, node: SimNode) -> None:
+        node.restarts += 1
+        self._start(node)
+        self._event(
+            f"restart {node.id} from disk: {node.disk.durable.hard_state}, "
+            f"last index {node.disk.durable.last_index()}"
+        )
+
+    def _campaign_event(self) -> None:
+        """One or two nodes' election timers fire early (a clock jump): two at once make
+        the split votes and competing candidates of one term that randomized timeouts
+        make rare."""
+        alive = [n for n in self._alive() if not n.retired and n.state != StateType.LEADER]
+        for node in self.rng.sample(alive, min(len(alive), self.rng.randint(1, 2))):
+            assert node.raw is not None
+            node.raw.campaign()
+            self._event(f"node {node.id}'s election timer fires early")
 
     def _partition_event(self) -> None:
         ids = sorted(self.nodes)
@@ -615,6 +648,8 @@ class Simulation:
             self._conf_event(kind)
         elif kind == EventKind.TRANSFER:
             self._transfer_event()
+        elif kind == EventKind.CAMPAIGN:
+            self._campaign_event()
         else:
             self._compact_event()
 

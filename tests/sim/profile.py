@@ -24,6 +24,7 @@ class EventKind(IntEnum):
     REMOVE = 10
     TRANSFER = 11
     COMPACT = 12
+    CAMPAIGN = 13  # a node's election timer fires early (clock jump): concurrent elections
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class FaultProfile:
     weights: tuple[int, ...]  # indexed by EventKind
     net: NetworkFaults
     crash_in_ready: float  # chance that a node dies between sending and syncing a Ready
+    quick_restart: float  # chance that a crashed node is restarted at once (a supervisor)
+    max_msg_size: int  # RaftConfig.max_size_per_msg: small sizes split appends
     tick_skip: float  # chance that a node misses a tick (clock skew)
 
     def __post_init__(self) -> None:
@@ -58,6 +61,7 @@ def draw_profile(rng: random.Random) -> FaultProfile:
     w[EventKind.REMOVE] = pick(0, 1, 2)
     w[EventKind.TRANSFER] = pick(0, 1, 3)
     w[EventKind.COMPACT] = pick(0, 2, 5)
+    w[EventKind.CAMPAIGN] = pick(1, 3, 8)
     max_delay = pick(0, 1, 2, 3)
     net = NetworkFaults(
         drop=rng.choice((0.0, 0.01, 0.05, 0.15)),
@@ -70,6 +74,8 @@ def draw_profile(rng: random.Random) -> FaultProfile:
     return FaultProfile(
         weights=tuple(w),
         net=net,
-        crash_in_ready=rng.choice((0.0, 0.0, 0.002, 0.01)),
+        crash_in_ready=rng.choice((0.0, 0.002, 0.01, 0.03)),
+        quick_restart=rng.choice((0.0, 0.5, 0.9)),
+        max_msg_size=rng.choice((48, 128, 1024)),
         tick_skip=rng.choice((0.0, 0.05, 0.2)),
     )
