@@ -6,12 +6,15 @@ them facts directly.  What each one checks is stated on the class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from etcdpy.raft import Entry, EntryType
 
 from .kv import KVStore, Put, Versioned
+
+TermOf = Callable[[int], int]
 
 
 class Invariant(Enum):
@@ -39,6 +42,7 @@ class Committed:
     type: EntryType
     data: bytes
     first_seen_by: int  # the node that first showed it to us as committed
+    known_at_term: int  # that node's term then: the entry was committed in this term or before
 
 
 class ElectionSafety:
@@ -69,10 +73,10 @@ class CommitLog:
         self.max_index = 0
         self._last_put: dict[str, int] = {}  # key -> highest committed index that wrote it
 
-    def record(self, node: int, e: Entry) -> None:
+    def record(self, node: int, e: Entry, at_term: int) -> None:
         seen = self.entries.get(e.index)
         if seen is None:
-            self.entries[e.index] = Committed(e.term, e.type, e.data, node)
+            self.entries[e.index] = Committed(e.term, e.type, e.data, node, at_term)
             self.max_index = max(self.max_index, e.index)
             put = Put.decode(e.data) if e.type == EntryType.NORMAL else None
             if put is not None and self._last_put.get(put.key, 0) < e.index:
@@ -95,6 +99,22 @@ class CommitLog:
                 f"node {node} rewrites its log from {first_written} on, "
                 f"but it knew {node_commit} was committed",
             )
+
+    def check_leader(self, node: int, term: int, first: int, last: int, term_of: TermOf) -> None:
+        """Leader completeness: a leader of `term` holds every entry committed in an earlier
+        term.  (A leader of an old term may turn up late, when a delayed vote arrives, and
+        legally lack newer entries; entries at or below `first` - 1 are in its snapshot.)"""
+        for i in range(first, self.max_index + 1):
+            c = self.entries.get(i)
+            if c is None or c.known_at_term >= term:
+                continue
+            have = term_of(i) if i <= last else None
+            if have != c.term:
+                raise Violation(
+                    Invariant.LEADER_COMPLETENESS,
+                    f"leader {node} of term {term} has term {have} at {i}, but "
+                    f"{c.term}/{i} was committed by term {c.known_at_term}",
+                )
 
     def term_at(self, index: int) -> int | None:
         c = self.entries.get(index)
@@ -129,14 +149,14 @@ class ApplyOrder:
         """The node (re)starts from a snapshot at index (0 for an empty one)."""
         self.applied[node] = index
 
-    def on_apply(self, node: int, e: Entry) -> None:
+    def on_apply(self, node: int, e: Entry, at_term: int) -> None:
         last = self.applied.get(node, 0)
         if e.index != last + 1:
             raise Violation(
                 Invariant.STATE_MACHINE,
                 f"node {node} applies index {e.index} right after {last}",
             )
-        self.log.record(node, e)
+        self.log.record(node, e, at_term)
         self.applied[node] = e.index
 
 
