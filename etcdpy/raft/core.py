@@ -276,7 +276,10 @@ class Raft:
             pr.recent_active = i == self.id
         self.pending_conf_index = 0
         self.uncommitted_size = 0
+        # Read requests belong to a leadership: any role change drops them (their
+        # clients time out and retry), which also keeps both queues bounded.
         self.read_only = ReadOnly(self.lease_based)
+        self.pending_read_index_messages = []
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower

@@ -321,8 +321,10 @@ class Env:
     def cmd_raft_state(self, td: TestData) -> None:
         for nid in sorted(self.nodes):
             r = self.nodes[nid].node.raft
-            voter = "(Voter)" if nid in r.trk.config.voters or not r.trk.progress else ""
-            if r.is_learner:
+            voter = ""
+            if nid in r.trk.config.voters:
+                voter = "(Voter)"
+            elif nid in r.trk.config.learners:
                 voter = "(Learner)"
             self.out.append(
                 f"{nid}: {state_name(r.state)} {voter} Term:{r.term} Lead:{r.lead}".replace(

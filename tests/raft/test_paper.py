@@ -18,6 +18,7 @@ from etcdpy.raft import (
     Message,
     MessageType,
     ProposalDropped,
+    ReadState,
     StateType,
 )
 
@@ -240,6 +241,7 @@ PROPERTIES = (
     "log_matching",
     "leader_completeness",
     "state_machine_safety",
+    "linearizable_reads",
 )
 
 
@@ -254,6 +256,9 @@ class History:
         self.committed: dict[int, int] = {}  # index -> term, once committed anywhere
         self.violations: dict[str, list[str]] = {p: [] for p in PROPERTIES}
         self.checks: dict[str, int] = dict.fromkeys(PROPERTIES, 0)
+        # ReadIndex: the largest commit index known anywhere when each read was issued.
+        self.read_floor: dict[bytes, int] = {}
+        self.reads_seen: dict[int, int] = {}  # node -> how many of its ReadStates checked
 
     def _check(self, prop: str, ok: bool, what: str) -> None:
         self.checks[prop] += 1
@@ -288,6 +293,13 @@ class History:
                     self._check(
                         "state_machine_safety", old == e.term, f"{old}/{e.index} vs {e.term}"
                     )
+        # Linearizable reads: a read index covers every entry committed before the read
+        # was issued (anywhere), so the read observes every acknowledged write.
+        for i, p in nt.peers.items():
+            for rs in p.read_states[self.reads_seen.get(i, 0) :]:
+                floor = self.read_floor[rs.request_ctx]
+                self._check("linearizable_reads", rs.index >= floor, f"{rs} < {floor}")
+            self.reads_seen[i] = len(p.read_states)
         # Log matching: same index and term => identical up to there.
         peers = list(nt.peers.values())
         for a in peers:
@@ -356,7 +368,16 @@ def chaos(
             if leader:
                 with contextlib.suppress(ProposalDropped):
                     nt.propose_conf_change(leader, ConfChange(kind, 6))
-        elif compaction and roll < 0.46:
+        elif roll < 0.5:
+            i = rng.choice(sorted(nt.peers))
+            ctx = b"read%d" % step
+            h.read_floor[ctx] = max(p.raft.raft_log.committed for p in nt.peers.values())
+            nt.read_index(i, ctx)
+        elif roll < 0.52:
+            leader = nt.leader()
+            if leader:
+                nt.transfer_leader(leader, rng.choice(sorted(nt.peers)))
+        elif compaction and roll < 0.57:
             # Snapshot and compact a random node's log up to what it applied, so that
             # lagging followers must be caught up with snapshots.
             i = rng.choice(sorted(nt.peers))
@@ -410,8 +431,11 @@ def test_the_checker_is_not_vacuous() -> None:
     r2 = nt[2].raft
     r2.state = StateType.LEADER  # a second leader in the same term
     nt[3].applied.append(Entry(term=99, index=nt[1].applied[-1].index))
+    h.read_floor[b"stale"] = nt[1].raft.raft_log.committed
+    nt[3].read_states.append(ReadState(index=1, request_ctx=b"stale"))
     h.observe(nt)
     assert h.violations["election_safety"] and h.violations["state_machine_safety"]
+    assert h.violations["linearizable_reads"]
 
 
 def test_randomized_runs_elect_several_leaders(runs: dict[tuple[str, int], History]) -> None:
