@@ -21,6 +21,7 @@ import random
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from etcdpy.raft import (
     ConfChange,
@@ -84,6 +85,12 @@ def describe(m: Message) -> str:
     return s
 
 
+class CrashPoint(IntEnum):
+    NONE = 0
+    BEFORE_SYNC = 1  # `messages` are out, the fsync never happens
+    BEFORE_SEND = 2  # the fsync happened, nothing was sent
+
+
 @dataclass(slots=True)
 class SimNode:
     """One member: its disk survives crashes, everything else is process memory.
@@ -101,6 +108,7 @@ class SimNode:
     lead: int = 0
     commit_seen: int = 0  # highest commit index of this incarnation already recorded
     last_hard_state: HardState = field(default_factory=HardState)  # as last handed to disk
+    awaiting_first_commit: bool = False  # a leader that has not yet advanced its commit
     removed_peers: set[int] = field(default_factory=set)
     retired: bool = False  # applied its own removal: stopped for good after a crash
     restarts: int = 0
@@ -273,15 +281,22 @@ class Simulation:
         if rd.hard_state is not None:
             storage.set_hard_state(rd.hard_state)
         node.disk.write_ready(snap, rd.entries, rd.hard_state)
-        crash = self._crash_now(node, rd)
+        crash = self._crash_point(node, rd, became_leader)
         if rd.hard_state is not None:
             node.last_hard_state = rd.hard_state
-        if rd.hard_state is not None:
             self._record_commits(node, rd.hard_state.commit)
+        if became_leader:  # it won its election, whatever happens to it next
+            self._on_leader(node)
+        if crash is CrashPoint.BEFORE_SEND:
+            if rd.must_sync:
+                node.disk.sync()
+            self._crash(node, "power loss after fsync, before sending")
+            self._maybe_quick_restart(node)
+            return
         # `messages` may leave before the persist is durable ...
         for m in rd.messages:
             self._send(m)
-        if crash:
+        if crash is CrashPoint.BEFORE_SYNC:
             self._crash(node, "power loss before fsync")
             self._maybe_quick_restart(node)
             return
@@ -290,8 +305,6 @@ class Simulation:
         # ... `persisted_messages` only after it.
         for m in rd.persisted_messages:
             self._send(m)
-        if became_leader:
-            self._on_leader(node)
         # (3) apply.
         for e in rd.committed_entries:
             self._apply(node, e)
@@ -303,19 +316,30 @@ class Simulation:
         # (4)
         raw.advance()
 
-    def _crash_now(self, node: SimNode, rd: Ready) -> bool:
-        """Whether power fails between sending `messages` and the fsync of this Ready.
-        Readies that change the term or vote are 20 times likelier to be hit: that is
-        where durability matters most (FoundationDB's "buggify" aims at such spots)."""
+    def _crash_point(self, node: SimNode, rd: Ready, became_leader: bool) -> CrashPoint:
+        """Whether (and where) power fails while this Ready is being handled.
+
+        Delicate moments are 20 times likelier to be hit (FoundationDB's "buggify" aims at
+        such spots): a change of term or vote, winning an election, and a new leader's
+        first commit.  Both orders the contract allows are tried: messages sent before
+        the fsync, and the fsync done but nothing sent yet."""
         p = self.profile.crash_in_ready
+        if became_leader:
+            node.awaiting_first_commit = True
         if self._in_liveness or not p or (rd.hard_state is None and not rd.entries):
-            return False
-        if rd.hard_state is not None and (rd.hard_state.term, rd.hard_state.vote) != (
-            node.last_hard_state.term,
-            node.last_hard_state.vote,
-        ):
+            return CrashPoint.NONE
+        hs, last = rd.hard_state, node.last_hard_state
+        delicate = became_leader
+        if hs is not None:
+            delicate = delicate or (hs.term, hs.vote) != (last.term, last.vote)
+            if node.awaiting_first_commit and hs.commit > last.commit:
+                node.awaiting_first_commit = False
+                delicate = delicate or node.state == StateType.LEADER
+        if delicate:
             p = min(0.5, p * 20)
-        return self.rng.random() < p
+        if self.rng.random() >= p:
+            return CrashPoint.NONE
+        return self.rng.choice((CrashPoint.BEFORE_SYNC, CrashPoint.BEFORE_SEND))
 
     def _maybe_quick_restart(self, node: SimNode) -> None:
         if not node.retired and self.rng.random() < self.profile.quick_restart:
@@ -490,7 +514,9 @@ class Simulation:
         alive = self._alive()
         # Keep the run interesting: never take down the last live member.
         if len(alive) > 1:
-            node = self.rng.choice(alive)
+            # Half the crashes hit the leader: its failures are the ones that matter most.
+            leader = self._leader()
+            node = leader if leader and self.rng.random() < 0.5 else self.rng.choice(alive)
             self._crash(node, "crash event")
             self._maybe_quick_restart(node)
 

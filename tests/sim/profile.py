@@ -76,6 +76,6 @@ def draw_profile(rng: random.Random) -> FaultProfile:
         net=net,
         crash_in_ready=rng.choice((0.0, 0.002, 0.01, 0.03)),
         quick_restart=rng.choice((0.0, 0.5, 0.9)),
-        max_msg_size=rng.choice((48, 128, 1024)),
+        max_msg_size=rng.choice((16, 128, 1024)),  # 16: one entry per append
         tick_skip=rng.choice((0.0, 0.05, 0.2)),
     )
