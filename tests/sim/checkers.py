@@ -26,6 +26,7 @@ class Invariant(Enum):
     STALE_READ = "a ReadIndex read never returns a stale value"
     LIVENESS = "the cluster makes progress once faults heal"
     MEMBERSHIP = "a removed node or a learner never becomes leader"
+    COMMIT_RULE = "a leader commits by counting replicas only entries of its own term"
     CORE_ERROR = "the core never fails an assertion or raises unexpectedly"
 
 
@@ -254,6 +255,17 @@ class Membership:
             raise Violation(
                 Invariant.MEMBERSHIP, f"node {node} became leader while not a voter {voters}"
             )
+
+
+def check_leader_commit(node: int, term: int, commit: int, term_at_commit: int) -> None:
+    """Raft §5.4.2 (Figure 8), observed from outside: when a leader moves its commit index,
+    the entry there is of the leader's own term.  The end-to-end checks catch the damage
+    only when a later leader overwrites such an entry, which needs a rare schedule."""
+    if term_at_commit != term:
+        raise Violation(
+            Invariant.COMMIT_RULE,
+            f"leader {node} of term {term} commits {term_at_commit}/{commit} by counting",
+        )
 
 
 def check_snapshot(log: CommitLog, node: int, index: int, term: int, data: bytes) -> None:

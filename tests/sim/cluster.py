@@ -51,6 +51,7 @@ from .checkers import (
     Membership,
     ReadChecker,
     Violation,
+    check_leader_commit,
     check_snapshot,
 )
 from .disk import DiskImage, SimDisk
@@ -189,6 +190,7 @@ class Simulation:
         self._conf_applied = 0
         self._leaders = 0
         self._in_liveness = False
+        self._doomed: dict[int, int] = {}  # node -> step at which the nemesis kills it
         # Bootstrap: every initial member starts from the same snapshot at 1/1 holding the
         # configuration (and an empty store).  A snapshot rather than MemoryStorage's
         # index-0 bootstrap, because a member added later must learn the initial voters
@@ -282,11 +284,19 @@ class Simulation:
             storage.set_hard_state(rd.hard_state)
         node.disk.write_ready(snap, rd.entries, rd.hard_state)
         crash = self._crash_point(node, rd, became_leader)
+        hs = rd.hard_state
+        leading = node.state == StateType.LEADER
+        if hs is not None and leading and hs.commit > node.last_hard_state.commit:
+            check_leader_commit(node.id, hs.term, hs.commit, storage.term(hs.commit))
         if rd.hard_state is not None:
             node.last_hard_state = rd.hard_state
             self._record_commits(node, rd.hard_state.commit)
         if became_leader:  # it won its election, whatever happens to it next
             self._on_leader(node)
+            if not self._in_liveness and self.rng.random() < self.profile.kill_new_leader:
+                # Jepsen's "kill the primary" nemesis: leader churn with half-replicated
+                # logs is what the Figure 8 scenario is made of.
+                self._doomed[node.id] = self.step_no + self.rng.randint(0, 10)
         if crash is CrashPoint.BEFORE_SEND:
             if rd.must_sync:
                 node.disk.sync()
@@ -326,7 +336,18 @@ class Simulation:
         p = self.profile.crash_in_ready
         if became_leader:
             node.awaiting_first_commit = True
-        if self._in_liveness or not p or (rd.hard_state is None and not rd.entries):
+        if self._in_liveness or (rd.hard_state is None and not rd.entries):
+            return CrashPoint.NONE
+        if (
+            rd.entries
+            and node.state == StateType.LEADER
+            and self.profile.leader_append_crash
+            and self.rng.random() < self.profile.leader_append_crash
+        ):
+            # The leader's new entries reach its disk and nobody else's: the divergent,
+            # unreplicated suffixes of the Figure 8 scenario.
+            return CrashPoint.BEFORE_SEND
+        if not p:
             return CrashPoint.NONE
         hs, last = rd.hard_state, node.last_hard_state
         delicate = became_leader
@@ -519,6 +540,15 @@ class Simulation:
             node = leader if leader and self.rng.random() < 0.5 else self.rng.choice(alive)
             self._crash(node, "crash event")
             self._maybe_quick_restart(node)
+
+    def _kill_doomed(self) -> None:
+        for nid in [n for n, at in self._doomed.items() if at <= self.step_no]:
+            del self._doomed[nid]
+            node = self.nodes[nid]
+            if node.alive and node.state == StateType.LEADER:
+                self._crash(node, "nemesis kills the new leader")
+                self._maybe_quick_restart(node)
+                self._process_all()
 
     def _restart_event(self) -> None:
         down = [n for n in self.nodes.values() if not n.alive and not n.retired]
@@ -726,6 +756,7 @@ class Simulation:
                 self.step_no = step
                 self._do(self.rng.choices(kinds, weights)[0])
                 self._process_all()
+                self._kill_doomed()
                 if self.step_no == self.steps // 2:
                     self._check_liveness()
             self._check_liveness()

@@ -36,6 +36,8 @@ class FaultProfile:
     crash_in_ready: float  # chance that a node dies between sending and syncing a Ready
     quick_restart: float  # chance that a crashed node is restarted at once (a supervisor)
     max_msg_size: int  # RaftConfig.max_size_per_msg: small sizes split appends
+    kill_new_leader: float  # chance that a new leader is killed a few events after winning
+    leader_append_crash: float  # chance that a leader dies between appending and sending
     tick_skip: float  # chance that a node misses a tick (clock skew)
 
     def __post_init__(self) -> None:
@@ -77,5 +79,7 @@ def draw_profile(rng: random.Random) -> FaultProfile:
         crash_in_ready=rng.choice((0.0, 0.002, 0.01, 0.03)),
         quick_restart=rng.choice((0.0, 0.5, 0.9)),
         max_msg_size=rng.choice((16, 128, 1024)),  # 16: one entry per append
+        kill_new_leader=rng.choice((0.0, 0.0, 0.2, 0.5)),
+        leader_append_crash=rng.choice((0.0, 0.0, 0.02, 0.1)),
         tick_skip=rng.choice((0.0, 0.05, 0.2)),
     )

@@ -14,6 +14,7 @@ from .checkers import (
     Membership,
     ReadChecker,
     Violation,
+    check_leader_commit,
     check_snapshot,
 )
 from .kv import KVStore, Put
@@ -146,3 +147,10 @@ def test_leader_completeness_applies_to_later_terms_only() -> None:
         log.check_leader(2, 4, 1, 1, terms.__getitem__)
     assert e.value.invariant is Invariant.LEADER_COMPLETENESS
     log.check_leader(2, 4, 3, 2, lambda i: 3)  # index 1 and 2 are in its snapshot/log
+
+
+def test_a_leader_commits_only_its_own_terms_entries_by_counting() -> None:
+    check_leader_commit(1, term=3, commit=7, term_at_commit=3)
+    with pytest.raises(Violation) as e:
+        check_leader_commit(1, term=3, commit=7, term_at_commit=2)
+    assert e.value.invariant is Invariant.COMMIT_RULE
