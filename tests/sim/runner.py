@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from . import bugs
 from .cluster import RunResult, Simulation
 
-DEFAULT_STEPS = 3000
+DEFAULT_STEPS = 10000
 
 
 def nodes_for(seed: int, nodes: str) -> int:
