@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 from .runner import run_seed
 
 
@@ -22,3 +26,20 @@ def test_same_seed_same_trace_with_a_bug_switched_on() -> None:
 def test_different_seeds_differ() -> None:
     hashes = {run_seed(s, nodes=3, steps=500).trace_hash for s in range(5)}
     assert len(hashes) == 5
+
+
+def test_same_seed_same_trace_across_processes_and_hash_seeds() -> None:
+    """Nothing may depend on str hashing or other per-process state."""
+    top = Path(__file__).resolve().parents[2]
+    hashes = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [str(top / "scripts" / "sim"), "--seed", "5", "--nodes", "5", "--steps", "1500"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        ).stdout
+        hashes.add(out.split("trace ")[1].split()[0])
+    assert len(hashes) == 1
