@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from etcdpy.raft import MessageType, RawNode, Ready
+from etcdpy.raft import MessageType, RawNode, ReadState, Ready
 from etcdpy.raft.log import RaftLog
 
 
@@ -51,6 +51,15 @@ def _vote_not_persisted(orig: Callable[..., Ready]) -> Callable[..., Ready]:
     return ready
 
 
+def _read_index_local(orig: Callable[..., None]) -> Callable[..., None]:
+    def read_index(self: RawNode, ctx: bytes) -> None:
+        # Bug: answer at once with whatever this node believes is committed, with no trip to
+        # the leader and no heartbeat round (a lagging follower or deposed leader is stale).
+        self.raft.read_states.append(ReadState(self.raft.raft_log.committed, ctx))
+
+    return read_index
+
+
 # name -> (class, method name, patch factory, what the bug is)
 BUGS: dict[str, tuple[type, str, Callable[[Any], Any], str]] = {
     "commit-old-term": (
@@ -64,6 +73,12 @@ BUGS: dict[str, tuple[type, str, Callable[[Any], Any], str]] = {
         "ready",
         _vote_not_persisted,
         "the vote is not fsynced before the vote response is sent",
+    ),
+    "read-index-local": (
+        RawNode,
+        "read_index",
+        _read_index_local,
+        "a ReadIndex request is answered from the local commit index",
     ),
     "no-log-up-to-date-check": (
         RaftLog,
