@@ -20,8 +20,6 @@ import hashlib
 import random
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
-from enum import IntEnum
 
 from etcdpy.raft import (
     ConfChange,
@@ -30,7 +28,6 @@ from etcdpy.raft import (
     Entry,
     EntryType,
     HardState,
-    MemoryStorage,
     Message,
     MessageType,
     ProposalDropped,
@@ -57,7 +54,9 @@ from .checkers import (
 from .disk import DiskImage, SimDisk
 from .kv import KVStore, Put
 from .network import CALM, SimNetwork
+from .node import CrashPoint, SimNode, describe
 from .profile import EventKind, FaultProfile, draw_profile
+from .result import RunResult, RunStats
 
 ELECTION_TICK = 10
 HEARTBEAT_TICK = 1
@@ -69,84 +68,6 @@ LIVENESS_BUDGET_TICKS = 60 * ELECTION_TICK
 LIVENESS_BUDGET_EVENTS = 200 * LIVENESS_BUDGET_TICKS  # a livelock in zero virtual time
 TRACE_TAIL = 60
 BOOT_INDEX = BOOT_TERM = 1
-
-
-def describe(m: Message) -> str:
-    s = f"{m.from_}->{m.to} {m.type.name} t{m.term}"
-    if m.type in (MessageType.APP, MessageType.APP_RESP, MessageType.SNAP):
-        s += f" {m.log_term}/{m.index} c{m.commit} n{len(m.entries)}"
-    elif m.type in (MessageType.HEARTBEAT, MessageType.VOTE, MessageType.PRE_VOTE):
-        s += f" {m.log_term}/{m.index} c{m.commit}"
-    if m.reject:
-        s += f" REJECT hint{m.reject_hint}"
-    if m.snapshot is not None and m.snapshot.metadata.index:
-        s += f" snap{m.snapshot.metadata.term}/{m.snapshot.metadata.index}"
-    if m.context:
-        s += f" ctx{m.context!r}"
-    return s
-
-
-class CrashPoint(IntEnum):
-    NONE = 0
-    BEFORE_SYNC = 1  # `messages` are out, the fsync never happens
-    BEFORE_SEND = 2  # the fsync happened, nothing was sent
-
-
-@dataclass(slots=True)
-class SimNode:
-    """One member: its disk survives crashes, everything else is process memory.
-
-    Invariant: raw is None exactly when the node is down; kv.applied is what the core
-    has handed us to apply (the ApplyOrder checker enforces the sequence)."""
-
-    id: int
-    disk: SimDisk
-    raw: RawNode | None = None
-    storage: MemoryStorage | None = None
-    kv: KVStore = field(default_factory=KVStore)
-    conf: ConfState = field(default_factory=ConfState)
-    state: StateType = StateType.FOLLOWER
-    lead: int = 0
-    commit_seen: int = 0  # highest commit index of this incarnation already recorded
-    last_hard_state: HardState = field(default_factory=HardState)  # as last handed to disk
-    awaiting_first_commit: bool = False  # a leader that has not yet advanced its commit
-    removed_peers: set[int] = field(default_factory=set)
-    retired: bool = False  # applied its own removal: stopped for good after a crash
-    restarts: int = 0
-
-    @property
-    def alive(self) -> bool:
-        return self.raw is not None
-
-
-@dataclass(frozen=True, slots=True)
-class RunStats:
-    steps: int
-    ticks: int
-    committed: int
-    leaders: int
-    reads_served: int
-    crashes: int
-    conf_changes_applied: int
-    messages: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    seed: int
-    nodes: int
-    steps: int
-    bug: str | None
-    violation: Violation | None
-    trace_tail: tuple[str, ...]
-    trace_hash: str
-    stats: RunStats
-
-    def replay_command(self) -> str:
-        cmd = f"scripts/sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}"
-        if self.bug:
-            cmd += f" --bug {self.bug}"
-        return cmd + " -v"
 
 
 class Simulation:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import bugs
-from .cluster import RunResult, Simulation
+from .cluster import Simulation
+from .result import RunResult
 
 DEFAULT_STEPS = 10000
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from .bugs import BUGS
-from .cluster import RunResult
+from .result import RunResult
 from .runner import DEFAULT_STEPS, nodes_for, run_seed
 
 # Seeds searched per bug.  Measured with the core as of this commit (10,000 events per
