@@ -28,6 +28,7 @@ class Invariant(Enum):
     MEMBERSHIP = "a removed node or a learner never becomes leader"
     COMMIT_RULE = "a leader commits by counting replicas only entries of its own term"
     CORE_ERROR = "the core never fails an assertion or raises unexpectedly"
+    READY_CONTRACT = "a Ready never holds a message to the node itself"
 
 
 class Violation(Exception):

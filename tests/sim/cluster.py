@@ -226,7 +226,7 @@ class Simulation:
             return
         # `messages` may leave before the persist is durable ...
         for m in rd.messages:
-            self._send(m)
+            self._send(node.id, m)
         if crash is CrashPoint.BEFORE_SYNC:
             self._crash(node, "power loss before fsync")
             self._maybe_quick_restart(node)
@@ -235,7 +235,7 @@ class Simulation:
             node.disk.sync()
         # ... `persisted_messages` only after it.
         for m in rd.persisted_messages:
-            self._send(m)
+            self._send(node.id, m)
         # (3) apply.
         for e in rd.committed_entries:
             self._apply(node, e)
@@ -344,8 +344,9 @@ class Simulation:
             if e.data in self._liveness_markers and not self._liveness_markers[e.data]:
                 self._liveness_markers[e.data] = e.index
 
-    def _send(self, m: Message) -> None:
-        assert m.to != m.from_, f"a message to oneself in a Ready: {m}"
+    def _send(self, sender: int, m: Message) -> None:
+        if m.to == m.from_:
+            raise Violation(Invariant.READY_CONTRACT, f"node {sender}'s Ready holds {m}")
         if m.type == MessageType.SNAP:
             self._snap_reports[(m.from_, m.to)] = self.now + self.profile.net.long_delay_max + 5
             assert m.snapshot is not None
