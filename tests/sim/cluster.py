@@ -78,13 +78,17 @@ class Simulation:
         steps: int = 3000,
         verbose: bool = False,
         bug: str | None = None,
+        commit_rule: bool = True,
     ) -> None:
+        """commit_rule=False leaves out the COMMIT_RULE check, to measure how the end-to-end
+        checks alone fare against the commit-old-term bug."""
         assert nodes >= 1 and steps >= 0
         self.seed = seed
         self.initial_nodes = nodes
         self.steps = steps
         self.verbose = verbose
         self.bug = bug
+        self.commit_rule = commit_rule
         master = random.Random(seed)
         self.rng = random.Random(master.getrandbits(64))  # event schedule and clients
         self.profile: FaultProfile = draw_profile(random.Random(master.getrandbits(64)))
@@ -207,7 +211,12 @@ class Simulation:
         crash = self._crash_point(node, rd, became_leader)
         hs = rd.hard_state
         leading = node.state == StateType.LEADER
-        if hs is not None and leading and hs.commit > node.last_hard_state.commit:
+        if (
+            self.commit_rule
+            and hs is not None
+            and leading
+            and hs.commit > node.last_hard_state.commit
+        ):
             check_leader_commit(node.id, hs.term, hs.commit, storage.term(hs.commit))
         if rd.hard_state is not None:
             node.last_hard_state = rd.hard_state
@@ -710,4 +719,5 @@ class Simulation:
                 conf_changes_applied=self._conf_applied,
                 messages=self.net.stats().sent,
             ),
+            commit_rule=self.commit_rule,
         )

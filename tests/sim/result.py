@@ -29,9 +29,12 @@ class RunResult:
     trace_tail: tuple[str, ...]
     trace_hash: str
     stats: RunStats
+    commit_rule: bool = True
 
     def replay_command(self) -> str:
         cmd = f"scripts/sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}"
         if self.bug:
             cmd += f" --bug {self.bug}"
+        if not self.commit_rule:
+            cmd += " --no-commit-rule"
         return cmd + " -v"

@@ -22,10 +22,16 @@ def nodes_for(seed: int, nodes: str) -> int:
 
 
 def run_seed(
-    seed: int, nodes: int, steps: int = DEFAULT_STEPS, bug: str | None = None, verbose: bool = False
+    seed: int,
+    nodes: int,
+    steps: int = DEFAULT_STEPS,
+    bug: str | None = None,
+    verbose: bool = False,
+    commit_rule: bool = True,
 ) -> RunResult:
     with bugs.enabled(bug):
-        return Simulation(seed, nodes, steps, verbose=verbose, bug=bug).run()
+        sim = Simulation(seed, nodes, steps, verbose=verbose, bug=bug, commit_rule=commit_rule)
+        return sim.run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +53,12 @@ def run_seeds(
     bug: str | None = None,
     stop_at_first: bool = False,
     progress: Callable[[str], None] | None = None,
+    commit_rule: bool = True,
 ) -> Summary:
     failures: list[RunResult] = []
     committed = leaders = reads = crashes = confs = runs = 0
     for seed in range(start, start + count):
-        r = run_seed(seed, nodes_for(seed, nodes), steps, bug)
+        r = run_seed(seed, nodes_for(seed, nodes), steps, bug, commit_rule=commit_rule)
         runs += 1
         committed += r.stats.committed
         leaders += r.stats.leaders
@@ -94,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="events per seed")
     p.add_argument("--bug", choices=sorted(bugs.BUGS), help="switch on a deliberate bug")
     p.add_argument("--stop", action="store_true", help="stop at the first failing seed")
+    p.add_argument(
+        "--no-commit-rule",
+        action="store_true",
+        help="leave out the COMMIT_RULE check (end-to-end checks only)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print every event")
     a = p.parse_args(argv)
 
     if a.seed is not None:
-        r = run_seed(a.seed, nodes_for(a.seed, a.nodes), a.steps, a.bug, a.verbose)
+        nodes = nodes_for(a.seed, a.nodes)
+        r = run_seed(a.seed, nodes, a.steps, a.bug, a.verbose, not a.no_commit_rule)
         s = r.stats
         print(
             f"seed {a.seed}: {s.steps} steps, {s.ticks} ticks, {s.committed} committed, "
@@ -114,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         print(line, flush=True)
 
-    summ = run_seeds(a.start, a.seeds, a.nodes, a.steps, a.bug, a.stop, progress)
+    summ = run_seeds(
+        a.start, a.seeds, a.nodes, a.steps, a.bug, a.stop, progress, not a.no_commit_rule
+    )
     print(
         f"{summ.runs} seeds ({a.start}..{a.start + summ.runs - 1}, nodes {a.nodes}, "
         f"{a.steps} steps): {len(summ.failures)} failing; {summ.committed} entries "
