@@ -51,6 +51,20 @@ def _vote_not_persisted(orig: Callable[..., Ready]) -> Callable[..., Ready]:
     return ready
 
 
+def _ack_before_fsync(orig: Callable[..., Ready]) -> Callable[..., Ready]:
+    def ready(self: RawNode) -> Ready:
+        rd = orig(self)
+        # Bug: append acknowledgements leave with the messages that need no persistence,
+        # so a follower may acknowledge entries that a power loss then takes away.
+        acks = tuple(m for m in rd.persisted_messages if m.type == MessageType.APP_RESP)
+        if not acks:
+            return rd
+        rest = tuple(m for m in rd.persisted_messages if m.type != MessageType.APP_RESP)
+        return dataclasses.replace(rd, messages=rd.messages + acks, persisted_messages=rest)
+
+    return ready
+
+
 def _read_index_local(orig: Callable[..., None]) -> Callable[..., None]:
     def read_index(self: RawNode, ctx: bytes) -> None:
         # Bug: answer at once with whatever this node believes is committed, with no trip to
@@ -73,6 +87,12 @@ BUGS: dict[str, tuple[type, str, Callable[[Any], Any], str]] = {
         "ready",
         _vote_not_persisted,
         "the vote is not fsynced before the vote response is sent",
+    ),
+    "ack-before-fsync": (
+        RawNode,
+        "ready",
+        _ack_before_fsync,
+        "an append is acknowledged before the entries are fsynced",
     ),
     "read-index-local": (
         RawNode,

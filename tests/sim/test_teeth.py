@@ -18,12 +18,15 @@ from .runner import DEFAULT_STEPS, nodes_for, run_seed
 # Seeds searched per bug.  Measured with the core as of this commit (10,000 events per
 # seed): no-log-up-to-date-check is caught by seed 0 (about half of all seeds catch it),
 # commit-old-term by seed 2 (a third of seeds), vote-not-persisted by seed 10 (one seed in
-# 18), read-index-local by seed 0 (nearly every seed).  The bounds leave room for core changes that reshuffle every seed's schedule.
+# 18), read-index-local by seed 0 (nearly every seed), ack-before-fsync by seed 15 (one
+# seed in 8; mostly as the follower's own assertion that it is told to commit entries it
+# lost, sometimes as COMMITTED_CHANGED).  The bounds leave room for core changes that reshuffle every seed's schedule.
 SEED_BOUND = {
     "no-log-up-to-date-check": 30,
     "commit-old-term": 40,
     "vote-not-persisted": 200,
     "read-index-local": 40,
+    "ack-before-fsync": 100,
 }
 
 
@@ -40,7 +43,7 @@ def first_catch(bug: str, bound: int, commit_rule: bool = True) -> tuple[int, Ru
 
 
 def test_every_bug_has_a_bound() -> None:
-    assert set(SEED_BOUND) == set(BUGS) and len(BUGS) >= 4
+    assert set(SEED_BOUND) == set(BUGS) and len(BUGS) >= 5
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
