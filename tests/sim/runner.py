@@ -1,0 +1,147 @@
+"""Run many seeds and report: the engine behind `scripts/sim` and the pytest suites."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import bugs
+from .cluster import Simulation
+from .result import RunResult
+
+DEFAULT_STEPS = 10000
+
+
+def nodes_for(seed: int, nodes: str) -> int:
+    """'3', '5' or 'mixed' (even seeds 3 nodes, odd seeds 5)."""
+    if nodes == "mixed":
+        return 3 if seed % 2 == 0 else 5
+    return int(nodes)
+
+
+def run_seed(
+    seed: int,
+    nodes: int,
+    steps: int = DEFAULT_STEPS,
+    bug: str | None = None,
+    verbose: bool = False,
+    commit_rule: bool = True,
+) -> RunResult:
+    with bugs.enabled(bug):
+        sim = Simulation(seed, nodes, steps, verbose=verbose, bug=bug, commit_rule=commit_rule)
+        return sim.run()
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    runs: int
+    failures: tuple[RunResult, ...]
+    committed: int
+    leaders: int
+    reads: int
+    crashes: int
+    conf_changes: int
+
+
+def run_seeds(
+    start: int,
+    count: int,
+    nodes: str = "mixed",
+    steps: int = DEFAULT_STEPS,
+    bug: str | None = None,
+    stop_at_first: bool = False,
+    progress: Callable[[str], None] | None = None,
+    commit_rule: bool = True,
+) -> Summary:
+    failures: list[RunResult] = []
+    committed = leaders = reads = crashes = confs = runs = 0
+    for seed in range(start, start + count):
+        r = run_seed(seed, nodes_for(seed, nodes), steps, bug, commit_rule=commit_rule)
+        runs += 1
+        committed += r.stats.committed
+        leaders += r.stats.leaders
+        reads += r.stats.reads_served
+        crashes += r.stats.crashes
+        confs += r.stats.conf_changes_applied
+        if r.violation is not None:
+            failures.append(r)
+            if progress:
+                progress(f"seed {seed}: {r.violation.invariant.name}")
+            if stop_at_first:
+                break
+        if progress and runs % 50 == 0:
+            progress(f"{runs}/{count} seeds, {len(failures)} failing")
+    return Summary(runs, tuple(failures), committed, leaders, reads, crashes, confs)
+
+
+def format_failure(r: RunResult) -> str:
+    assert r.violation is not None
+    lines = [
+        f"FAILED seed {r.seed} ({r.nodes} nodes, {r.steps} steps"
+        + (f", bug {r.bug}" if r.bug else "")
+        + ")",
+        f"  violated: {r.violation}",
+        f"  last {len(r.trace_tail)} events:",
+        *("    " + t for t in r.trace_tail),
+        f"  replay: {r.replay_command()}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="scripts/sim", description="Deterministic Raft cluster simulator."
+    )
+    p.add_argument("--seeds", type=int, default=300, help="how many seeds to run")
+    p.add_argument("--start", type=int, default=0, help="first seed")
+    p.add_argument("--seed", type=int, help="run just this seed (replay)")
+    p.add_argument("--nodes", default="mixed", choices=["3", "5", "mixed"])
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="events per seed")
+    p.add_argument("--bug", choices=sorted(bugs.BUGS), help="switch on a deliberate bug")
+    p.add_argument("--stop", action="store_true", help="stop at the first failing seed")
+    p.add_argument(
+        "--no-commit-rule",
+        action="store_true",
+        help="leave out the COMMIT_RULE check (end-to-end checks only)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="print every event")
+    a = p.parse_args(argv)
+
+    if a.seed is not None:
+        nodes = nodes_for(a.seed, a.nodes)
+        r = run_seed(a.seed, nodes, a.steps, a.bug, a.verbose, not a.no_commit_rule)
+        s = r.stats
+        print(
+            f"seed {a.seed}: {s.steps} steps, {s.ticks} ticks, {s.committed} committed, "
+            f"{s.leaders} leaders, {s.reads_served} reads, {s.crashes} crashes, "
+            f"{s.conf_changes_applied} conf changes applied; trace {r.trace_hash[:16]}"
+        )
+        if r.violation is not None:
+            print(format_failure(r))
+            return 1
+        print("OK")
+        return 0
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    summ = run_seeds(
+        a.start, a.seeds, a.nodes, a.steps, a.bug, a.stop, progress, not a.no_commit_rule
+    )
+    print(
+        f"{summ.runs} seeds ({a.start}..{a.start + summ.runs - 1}, nodes {a.nodes}, "
+        f"{a.steps} steps): {len(summ.failures)} failing; {summ.committed} entries "
+        f"committed, {summ.leaders} elections won, {summ.reads} reads checked, "
+        f"{summ.crashes} crashes, {summ.conf_changes} conf changes applied"
+    )
+    for r in summ.failures[:5]:
+        print(format_failure(r))
+    if len(summ.failures) > 5:
+        print("other failing seeds: " + " ".join(str(r.seed) for r in summ.failures[5:]))
+    return 1 if summ.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
