@@ -742,6 +742,8 @@ class Raft:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping leader transfer msg")
                 return
+            if self.lead == m.from_:
+                return  # stale views on both sides, as for READ_INDEX: never send to oneself
             self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.TIMEOUT_NOW:
             self._log(
@@ -753,6 +755,12 @@ class Raft:
         elif m.type == MT.READ_INDEX:
             if self.lead == NONE:
                 self._log(f"{self.id} no leader at term {self.term}; dropping index reading msg")
+                return
+            if self.lead == m.from_:
+                # The requester took us for the leader and we take it for the leader: stale
+                # views on both sides. Sending it back would be a message to itself; drop it,
+                # the requester retries once it knows the leader.
+                self._log(f"{self.id} not forwarding index reading msg back to {m.from_}")
                 return
             self.send(_replace(m, to=self.lead, term=0))
         elif m.type == MT.READ_INDEX_RESP:
