@@ -69,7 +69,9 @@ def _has_filters(r: pb.RangeRequest) -> bool:
 
 def range_(txn: ReadTxn, r: pb.RangeRequest) -> pb.RangeResponse:
     """etcd's Range: count ignores limit and filters; sorting and filters fetch everything."""
-    needs_all = r.sort_order != SortOrder.NONE or r.sort_target != SortTarget.KEY or _has_filters(r)
+    # etcd fetches everything only for an explicit sort order or a filter: with order NONE and
+    # another target it sorts just the first limit+1 keys (by key), and so must we.
+    needs_all = r.sort_order != SortOrder.NONE or _has_filters(r)
     # One more than asked tells whether there are more keys (`more`).
     fetch_limit = 0 if needs_all or r.limit <= 0 else r.limit + 1
     result = txn.range(
