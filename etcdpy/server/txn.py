@@ -235,6 +235,8 @@ def _run_branch(
         out = resp.responses.add()
         if which == "request_range":
             out.response_range.CopyFrom(range_(tx, op.request_range))
+            # The revision the read saw: the txn's start until it first writes, then its own.
+            out.response_range.header.revision = tx.rev
         elif which == "request_put":
             out.response_put.CopyFrom(put(tx, op.request_put, lease_exists))  # type: ignore[arg-type]
         elif which == "request_delete_range":
@@ -244,10 +246,7 @@ def _run_branch(
         elif which == "request_txn":
             nested_ok, nested_ops = _branch(tx, op.request_txn)
             out.response_txn.CopyFrom(_run_branch(tx, nested_ok, nested_ops, lease_exists))
+            # etcd sends a nested txn's header present but empty.
+            out.response_txn.header.CopyFrom(pb.ResponseHeader())
     resp.header.revision = tx.rev
-    # Inner responses carry only the revision in their header, as etcd's do.
-    for out in resp.responses:
-        which = out.WhichOneof("response")
-        if which is not None:
-            getattr(out, which).header.revision = tx.rev
     return resp
