@@ -318,7 +318,9 @@ class WatchHub:
                 continue
             if not stream.has_room():
                 continue
-            if watcher.next_rev <= compact_rev:
+            # etcd cancels only a watcher that starts below the compaction revision: the
+            # revision compacted at is still readable.
+            if watcher.next_rev < compact_rev:
                 self._unsynced.discard(watcher)
                 stream.watchers.pop(watcher.id, None)
                 resp = pb.WatchResponse(
