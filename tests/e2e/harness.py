@@ -107,10 +107,14 @@ class Member:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            r = etcdctl([self.endpoint], "get", "health-probe", timeout_s=3, check=False)
-            if r.returncode == 0:
-                return
-            last = r.stderr
+            try:
+                r = etcdctl([self.endpoint], "get", "health-probe", timeout_s=3, check=False)
+            except subprocess.TimeoutExpired as e:
+                last = f"probe timed out: {e}"
+            else:
+                if r.returncode == 0:
+                    return
+                last = r.stderr
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not serving after {timeout_s}s: {last}\n{self.log_tail()}")
 
@@ -217,6 +221,7 @@ class Background:
             except queue.Empty:
                 raise TimeoutError(f"{self.cmd[3:]}: {len(got)}/{n} lines: {got}") from None
             if line is None:
+                self._lines.put(None)  # stays at the end for later readers
                 raise EOFError(f"{self.cmd[3:]} exited ({self.proc.poll()}) after {got}")
             got.append(line)
         return got
@@ -230,6 +235,16 @@ class Background:
             if predicate(got[-1]):
                 return got
         raise AssertionError(f"no matching line in {max_lines} lines: {got[-5:]}")
+
+    def to_exit(self, timeout_s: float = 10.0) -> tuple[list[str], int]:
+        """Every remaining line once the process exits by itself, and its exit code."""
+        got: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                got += self.lines(1, max(deadline - time.monotonic(), 0.001))
+            except EOFError:
+                return got, self.proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
 
     def pending(self) -> list[str]:
         """Lines already read and not yet taken, without waiting."""
