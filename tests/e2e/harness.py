@@ -311,7 +311,7 @@ def normalise_json(value: Any, ids: IdMap) -> Any:
             if k in ("cluster_id", "member_id", "raft_term", "raftIndex", "raftTerm",
                      "raftAppliedIndex", "dbSize", "dbSizeInUse"):
                 out[k] = "<n>"
-            elif k in ("ID", "leader", "lease") and isinstance(v, int) and v != 0:
+            elif k in ("ID", "id", "leader", "lease") and isinstance(v, int) and v != 0:
                 out[k] = ids.name(format(v, "x"))
             else:
                 out[k] = normalise_json(v, ids)
