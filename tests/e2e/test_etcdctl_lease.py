@@ -11,13 +11,22 @@ import json
 import re
 import time
 
+import grpc
 import pytest
 
+from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.e2e.harness import Member, Pair, background, etcdctl
 
 pytestmark = pytest.mark.e2e
 
 REMAINING = re.compile(r"remaining\((\d+)s\)")
+ATTACHED = re.compile(r"attached keys\(\[([^\]]*)\]\)")
+
+
+def _sorted_keys(text: str) -> str:
+    """etcd lists a lease's keys in a Go map's order, which varies: sort them."""
+    return ATTACHED.sub(lambda m: f"attached keys([{' '.join(sorted(m.group(1).split()))}])", text)
 
 
 def _remaining_ttl_masked(pair: Pair, *args: str, granted: int) -> str:
@@ -26,7 +35,7 @@ def _remaining_ttl_masked(pair: Pair, *args: str, granted: int) -> str:
     for out in (want, got):
         for n in REMAINING.findall(out.stdout):
             assert 0 < int(n) <= granted, out
-    masked = [REMAINING.sub("remaining(<n>s)", o.stdout) for o in (want, got)]
+    masked = [_sorted_keys(REMAINING.sub("remaining(<n>s)", o.stdout)) for o in (want, got)]
     assert masked[1] == masked[0] and got.returncode == want.returncode
     return masked[0]
 
@@ -129,3 +138,17 @@ def test_expired_lease_deletes_its_keys(etcdpy_member: Member) -> None:
     while etcdctl(ep, "lease", "timetolive", lease).stdout != f"lease {lease} already expired\n":
         assert time.monotonic() < deadline, "the lease outlived its keys"
         time.sleep(0.2)
+
+
+@pytest.mark.xfail(strict=True, reason="etcdpy rounds a remaining TTL up (math.ceil in "
+                   "storage/lease.py remaining_ttl); etcd truncates: 599 right after a 600 s grant")
+def test_remaining_ttl_is_truncated_like_etcd(pair: Pair) -> None:
+    """TimeToLive a few milliseconds after the grant: etcd reports 599 of 600 seconds."""
+    answers = []
+    for m in pair.members:
+        with grpc.insecure_channel(m.endpoint) as channel:
+            stub = pb_grpc.LeaseStub(channel)
+            lease_id = stub.LeaseGrant(pb.LeaseGrantRequest(TTL=600)).ID
+            answers.append(stub.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_id)).TTL)
+    assert answers[0] == 599
+    assert answers[1] == answers[0]
