@@ -39,6 +39,11 @@ def test_put_and_get_simple_and_json(pair: Pair) -> None:
     pair.same("put", "bin\x01key", "v\x02")
     pair.same("get", "bin\x01key", "-w", "json", json_output=True)
     pair.same("get", "foo", "--hex")
+    # Without a value argument etcdctl reads the value from standard input.
+    pair.same("put", "piped", input="line one\nline two\n")
+    pair.same("get", "piped", "-w", "json", json_output=True)
+    pair.same("put", "--", "-dash", "-value")  # keys and values starting with '-'
+    pair.same("get", "--", "-dash")
 
 
 def test_get_ranges(pair: Pair) -> None:
