@@ -263,6 +263,9 @@ class WatchHub:
         first_rev = self.revision + 1
         self.revision = revision
         for watcher, candidates in by_watcher.items():
+            if watcher.next_rev > first_rev:
+                # Created with a future start revision: nothing before it is sent (etcd).
+                candidates = [e for e in candidates if e.kv.mod_revision >= watcher.next_rev]
             shaped = watcher.shape(candidates)
             if not shaped:
                 continue
@@ -271,11 +274,11 @@ class WatchHub:
             else:
                 # Too slow: catch up from history from the first revision it missed.
                 self._unset_synced(watcher)
-                watcher.next_rev = first_rev
+                watcher.next_rev = max(watcher.next_rev, first_rev)
                 self._unsynced.add(watcher)
                 self._wake.set()
         for watcher in list(self._iter_synced()):
-            watcher.next_rev = revision + 1
+            watcher.next_rev = max(watcher.next_rev, revision + 1)
         for stream in {w.stream for w in by_watcher}:
             if stream.pending_progress:
                 self.flush_progress(stream)
