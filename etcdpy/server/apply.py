@@ -39,6 +39,15 @@ log = logutil.get("apply")
 MAX_LEASE_TTL_S = 9_000_000_000
 
 
+class NegativeLeaseID(errors.EtcdError):
+    """etcd 3.5 grants a negative lease ID asked for explicitly; the lease storage takes
+    positive ids only, so such a grant is refused here rather than stop the apply loop (which
+    would stop it again on every restart, replaying the same entry)."""
+
+    code = "INVALID_ARGUMENT"
+    message = "etcdserver: negative lease ID is not supported"
+
+
 class Lessor(Protocol):
     def grant(self, lease_id: int, ttl: int) -> Any: ...
 
@@ -140,6 +149,8 @@ class Applier:
         return None
 
     def _lease_grant(self, w: Any, r: pb.LeaseGrantRequest) -> Any:
+        if r.ID < 0:
+            return NegativeLeaseID()
         if r.TTL > MAX_LEASE_TTL_S:
             return errors.LeaseTTLTooLarge()
         ttl = max(r.TTL, self._min_lease_ttl_s)
