@@ -203,6 +203,10 @@ def _check_ops(txn: ReadTxn, ops: Sequence[pb.RequestOp], lease_exists: LeaseExi
         which = op.WhichOneof("request")
         if which == "request_put":
             check_put(txn, op.request_put, lease_exists)
+        elif which == "request_range" and op.request_range.revision > 0:
+            # A read at a future or compacted revision fails the whole txn before any write,
+            # as etcd's up-front range check does (a one-key lookup raises the same error).
+            txn.range(op.request_range.key, b"", limit=1, rev=op.request_range.revision)
         elif which == "request_txn":
             _, nested = _branch(txn, op.request_txn)
             _check_ops(txn, nested, lease_exists)
