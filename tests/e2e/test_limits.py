@@ -9,16 +9,15 @@ must be the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
-from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
+from tests.e2e.grpc_pair import GrpcPair, answer
 from tests.e2e.harness import Pair, etcdctl, single_member, start_all
 
 pytestmark = pytest.mark.e2e
@@ -26,58 +25,6 @@ pytestmark = pytest.mark.e2e
 MAX_REQUEST_BYTES = 1572864  # etcd's default --max-request-bytes (1.5 MiB)
 TRANSPORT_OVERHEAD = 512 * 1024  # etcd lets gRPC take that much above it
 LONG_KEYS = {"600B": 600, "100KiB": 100 * 1024, "1.5MiB-": MAX_REQUEST_BYTES - 4096}
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-
-
-def _answer(call: Callable[[], Any]) -> Any:
-    """A response with the per-server header fields cleared, or (code, message)."""
-    try:
-        resp = call()
-    except grpc.RpcError as error:
-        return error.code(), error.details()
-    if hasattr(resp, "header"):
-        resp.header.ClearField("cluster_id")
-        resp.header.ClearField("member_id")
-        resp.header.ClearField("raft_term")
-    return resp
-
-
-class Clients:
-    """gRPC stubs for each member of a pair, with client-side size caps lifted so that the
-    server's limits are the ones tested."""
-
-    def __init__(self, pair: Pair) -> None:
-        self.pair = pair
-        self.channels = [grpc.insecure_channel(m.endpoint, options=CHANNEL_OPTIONS)
-                         for m in pair.members]
-        self.kv = [pb_grpc.KVStub(c) for c in self.channels]
-        self.watch = [pb_grpc.WatchStub(c) for c in self.channels]
-
-    def close(self) -> None:
-        for c in self.channels:
-            c.close()
-
-    def same(self, method: str, request: Any) -> Any:
-        want, got = (_answer(lambda kv=kv: getattr(kv, method)(request, timeout=30))
-                     for kv in self.kv)
-        assert got == want, f"{method}: etcd {str(want)[:300]} / etcdpy {str(got)[:300]}"
-        return want
-
-    def watch_events(self, key: bytes, start_revision: int, n: int) -> list[Any]:
-        """The first n events of a watch on `key` from `start_revision`, on both."""
-        answers = []
-        for stub in self.watch:
-            stream = stub.Watch(iter([pb.WatchRequest(create_request=pb.WatchCreateRequest(
-                key=key, start_revision=start_revision))]), timeout=30)
-            events: list[Any] = []
-            for resp in stream:
-                events.extend(resp.events)
-                if len(events) >= n:
-                    break
-            stream.cancel()
-            answers.append(events[:n])
-        assert answers[1] == answers[0]
-        return answers[0]
 
 
 def _custom_pair(tmp_path: Path, *args: str) -> Iterator[Pair]:
@@ -92,8 +39,8 @@ def _custom_pair(tmp_path: Path, *args: str) -> Iterator[Pair]:
 
 
 @pytest.fixture
-def clients(pair: Pair) -> Iterator[Clients]:
-    c = Clients(pair)
+def clients(pair: Pair) -> Iterator[GrpcPair]:
+    c = GrpcPair(pair)
     try:
         yield c
     finally:
@@ -101,7 +48,7 @@ def clients(pair: Pair) -> Iterator[Clients]:
 
 
 @pytest.mark.parametrize("size", sorted(LONG_KEYS))
-def test_long_keys_work_for_every_operation(clients: Clients, size: str) -> None:
+def test_long_keys_work_for_every_operation(clients: GrpcPair, size: str) -> None:
     n = LONG_KEYS[size]
     key = b"k" * (n - 1) + b"1"
     sibling = b"k" * (n - 1) + b"2"  # same long prefix: LMDB cannot tell them apart by prefix
@@ -125,7 +72,7 @@ def test_long_keys_work_for_every_operation(clients: Clients, size: str) -> None
     assert clients.same("Range", pb.RangeRequest(key=b"k", range_end=b"l")).count == 1
 
 
-def test_request_over_the_limit_is_refused_and_the_server_serves_on(clients: Clients) -> None:
+def test_request_over_the_limit_is_refused_and_the_server_serves_on(clients: GrpcPair) -> None:
     # Over --max-request-bytes but within what gRPC takes: etcd's own error.
     too_large = clients.same("Put", pb.PutRequest(key=b"big", value=b"x" * MAX_REQUEST_BYTES))
     assert too_large == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large")
@@ -139,9 +86,9 @@ def test_request_over_the_limit_is_refused_and_the_server_serves_on(clients: Cli
     # grpcio's, so only the code is compared).
     codes = []
     for kv in clients.kv:
-        answer = _answer(lambda kv=kv: kv.Put(pb.PutRequest(
+        refused = answer(lambda kv=kv: kv.Put(pb.PutRequest(
             key=b"huge", value=b"x" * (MAX_REQUEST_BYTES + TRANSPORT_OVERHEAD + 1024)), timeout=30))
-        codes.append(answer[0])
+        codes.append(refused[0])
     assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
     # Nothing was written and both still serve.
     clients.same("Range", pb.RangeRequest(key=b"\0", range_end=b"\0", count_only=True))
@@ -154,7 +101,7 @@ def test_request_over_the_limit_is_refused_and_the_server_serves_on(clients: Cli
 def test_custom_max_request_bytes_and_max_txn_ops(tmp_path: Path) -> None:
     pairs = _custom_pair(tmp_path, "--max-request-bytes", "10000", "--max-txn-ops", "4")
     pair = next(pairs)
-    clients = Clients(pair)
+    clients = GrpcPair(pair)
     try:
         ok = clients.same("Put", pb.PutRequest(key=b"k", value=b"x" * 9000))
         assert ok.header.revision == 2
