@@ -206,3 +206,20 @@ def test_history_and_compaction(pair: Pair) -> None:
     writes = [("Put", pb.PutRequest(key=b"k2", value=b"new"))]
     seen = _run(pair, setup, requests, writes, last={0: 15, 1: CANCELED, 3: 15})
     assert any("compact_revision: 6" in r for r in seen[1])
+
+
+def test_delete_at_the_compaction_revision(pair: Pair) -> None:
+    """The boundary etcd once got wrong: history starting exactly at a compacted delete."""
+    setup = [("Put", pb.PutRequest(key=b"a", value=b"1")),
+             ("Put", pb.PutRequest(key=b"b", value=b"1")),
+             ("DeleteRange", pb.DeleteRangeRequest(key=b"a")),   # revision 4
+             ("Put", pb.PutRequest(key=b"b", value=b"2")),
+             ("Compact", pb.CompactionRequest(revision=4, physical=True))]
+    requests = [
+        _create(key=b"a", start_revision=4),
+        _create(key=b"a", range_end=b"c", start_revision=4, prev_kv=True),
+        _create(key=b"b", start_revision=5),
+    ]
+    writes = [("Put", pb.PutRequest(key=b"a", value=b"3")),
+              ("Put", pb.PutRequest(key=b"b", value=b"3"))]
+    _run(pair, setup, requests, writes, last={0: 6, 1: 7, 2: 7})
