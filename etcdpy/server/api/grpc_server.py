@@ -38,7 +38,8 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
           ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     grpc_server = grpc.aio.server(options=server_options(max_request_bytes, keepalive_min_time_s))
     pb_grpc.add_KVServicer_to_server(KVServicer(server), grpc_server)
-    pb_grpc.add_WatchServicer_to_server(WatchServicer(server), grpc_server)
+    pb_grpc.add_WatchServicer_to_server(
+        WatchServicer(server, max_request_bytes + GRPC_OVERHEAD_BYTES), grpc_server)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), grpc_server)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), grpc_server)

@@ -14,14 +14,17 @@ from etcdpy.server.etcdserver import EtcdServer
 
 
 class WatchServicer(pb_grpc.WatchServicer):
-    def __init__(self, server: EtcdServer) -> None:
+    def __init__(self, server: EtcdServer, fragment_over_bytes: int | None = None) -> None:
         self._server = server
+        # etcd's watch server splits a fragmenting watcher's response only above
+        # --max-request-bytes plus the gRPC overhead allowance, not above the bare limit.
+        self._fragment_over_bytes = fragment_over_bytes or server.max_request_bytes
 
     async def Watch(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.WatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchResponse]:
         hub = self._server.watch_hub
-        stream = hub.new_stream(self._server.max_request_bytes)
+        stream = hub.new_stream(self._fragment_over_bytes)
 
         async def read_requests() -> None:
             async for request in request_iterator:
