@@ -223,3 +223,44 @@ def test_delete_at_the_compaction_revision(pair: Pair) -> None:
     writes = [("Put", pb.PutRequest(key=b"a", value=b"3")),
               ("Put", pb.PutRequest(key=b"b", value=b"3"))]
     _run(pair, setup, requests, writes, last={0: 6, 1: 7, 2: 7})
+
+
+def test_fragmented_delete_with_prev_kv(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With fragment=true a response over --max-request-bytes plus etcd's 512 KiB gRPC
+    allowance comes in pieces, all but the last marked `fragment`; put back together they are
+    the one revision's events. A small DeleteRange with prev_kv makes such a response (its
+    previous values are large)."""
+    from tests.e2e.harness import single_member, start_all
+
+    limit = 10_000
+    KEYS = 64  # noqa: N806 - 64 x 9000 B of previous values: over 10_000 + 512 KiB
+    base = tmp_path_factory.mktemp("frag")
+    members = [single_member(kind, base, extra_args=["--max-request-bytes", str(limit)])
+               for kind in ("etcd", "etcdpy")]
+    try:
+        start_all(members)
+        answers = []
+        for m in members:
+            stream = Stream(m)
+            try:
+                for i in range(KEYS):
+                    stream.kv.Put(pb.PutRequest(key=b"f/%02d" % i, value=b"x" * 9000),
+                                  timeout=WAIT_S)
+                stream.send(_create(key=b"f/", range_end=b"f0", fragment=True, prev_kv=True),
+                            PROGRESS)
+                stream.until(_progress_answers(1))
+                stream.kv.DeleteRange(pb.DeleteRangeRequest(key=b"f/", range_end=b"f0"),
+                                      timeout=WAIT_S)
+                got = stream.until(lambda r: bool(r.events) and not r.fragment)
+            finally:
+                stream.close()
+            pieces = [r for r in got if r.events]
+            assert all(r.ByteSize() <= limit + 512 * 1024 for r in pieces[:-1])
+            assert all(r.fragment for r in pieces[:-1])
+            keys = [ev.prev_kv.key for r in pieces for ev in r.events]
+            answers.append((keys, len(pieces)))
+        assert answers[1] == answers[0]
+        assert answers[0] == ([b"f/%02d" % i for i in range(KEYS)], 2)
+    finally:
+        for m in members:
+            m.stop()
