@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Member, Pair, find_binary, single_member, start_all
+from tests.e2e.harness import Member, find_binary, single_member, start_all
+from tests.e2e.pair import Pair
 
 
 @pytest.fixture

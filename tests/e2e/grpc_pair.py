@@ -14,7 +14,7 @@ import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.e2e.harness import Pair
+from tests.e2e.pair import Pair
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 RPC_TIMEOUT_S = 30.0

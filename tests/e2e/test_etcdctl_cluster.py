@@ -12,7 +12,9 @@ import re
 
 import pytest
 
-from tests.e2e.harness import IdMap, Member, Pair, etcdctl, normalise_text, single_member
+from tests.e2e.harness import Member, etcdctl, single_member
+from tests.e2e.normalise import IdMap, normalise_text
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import Pair, background, etcdctl
+from tests.e2e.background import background
+from tests.e2e.harness import etcdctl
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

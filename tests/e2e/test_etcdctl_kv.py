@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests.e2e.harness import Member, Pair, etcdctl
+from tests.e2e.harness import Member, etcdctl
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

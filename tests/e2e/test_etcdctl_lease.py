@@ -16,7 +16,9 @@ import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.e2e.harness import Member, Pair, background, etcdctl
+from tests.e2e.background import background
+from tests.e2e.harness import Member, etcdctl
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

@@ -15,15 +15,10 @@ import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.e2e.harness import (
-    IdMap,
-    Member,
-    Pair,
-    background,
-    etcdctl,
-    normalise_json,
-    normalise_text,
-)
+from tests.e2e.background import background
+from tests.e2e.harness import Member, etcdctl, single_member
+from tests.e2e.normalise import IdMap, normalise_json, normalise_text
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 
@@ -147,8 +142,6 @@ def test_watch_runs_a_command_per_event(pair: Pair) -> None:
                    "WatchHub.progress_tick is not driven by "
                    "--experimental-watch-progress-notify-interval")
 def test_watch_progress_notify_is_periodic(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.e2e.harness import single_member
-
     member = single_member("etcdpy", tmp_path_factory.mktemp("pn"),
                            extra_args=["--experimental-watch-progress-notify-interval", "200ms"])
     member.start()

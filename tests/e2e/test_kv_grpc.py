@@ -13,7 +13,7 @@ import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from tests.e2e.grpc_pair import GrpcPair
-from tests.e2e.harness import Pair
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

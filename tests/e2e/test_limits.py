@@ -18,7 +18,8 @@ import pytest
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from tests.e2e.grpc_pair import GrpcPair, answer
-from tests.e2e.harness import Pair, etcdctl, single_member, start_all
+from tests.e2e.harness import etcdctl, single_member, start_all
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

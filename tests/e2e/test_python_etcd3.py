@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Member, Pair
+from tests.e2e.harness import Member
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,8 @@ import pytest
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
-from tests.e2e.harness import Member, Pair
+from tests.e2e.harness import Member, single_member, start_all
+from tests.e2e.pair import Pair
 
 pytestmark = pytest.mark.e2e
 
@@ -230,8 +231,6 @@ def test_fragmented_delete_with_prev_kv(tmp_path_factory: pytest.TempPathFactory
     allowance comes in pieces, all but the last marked `fragment`; put back together they are
     the one revision's events. A small DeleteRange with prev_kv makes such a response (its
     previous values are large)."""
-    from tests.e2e.harness import single_member, start_all
-
     limit = 10_000
     KEYS = 64  # noqa: N806 - 64 x 9000 B of previous values: over 10_000 + 512 KiB
     base = tmp_path_factory.mktemp("frag")
