@@ -163,7 +163,7 @@ def _compare_value(c: pb.Compare, kv: mvccpb.KeyValue) -> int:
     elif target == CompareTarget.LEASE:
         a, b = kv.lease, c.lease
     else:
-        return 1  # unknown target: no result can hold (etcd answers false)
+        return 0  # etcd's compareKV leaves an unknown target's comparison at "equal"
     return (a > b) - (a < b)  # type: ignore[operator]
 
 
@@ -178,7 +178,7 @@ def _compare_holds(c: pb.Compare, kv: mvccpb.KeyValue) -> bool:
         return cmp > 0
     if result == CompareResult.LESS:
         return cmp < 0
-    return False
+    return True  # etcd's compareKV holds for a result it does not know
 
 
 def compare(txn: ReadTxn, c: pb.Compare) -> bool:
