@@ -196,3 +196,29 @@ def test_negative_lease_id_does_not_stop_the_server(g: GrpcPair) -> None:
                    "lease_id > 0); etcd 3.5 grants them")
 def test_negative_lease_id_is_granted_like_etcd(g: GrpcPair) -> None:
     g.same("LeaseGrant", pb.LeaseGrantRequest(ID=-5, TTL=60), service="lease")
+
+
+def test_odd_values(g: GrpcPair) -> None:
+    """Values a client could send that etcdctl never would: the same answers, and afterwards
+    the same store."""
+    _fill(g)
+    for request in (R(key=b"a", range_end=b"\0", limit=-1), R(key=b"a", range_end=b"\0",
+                    min_mod_revision=-4, max_create_revision=-1),
+                    R(key=b"\xff", range_end=b"\0"), R(key=b"a", range_end=b"a")):
+        g.same("Range", request)
+    g.same("DeleteRange", pb.DeleteRangeRequest(key=b"c", range_end=b"b"))
+    g.same("Compact", pb.CompactionRequest(revision=-2))
+    for ttl in (0, -10, 1):
+        want, got = g.both("LeaseGrant", pb.LeaseGrantRequest(TTL=ttl), service="lease")
+        assert isinstance(want, tuple) == isinstance(got, tuple)
+        if not isinstance(want, tuple):
+            assert (got.TTL, got.error) == (want.TTL, want.error)
+    g.same("Txn", pb.TxnRequest(compare=[C(key=b"a", result=9, target=C.VALUE, value=b"25")],
+                                success=[_put(b"s1")], failure=[_put(b"f1")]))
+    g.same("Txn", pb.TxnRequest(compare=[C(key=b"a", target=9, value=b"25")],
+                                success=[_put(b"s2")], failure=[_put(b"f2")]))
+    g.same("Txn", pb.TxnRequest(compare=[C(key=b"a", range_end=b"\0", target=C.VERSION,
+                                           result=C.GREATER)],
+                                success=[_put(b"s3")], failure=[_put(b"f3")]))
+    g.same("Txn", pb.TxnRequest(compare=[C(key=b"", target=C.VERSION)], success=[_put(b"s4")]))
+    g.same("Range", R(key=b"\0", range_end=b"\0"))
