@@ -263,3 +263,18 @@ def test_fragmented_delete_with_prev_kv(tmp_path_factory: pytest.TempPathFactory
     finally:
         for m in members:
             m.stop()
+
+
+def test_odd_create_requests(pair: Pair) -> None:
+    requests = [
+        _create(key=b""),                                  # empty key
+        _create(key=b"", range_end=b"\0"),                 # everything
+        _create(key=b"a", filters=[5]),                    # an unknown filter
+        _create(key=b"a", watch_id=-3),
+        _cancel(-1),
+        _create(key=b"a", range_end=b"\0", start_revision=1, prev_kv=True, fragment=True,
+                progress_notify=True),
+    ]
+    writes = [("Put", pb.PutRequest(key=b"a", value=b"1")),
+              ("DeleteRange", pb.DeleteRangeRequest(key=b"a", prev_kv=True))]
+    _run(pair, [], requests, writes, last={1: 3})
