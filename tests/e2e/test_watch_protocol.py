@@ -277,4 +277,6 @@ def test_odd_create_requests(pair: Pair) -> None:
     ]
     writes = [("Put", pb.PutRequest(key=b"a", value=b"1")),
               ("DeleteRange", pb.DeleteRangeRequest(key=b"a", prev_kv=True))]
-    _run(pair, [], requests, writes, last={1: 3})
+    # Watchers 1 and 3 also see the sentinel write (revision 4).
+    seen = _run(pair, [], requests, writes, last={1: 4, 2: 3, -3: 3, 3: 4})
+    assert len(seen[0]) == 1  # the empty key is a key like any other: nothing written to it
