@@ -199,15 +199,23 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     for url in cfg.listen_client_urls:
         client.add_insecure_port(_host_port(str(url)))
     server.start()
-    await client.start()
-    await health.set("", grpc_server.SERVING)
-    log.info("ready to serve client requests")
-    for url in cfg.listen_client_urls:
-        log.info("serving client traffic insecurely; this is strongly discouraged!",
-                 address=_host_port(str(url)))
+
+    async def serve_clients() -> None:
+        # Like etcd, clients are served once this member has published its name and client
+        # URLs through Raft (so a cluster without quorum refuses connections, as etcd's does).
+        await server.published
+        await client.start()
+        await health.set("", grpc_server.SERVING)
+        log.info("ready to serve client requests")
+        for url in cfg.listen_client_urls:
+            log.info("serving client traffic insecurely; this is strongly discouraged!",
+                     address=_host_port(str(url)))
+
+    serving = asyncio.ensure_future(serve_clients())
     try:
         await _run_until_stopped(server, client, health)
     finally:
+        serving.cancel()
         await transport.stop()
         log.info("stopped serving", **{"local-member-id": format_id(member_id)})
 

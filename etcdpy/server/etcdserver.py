@@ -129,6 +129,8 @@ class EtcdServer:
         self._stopped = False
         self.leader_changes = 0
         self.failed: asyncio.Future[None] = asyncio.Future()  # set when a core loop dies
+        # Done once this member's attributes are in the cluster's member records.
+        self.published: asyncio.Future[None] = asyncio.Future()
 
     # --- lifecycle ---
 
@@ -617,6 +619,8 @@ class EtcdServer:
                 log.info("published local member to cluster through raft", **{
                     "local-member-id": format_id(self.member_id), "name": wanted.name,
                     "client-urls": list(wanted.client_urls)})
+                if not self.published.done():
+                    self.published.set_result(None)
                 return
             if self.leader_id:
                 with contextlib.suppress(errors.EtcdError):

@@ -166,7 +166,7 @@ def _compare_value(c: pb.Compare, kv: mvccpb.KeyValue) -> int:
     elif target == CompareTarget.LEASE:
         a, b = kv.lease, c.lease
     else:
-        return 1  # unknown target: no result can hold (etcd answers false)
+        return 0  # etcd's compareKV leaves an unknown target's comparison at "equal"
     return (a > b) - (a < b)  # type: ignore[operator]
 
 
@@ -181,7 +181,7 @@ def _compare_holds(c: pb.Compare, kv: mvccpb.KeyValue) -> bool:
         return cmp > 0
     if result == CompareResult.LESS:
         return cmp < 0
-    return False
+    return True  # etcd's compareKV holds for a result it does not know
 
 
 def compare(txn: ReadTxn, c: pb.Compare) -> bool:
@@ -268,6 +268,8 @@ def _run_branch(
         out = resp.responses.add()
         if which == "request_range":
             out.response_range.CopyFrom(range_(tx, op.request_range))
+            # The revision the read saw: the txn's start until it first writes, then its own.
+            out.response_range.header.revision = tx.rev
         elif which == "request_put":
             out.response_put.CopyFrom(put(tx, op.request_put, lease_exists))  # type: ignore[arg-type]
         elif which == "request_delete_range":

@@ -12,10 +12,8 @@ import grpc
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.server import errors
-from etcdpy.server.api.interceptor import lost_leader, requires_leader
+from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES, lost_leader, requires_leader
 from etcdpy.server.etcdserver import EtcdServer
-
-_GRPC_OVERHEAD_BYTES = 512 * 1024
 
 
 class WatchServicer(pb_grpc.WatchServicer):
@@ -27,8 +25,8 @@ class WatchServicer(pb_grpc.WatchServicer):
     ) -> AsyncIterator[pb.WatchResponse]:
         hub = self._server.watch_hub
         # etcd fragments a watch response only above --max-request-bytes plus the same 512 KiB
-        # of gRPC overhead it allows on requests (grpc_server.GRPC_OVERHEAD_BYTES).
-        stream = hub.new_stream(self._server.max_request_bytes + _GRPC_OVERHEAD_BYTES)
+        # of gRPC overhead it allows on requests.
+        stream = hub.new_stream(self._server.max_request_bytes + GRPC_OVERHEAD_BYTES)
 
         async def read_requests() -> None:
             async for request in request_iterator:

@@ -355,7 +355,7 @@ class WriteTxn(_Reader):
 
     # --- leases (persisted in the same transaction as the keys) ---------------
     def lease_grant(self, lease_id: int, ttl: int) -> LeaseRecord:
-        assert lease_id > 0
+        assert lease_id != 0, "lease id 0 means no lease"
         db = self._dbs[schema.DB_LEASE]
         rec = LeaseRecord(lease_id, ttl, 0)
         if not self._txn.put(lease_key(lease_id), encode_lease(rec), db=db, overwrite=False):
