@@ -1,0 +1,219 @@
+"""A real multi-member etcdpy cluster on loopback for end-to-end tests (builds on harness.Member).
+
+`Cluster` starts members from a static `--initial-cluster`, adds/joins/removes members the way an
+operator does with etcdctl, and answers questions about the cluster (who leads, in which term)
+from `etcdctl endpoint status`, i.e. from what the members themselves report. Every wait is
+bounded by a deadline; `stop_all()` (called by the fixture's finally) stops every process that
+was ever started, including removed and replaced ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.e2e.harness import Member, etcdctl, free_port
+
+# Short timings so failover-based tests finish quickly; etcd accepts the same flags.
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+FAST_TIMING = ["--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS)]
+WAIT_S = 30.0
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = WAIT_S,
+             interval_s: float = 0.05) -> T:
+    """Poll `probe` until it returns something other than None (or False); bounded."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except (AssertionError, grpc.RpcError, OSError, ValueError) as exc:
+            last_error, value = exc, None
+        if value is not None and value is not False:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error}")
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One member's `etcdctl endpoint status` answer (fields as etcd names them)."""
+
+    endpoint: str
+    member_id: int
+    leader: int
+    term: int
+    raft_index: int
+    is_learner: bool
+
+
+@dataclass
+class Cluster:
+    """Members of one cluster; `members` holds the current ones, `retired` the removed ones."""
+
+    base_dir: Path
+    extra_args: list[str] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
+    retired: list[Member] = field(default_factory=list)
+    _next: int = 1
+
+    # ---- building -------------------------------------------------------------------------
+    def new_member(self, extra_args: Sequence[str] = ()) -> Member:
+        name = f"m{self._next}"
+        self._next += 1
+        data = self.base_dir / f"{name}.data"
+        return Member("etcdpy", name, data, free_port(), free_port(),
+                      [*self.extra_args, *extra_args])
+
+    def initial_cluster(self, members: Sequence[Member] | None = None) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in (members or self.members))
+
+    def bootstrap(self, size: int) -> None:
+        """Start `size` members from one static --initial-cluster and wait for a leader."""
+        self.members = [self.new_member() for _ in range(size)]
+        spec = self.initial_cluster()
+        for m in self.members:
+            m.start(spec, "new")
+        for m in self.members:
+            m.wait_serving()
+
+    def add(self, learner: bool = False, via: Member | None = None,
+            extra_args: Sequence[str] = ()) -> Member:
+        """`etcdctl member add` then start the new member with --initial-cluster-state existing."""
+        m = self.new_member(extra_args)
+        via = via or self.members[0]
+        args = ["member", "add", m.name, f"--peer-urls={m.peer_url}"]
+        if learner:
+            args.append("--learner")
+        out = etcdctl([via.endpoint], *args).stdout
+        # etcdctl prints the ETCD_INITIAL_CLUSTER the new member must use; take it verbatim.
+        line = next(x for x in out.splitlines() if x.startswith("ETCD_INITIAL_CLUSTER="))
+        spec = line.split("=", 1)[1].strip().strip('"')
+        assert f"{m.name}={m.peer_url}" in spec, out
+        m.start(spec, "existing")
+        self.members.append(m)
+        return m
+
+    def remove(self, victim: Member, via: Member | None = None) -> None:
+        via = via or next(m for m in self.members if m is not victim)
+        etcdctl([via.endpoint], "member", "remove", f"{self.member_id(victim):x}")
+        self.members.remove(victim)
+        self.retired.append(victim)
+
+    def stop_all(self) -> None:
+        for m in [*self.members, *self.retired]:
+            m.stop(timeout_s=5)
+
+    # ---- asking ---------------------------------------------------------------------------
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def running(self) -> list[Member]:
+        return [m for m in self.members if m.proc is not None and m.proc.poll() is None]
+
+    def status(self, member: Member) -> Status:
+        out = etcdctl([member.endpoint], "endpoint", "status", "-w", "json", timeout_s=10).stdout
+        (entry,) = json.loads(out)
+        st = entry["Status"]
+        return Status(
+            endpoint=entry["Endpoint"],
+            member_id=int(st["header"]["member_id"]),
+            leader=int(st["leader"]),
+            term=int(st["raftTerm"]),
+            raft_index=int(st["raftIndex"]),
+            is_learner=bool(st.get("isLearner", False)),
+        )
+
+    def member_id(self, member: Member) -> int:
+        out = etcdctl([self.running()[0].endpoint], "member", "list", "-w", "json").stdout
+        for entry in json.loads(out)["members"]:
+            if member.peer_url in entry.get("peerURLs", []):
+                return int(entry["ID"])
+        raise AssertionError(f"{member.name} not in member list: {out}")
+
+    def member_list(self, via: Member | None = None) -> list[dict[str, object]]:
+        via = via or self.running()[0]
+        out = etcdctl([via.endpoint], "member", "list", "-w", "json").stdout
+        return list(json.loads(out)["members"])
+
+    def agreed_leader(self, among: Sequence[Member] | None = None) -> Member | None:
+        """The member every running one names as leader in the same term, else None."""
+        among = list(among or self.running())
+        statuses = [self.status(m) for m in among]
+        leaders = {s.leader for s in statuses}
+        terms = {s.term for s in statuses}
+        if len(leaders) != 1 or len(terms) != 1 or 0 in leaders:
+            return None
+        (lead,) = leaders
+        for m, s in zip(among, statuses, strict=True):
+            if s.member_id == lead:
+                return m
+        return None
+
+    def wait_leader(self, among: Sequence[Member] | None = None,
+                    timeout_s: float = WAIT_S) -> Member:
+        return wait_for("one agreed leader", lambda: self.agreed_leader(among), timeout_s)
+
+    def followers(self) -> list[Member]:
+        lead = self.wait_leader()
+        return [m for m in self.running() if m is not lead]
+
+    def hashkv(self, members: Sequence[Member] | None = None) -> dict[str, int]:
+        """`etcdctl endpoint hashkv` per member (hash at each member's latest revision)."""
+        members = list(members or self.running())
+        result: dict[str, int] = {}
+        for m in members:
+            out = etcdctl([m.endpoint], "endpoint", "hashkv", "-w", "json").stdout
+            (entry,) = json.loads(out)
+            result[m.name] = int(entry["HashKV"]["hash"])
+        return result
+
+    def wait_same_hashkv(self, members: Sequence[Member] | None = None,
+                         timeout_s: float = WAIT_S) -> int:
+        """Wait until every member has applied the same revision and so hashes the same."""
+        def probe() -> int | None:
+            revs = {self.revision(m) for m in (members or self.running())}
+            if len(revs) != 1:
+                return None
+            hashes = set(self.hashkv(members).values())
+            return hashes.pop() if len(hashes) == 1 else None
+        return wait_for("equal hashkv on every member", probe, timeout_s)
+
+    def revision(self, member: Member) -> int:
+        with grpc_kv(member) as kv:
+            resp = kv.Range(rpc_pb2.RangeRequest(key=b"\0", serializable=True, limit=1),
+                            timeout=5)
+        return int(resp.header.revision)
+
+
+@contextmanager
+def grpc_kv(member: Member) -> Iterator[rpc_pb2_grpc.KVStub]:
+    channel = grpc.insecure_channel(member.endpoint)
+    try:
+        yield rpc_pb2_grpc.KVStub(channel)
+    finally:
+        channel.close()
+
+
+@contextmanager
+def running_cluster(base_dir: Path, size: int, extra_args: Sequence[str] = ()) -> Iterator[Cluster]:
+    """A bootstrapped cluster whose processes are all stopped on the way out, whatever happens."""
+    cluster = Cluster(base_dir, list(extra_args))
+    try:
+        cluster.bootstrap(size)
+        yield cluster
+    finally:
+        cluster.stop_all()
