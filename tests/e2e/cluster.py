@@ -10,6 +10,7 @@ was ever started, including removed and replaced ones.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,25 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = WAIT_S
             return value
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error}")
+
+
+def wait_serving(member: Member, timeout_s: float = WAIT_S) -> None:
+    """Wait until `member` answers a linearizable read (so it knows a leader).
+
+    Like Member.wait_serving, but a probe that outlives its own timeout (a member catching up
+    can be slow to answer) is retried rather than fatal.
+    """
+    def probe() -> bool:
+        assert member.proc is not None
+        if member.proc.poll() is not None:
+            raise RuntimeError(f"{member.name} exited with {member.proc.returncode}:\n"
+                               f"{member.log_tail()}")
+        try:
+            r = etcdctl([member.endpoint], "get", "health-probe", timeout_s=6, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        return r.returncode == 0
+    wait_for(f"{member.name} serving", probe, timeout_s, interval_s=0.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +107,7 @@ class Cluster:
         for m in self.members:
             m.start(spec, "new")
         for m in self.members:
-            m.wait_serving()
+            wait_serving(m)
 
     def add(self, learner: bool = False, via: Member | None = None,
             extra_args: Sequence[str] = ()) -> Member:
@@ -217,3 +237,106 @@ def running_cluster(base_dir: Path, size: int, extra_args: Sequence[str] = ()) -
         yield cluster
     finally:
         cluster.stop_all()
+
+
+def grpc_status(member: Member, timeout_s: float = 1.0) -> rpc_pb2.StatusResponse:
+    channel = grpc.insecure_channel(member.endpoint)
+    try:
+        return rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(),
+                                                            timeout=timeout_s)
+    finally:
+        channel.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A put the cluster acknowledged: `at` is time.monotonic() when the reply arrived."""
+
+    key: bytes
+    value: bytes
+    revision: int
+    at: float
+
+
+class Writers:
+    """Concurrent writers, each putting its own keys in sequence and recording every ack.
+
+    A writer whose endpoint fails moves on to the next endpoint (as a client with several
+    endpoints does), so the load continues across a failover. Each writer stops at `stop()` or
+    after `max_puts`, so the load is bounded either way.
+    """
+
+    def __init__(self, endpoints: Sequence[str], count: int = 4, max_puts: int = 20_000) -> None:
+        import threading
+
+        self._endpoints = list(endpoints)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.acks: list[Ack] = []
+        self.errors = 0
+        self._max_puts = max_puts
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(count)]
+
+    def set_endpoints(self, endpoints: Sequence[str]) -> None:
+        with self._lock:
+            self._endpoints = list(endpoints)
+
+    def start(self) -> Writers:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+            assert not t.is_alive(), "a writer did not stop"
+
+    def acked_after(self, t: float) -> list[Ack]:
+        with self._lock:
+            return [a for a in self.acks if a.at > t]
+
+    def wait_acks(self, n: int, after: float = 0.0, timeout_s: float = WAIT_S) -> None:
+        wait_for(f"{n} acknowledged puts", lambda: len(self.acked_after(after)) >= n or None,
+                 timeout_s)
+
+    def _run(self, index: int) -> None:
+        attempt = index
+        seq = 0
+        while not self._stop.is_set() and seq < self._max_puts:
+            with self._lock:
+                endpoint = self._endpoints[attempt % len(self._endpoints)]
+            channel = grpc.insecure_channel(endpoint)
+            kv = rpc_pb2_grpc.KVStub(channel)
+            try:
+                while not self._stop.is_set() and seq < self._max_puts:
+                    key = f"load/w{index}/{seq:06d}".encode()
+                    value = f"{index}:{seq}".encode()
+                    resp = kv.Put(rpc_pb2.PutRequest(key=key, value=value), timeout=2)
+                    with self._lock:
+                        self.acks.append(Ack(key, value, resp.header.revision, time.monotonic()))
+                    seq += 1
+            except grpc.RpcError:
+                # The put may or may not have been applied; only acks are promised. Retry the
+                # same key on the next endpoint (a put is idempotent for this check).
+                with self._lock:
+                    self.errors += 1
+                attempt += 1
+                self._stop.wait(0.05)
+            finally:
+                channel.close()
+
+
+def read_prefix(member: Member, prefix: bytes, serializable: bool = True) -> dict[bytes, bytes]:
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    with grpc_kv(member) as kv:
+        resp = kv.Range(rpc_pb2.RangeRequest(key=prefix, range_end=end,
+                                             serializable=serializable), timeout=30)
+    return {kv_.key: kv_.value for kv_ in resp.kvs}
+
+
+def assert_no_ack_lost(member: Member, acks: Sequence[Ack], prefix: bytes = b"load/") -> None:
+    stored = read_prefix(member, prefix)
+    missing = [a.key for a in acks if stored.get(a.key) != a.value]
+    assert not missing, f"{member.name} lost {len(missing)} acknowledged puts, e.g. {missing[:5]}"
