@@ -658,7 +658,7 @@ class EtcdServer:
             raftIndex=self.node.committed_index,
             raftTerm=self.term,
             raftAppliedIndex=self.applied_index,
-            isLearner=False,
+            isLearner=self.is_learner,
             dbSizeQuota=self.settings.quota_backend_bytes,
         )
 
