@@ -169,6 +169,14 @@ class Cluster:
         out = etcdctl([via.endpoint], "member", "list", "-w", "json").stdout
         return list(json.loads(out)["members"])
 
+    def entry(self, member: Member, via: Member | None = None) -> dict[str, object]:
+        """`member`'s entry in the member list, found by peer URL (an unstarted member has no
+        name yet)."""
+        for e in self.member_list(via):
+            if member.peer_url in e.get("peerURLs", []):  # type: ignore[operator]
+                return e
+        raise AssertionError(f"{member.name} ({member.peer_url}) not in the member list")
+
     def agreed_leader(self, among: Sequence[Member] | None = None) -> Member | None:
         """The member every running one names as leader in the same term, else None."""
         among = list(among or self.running())
