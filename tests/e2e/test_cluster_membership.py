@@ -150,7 +150,7 @@ def test_replace_every_member_under_writes(tmp_path: Path) -> None:
                 writers.wait_acks(done + 20)
         finally:
             writers.stop()
-        assert not set(cluster.members) & set(originals)
+        assert not {m.name for m in cluster.members} & {m.name for m in originals}
         names = {m["name"] for m in cluster.member_list()}
         assert names == {m.name for m in cluster.members}
         assert len(names) == 3
