@@ -29,7 +29,14 @@ from etcdpy.raft import Message
 
 from .backoff import Backoff
 from .codec import fill_message, message_size
-from .options import MAX_GRPC_MESSAGE, MD_CLUSTER_ID, MD_FROM, MD_TO, TransportOptions
+from .options import (
+    MAX_GRPC_MESSAGE,
+    MD_CLUSTER_ID,
+    MD_FROM,
+    MD_TO,
+    REMOVED_MESSAGE,
+    TransportOptions,
+)
 from .sink import MessageSink
 from .snapshot import SnapshotPayload, SnapshotReader
 
@@ -186,6 +193,9 @@ class PeerSender:
                 raise
             except grpc.aio.AioRpcError as exc:
                 error = f"{exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.NOT_FOUND and REMOVED_MESSAGE in (
+                        exc.details() or ""):
+                    self._sink.report_removed_by_peer(self.peer_id)
             except Exception as exc:  # any failure of one attempt leads to a retry
                 error = f"{type(exc).__name__}: {exc}"
             was_active = self.state is LinkState.ACTIVE
