@@ -151,9 +151,9 @@ class Cluster:
         return Status(
             endpoint=entry["Endpoint"],
             member_id=int(st["header"]["member_id"]),
-            leader=int(st["leader"]),
-            term=int(st["raftTerm"]),
-            raft_index=int(st["raftIndex"]),
+            leader=int(st.get("leader", 0)),
+            term=int(st.get("raftTerm", 0)),
+            raft_index=int(st.get("raftIndex", 0)),
             is_learner=bool(st.get("isLearner", False)),
         )
 

@@ -41,7 +41,7 @@ def test_static_bootstrap_member_list_and_endpoint_status(tmp_path: Path, size: 
                       "-w", "json").stdout
         statuses = json.loads(out)
         assert sorted(s["Endpoint"] for s in statuses) == sorted(m.client_url for m in cluster.members)
-        leaders = {int(s["Status"]["leader"]) for s in statuses}
+        leaders = {int(s["Status"].get("leader", 0)) for s in statuses}
         terms = {int(s["Status"]["raftTerm"]) for s in statuses}
         ids = {int(s["Status"]["header"]["member_id"]) for s in statuses}
         cluster_ids = {int(s["Status"]["header"]["cluster_id"]) for s in statuses}
