@@ -43,6 +43,10 @@ from .snapshot import SnapshotPayload, SnapshotReader
 log = logutil.get("peer")
 
 
+class RemovedByPeerError(ConnectionError):
+    """The peer refused our stream because we were removed from the cluster."""
+
+
 class LinkState(IntEnum):
     CONNECTING = 0  # a stream is being opened; messages queue
     ACTIVE = 1  # the peer accepted the stream; messages flow
@@ -191,10 +195,12 @@ class PeerSender:
                 error = "stream closed by the peer"
             except asyncio.CancelledError:
                 raise
+            except RemovedByPeerError as exc:
+                error = str(exc)
+                self._sink.report_removed_by_peer(self.peer_id)
             except grpc.aio.AioRpcError as exc:
                 error = f"{exc.code().name}: {exc.details()}"
-                if exc.code() == grpc.StatusCode.NOT_FOUND and REMOVED_MESSAGE in (
-                        exc.details() or ""):
+                if exc.code() == grpc.StatusCode.NOT_FOUND and exc.details() == REMOVED_MESSAGE:
                     self._sink.report_removed_by_peer(self.peer_id)
             except Exception as exc:  # any failure of one attempt leads to a retry
                 error = f"{type(exc).__name__}: {exc}"
@@ -228,6 +234,8 @@ class PeerSender:
                 if remote != f"{self._cluster_id():x}":
                     code = await asyncio.wait_for(call.code(), opts.connect_timeout_s)
                     details = await call.details()
+                    if code == grpc.StatusCode.NOT_FOUND and details == REMOVED_MESSAGE:
+                        raise RemovedByPeerError(f"{code.name}: {details}")
                     raise ConnectionError(
                         f"{code.name}: {details}" if code != grpc.StatusCode.OK
                         else f"peer answered with cluster ID {remote!r}"
