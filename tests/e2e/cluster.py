@@ -72,6 +72,7 @@ class Status:
     """One member's `etcdctl endpoint status` answer (fields as etcd names them)."""
 
     endpoint: str
+    cluster_id: int
     member_id: int
     leader: int
     term: int
@@ -150,6 +151,7 @@ class Cluster:
         st = entry["Status"]
         return Status(
             endpoint=entry["Endpoint"],
+            cluster_id=int(st["header"]["cluster_id"]),
             member_id=int(st["header"]["member_id"]),
             leader=int(st.get("leader", 0)),
             term=int(st.get("raftTerm", 0)),
@@ -209,6 +211,12 @@ class Cluster:
             result[m.name] = int(entry["HashKV"]["hash"])
         return result
 
+    def hashkv_cluster(self) -> dict[str, int]:
+        """`etcdctl endpoint hashkv --cluster`: every member the member list names, by URL."""
+        out = etcdctl([self.running()[0].endpoint], "endpoint", "hashkv", "--cluster",
+                      "-w", "json").stdout
+        return {e["Endpoint"]: int(e["HashKV"]["hash"]) for e in json.loads(out)}
+
     def wait_same_hashkv(self, members: Sequence[Member] | None = None,
                          timeout_s: float = WAIT_S) -> int:
         """Wait until every member has applied the same revision and so hashes the same."""
@@ -217,6 +225,11 @@ class Cluster:
             if len(revs) != 1:
                 return None
             hashes = set(self.hashkv(members).values())
+            if members is None:
+                # Everyone is up: ask the way an operator does, through the member list too.
+                by_url = self.hashkv_cluster()
+                assert sorted(by_url) == sorted(m.client_url for m in self.members), by_url
+                hashes |= set(by_url.values())
             return hashes.pop() if len(hashes) == 1 else None
         return wait_for("equal hashkv on every member", probe, timeout_s)
 

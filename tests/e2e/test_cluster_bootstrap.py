@@ -14,11 +14,11 @@ from tests.e2e.harness import etcdctl
 pytestmark = pytest.mark.e2e
 
 
-def _get_json(url: str) -> object:
+def _get(url: str) -> tuple[object, dict[str, str]]:
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
         assert resp.status == 200
         assert resp.headers.get_content_type() == "application/json"
-        return json.loads(resp.read())
+        return json.loads(resp.read()), dict(resp.headers.items())
 
 
 @pytest.mark.parametrize("size", [3, 5])
@@ -60,8 +60,11 @@ def test_peer_port_members_and_version_answer_like_etcd(tmp_path: Path) -> None:
     with running_cluster(tmp_path, 3, FAST_TIMING) as cluster:
         cluster.wait_leader()
         listed = {int(m["ID"]): m for m in cluster.member_list()}
+        cluster_id = cluster.status(cluster.members[0]).cluster_id
         for m in cluster.members:
-            members = _get_json(f"{m.peer_url}/members")
+            members, headers = _get(f"{m.peer_url}/members")
+            # etcd names its cluster in a header on /members (joining members check it).
+            assert int(headers["X-Etcd-Cluster-Id"], 16) == cluster_id
             assert isinstance(members, list)
             assert len(members) == 3
             for entry in members:
@@ -72,7 +75,7 @@ def test_peer_port_members_and_version_answer_like_etcd(tmp_path: Path) -> None:
                 assert entry["name"] == want["name"]
                 assert entry["peerURLs"] == want["peerURLs"]
                 assert entry["clientURLs"] == want["clientURLs"]
-            version = _get_json(f"{m.peer_url}/version")
+            version, _ = _get(f"{m.peer_url}/version")
             assert isinstance(version, dict)
             assert set(version) == {"etcdserver", "etcdcluster"}
             assert version["etcdcluster"].count(".") == 2
