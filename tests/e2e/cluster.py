@@ -128,8 +128,19 @@ class Cluster:
         return m
 
     def remove(self, victim: Member, via: Member | None = None) -> None:
+        """`etcdctl member remove`, retried while etcd's strict reconfig check answers
+        'unhealthy cluster' (etcd wants the remaining voters connected for 5s first)."""
         via = via or next(m for m in self.members if m is not victim)
-        etcdctl([via.endpoint], "member", "remove", f"{self.member_id(victim):x}")
+        victim_id = f"{self.member_id(victim):x}"
+
+        def attempt() -> bool:
+            r = etcdctl([via.endpoint], "member", "remove", victim_id, check=False)
+            if r.returncode == 0:
+                return True
+            assert "etcdserver: unhealthy cluster" in r.stderr, r.stderr
+            return False
+
+        wait_for(f"removal of {victim.name}", attempt, interval_s=0.5)
         self.members.remove(victim)
         self.retired.append(victim)
 
