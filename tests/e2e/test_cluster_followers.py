@@ -108,8 +108,24 @@ def test_no_quorum_gives_no_leader_then_recovers(tmp_path: Path) -> None:
         survivor = cluster.followers()[0]
         victims = [m for m in cluster.members if m is not survivor]
         assert lead in victims
-        for m in victims:
-            m.kill()
+        # A watch that requires a leader, opened while there is one.
+        channel = grpc.insecure_channel(survivor.endpoint)
+        create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"k"))
+        watch = rpc_pb2_grpc.WatchStub(channel).Watch(iter([create]), timeout=30,
+                                                      metadata=REQUIRE_LEADER)
+        try:
+            assert next(watch).created
+            for m in victims:
+                m.kill()
+            # etcd ends such a stream once it has had no leader for three election timeouts.
+            with pytest.raises(grpc.RpcError) as ended:
+                for _ in range(10):
+                    next(watch)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert ended.value.details() == "etcdserver: no leader"
+        finally:
+            watch.cancel()
+            channel.close()
 
         def no_leader_error() -> str | None:
             try:
@@ -122,6 +138,14 @@ def test_no_quorum_gives_no_leader_then_recovers(tmp_path: Path) -> None:
             return None
 
         wait_for("'etcdserver: no leader' from the survivor", no_leader_error)
+        channel = grpc.insecure_channel(survivor.endpoint)
+        try:
+            with pytest.raises(grpc.RpcError) as put_error:
+                rpc_pb2_grpc.KVStub(channel).Put(rpc_pb2.PutRequest(key=b"k", value=b"x"),
+                                                 timeout=3, metadata=REQUIRE_LEADER)
+        finally:
+            channel.close()
+        assert put_error.value.details() == "etcdserver: no leader"
         # Without the hasleader metadata a serializable read is still served from local state.
         channel = grpc.insecure_channel(survivor.endpoint)
         try:
