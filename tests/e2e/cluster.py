@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -299,8 +300,6 @@ class Writers:
     """
 
     def __init__(self, endpoints: Sequence[str], count: int = 4, max_puts: int = 20_000) -> None:
-        import threading
-
         self._endpoints = list(endpoints)
         self._stop = threading.Event()
         self._lock = threading.Lock()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import urllib.request
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,18 @@ from tests.e2e.harness import etcdctl
 pytestmark = pytest.mark.e2e
 
 
-def _get(url: str) -> tuple[object, dict[str, str]]:
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
-        assert resp.status == 200
-        assert resp.headers.get_content_type() == "application/json"
-        return json.loads(resp.read()), dict(resp.headers.items())
+def _curl(url: str) -> tuple[object, dict[str, str]]:
+    """GET with curl, as an operator would: the JSON body and the response headers."""
+    curl = shutil.which("curl")
+    assert curl, "curl is not installed (scripts/test installs it)"
+    out = subprocess.run([curl, "-sS", "-i", "--max-time", "5", url], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    status, *lines = head.splitlines()
+    assert status.split()[1] == "200", out
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    assert headers["content-type"].startswith("application/json"), headers
+    return json.loads(body), headers
 
 
 @pytest.mark.parametrize("size", [3, 5])
@@ -62,9 +70,9 @@ def test_peer_port_members_and_version_answer_like_etcd(tmp_path: Path) -> None:
         listed = {int(m["ID"]): m for m in cluster.member_list()}
         cluster_id = cluster.status(cluster.members[0]).cluster_id
         for m in cluster.members:
-            members, headers = _get(f"{m.peer_url}/members")
+            members, headers = _curl(f"{m.peer_url}/members")
             # etcd names its cluster in a header on /members (joining members check it).
-            assert int(headers["X-Etcd-Cluster-Id"], 16) == cluster_id
+            assert int(headers["x-etcd-cluster-id"], 16) == cluster_id
             assert isinstance(members, list)
             assert len(members) == 3
             for entry in members:
@@ -75,7 +83,7 @@ def test_peer_port_members_and_version_answer_like_etcd(tmp_path: Path) -> None:
                 assert entry["name"] == want["name"]
                 assert entry["peerURLs"] == want["peerURLs"]
                 assert entry["clientURLs"] == want["clientURLs"]
-            version, _ = _get(f"{m.peer_url}/version")
+            version, _ = _curl(f"{m.peer_url}/version")
             assert isinstance(version, dict)
             assert set(version) == {"etcdserver", "etcdcluster"}
             assert version["etcdcluster"].count(".") == 2
