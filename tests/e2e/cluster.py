@@ -283,11 +283,13 @@ def grpc_status(member: Member, timeout_s: float = 1.0) -> rpc_pb2.StatusRespons
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """A put the cluster acknowledged: `at` is time.monotonic() when the reply arrived."""
+    """A put the cluster acknowledged: `sent`/`at` are time.monotonic() when the request
+    left and when the reply arrived."""
 
     key: bytes
     value: bytes
     revision: int
+    sent: float
     at: float
 
 
@@ -324,12 +326,14 @@ class Writers:
             t.join(timeout=30)
             assert not t.is_alive(), "a writer did not stop"
 
-    def acked_after(self, t: float) -> list[Ack]:
+    def sent_after(self, t: float) -> list[Ack]:
+        """Acks of puts sent after `t` (a put sent earlier may be acked after a crash at `t`:
+        it was committed before)."""
         with self._lock:
-            return [a for a in self.acks if a.at > t]
+            return [a for a in self.acks if a.sent > t]
 
-    def wait_acks(self, n: int, after: float = 0.0, timeout_s: float = WAIT_S) -> None:
-        wait_for(f"{n} acknowledged puts", lambda: len(self.acked_after(after)) >= n or None,
+    def wait_acks(self, n: int, sent_after: float = 0.0, timeout_s: float = WAIT_S) -> None:
+        wait_for(f"{n} acknowledged puts", lambda: len(self.sent_after(sent_after)) >= n or None,
                  timeout_s)
 
     def _run(self, index: int) -> None:
@@ -344,9 +348,11 @@ class Writers:
                 while not self._stop.is_set() and seq < self._max_puts:
                     key = f"load/w{index}/{seq:06d}".encode()
                     value = f"{index}:{seq}".encode()
+                    sent = time.monotonic()
                     resp = kv.Put(rpc_pb2.PutRequest(key=key, value=value), timeout=2)
                     with self._lock:
-                        self.acks.append(Ack(key, value, resp.header.revision, time.monotonic()))
+                        self.acks.append(Ack(key, value, resp.header.revision, sent,
+                                             time.monotonic()))
                     seq += 1
             except grpc.RpcError:
                 # The put may or may not have been applied; only acks are promised. Retry the

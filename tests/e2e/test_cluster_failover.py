@@ -57,9 +57,9 @@ def test_kill_leader_under_write_load(tmp_path: Path, record_property, size: int
 
             elected_at = wait_for("a new leader among the survivors", new_leader,
                                   interval_s=0.01)
-            writers.wait_acks(1, after=killed_at)
-            first_write_at = min(a.at for a in writers.acked_after(killed_at))
-            writers.wait_acks(300, after=killed_at)
+            writers.wait_acks(1, sent_after=killed_at)
+            first_write_at = min(a.at for a in writers.sent_after(killed_at))
+            writers.wait_acks(300, sent_after=killed_at)
         finally:
             writers.stop()
         failover_s = elected_at - killed_at

@@ -63,6 +63,10 @@ def test_put_get_txn_watch_lease_through_a_follower(tmp_path: Path) -> None:
         etcdctl([lead.endpoint], "put", "k", "v2")
         # A linearizable read on the follower must see the leader's acknowledged write.
         assert etcdctl(fe, "get", "k", "--print-value-only").stdout.strip() == "v2"
+        # That read waited until the follower applied the write, so its local (serializable)
+        # state has it from now on.
+        assert etcdctl(fe, "get", "k", "--consistency=s",
+                       "--print-value-only").stdout.strip() == "v2"
 
         # Txn on the follower.
         txn = 'value("k") = "v2"\n\nput k v3\nput t yes\n\nput k no\n\n'
