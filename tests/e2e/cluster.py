@@ -87,6 +87,7 @@ class Cluster:
 
     base_dir: Path
     extra_args: list[str] = field(default_factory=list)
+    kind: str = "etcdpy"  # or "etcd": the same scenario against real etcd 3.5, for reference
     members: list[Member] = field(default_factory=list)
     retired: list[Member] = field(default_factory=list)
     _next: int = 1
@@ -96,7 +97,7 @@ class Cluster:
         name = f"m{self._next}"
         self._next += 1
         data = self.base_dir / f"{name}.data"
-        return Member("etcdpy", name, data, free_port(), free_port(),
+        return Member(self.kind, name, data, free_port(), free_port(),
                       [*self.extra_args, *extra_args])
 
     def initial_cluster(self, members: Sequence[Member] | None = None) -> str:
@@ -262,9 +263,10 @@ def grpc_kv(member: Member) -> Iterator[rpc_pb2_grpc.KVStub]:
 
 
 @contextmanager
-def running_cluster(base_dir: Path, size: int, extra_args: Sequence[str] = ()) -> Iterator[Cluster]:
+def running_cluster(base_dir: Path, size: int, extra_args: Sequence[str] = (),
+                    kind: str = "etcdpy") -> Iterator[Cluster]:
     """A bootstrapped cluster whose processes are all stopped on the way out, whatever happens."""
-    cluster = Cluster(base_dir, list(extra_args))
+    cluster = Cluster(base_dir, list(extra_args), kind=kind)
     try:
         cluster.bootstrap(size)
         yield cluster
