@@ -13,6 +13,9 @@ from .backoff import BackoffPolicy
 MD_CLUSTER_ID = "x-etcd-cluster-id"
 MD_FROM = "x-server-from"
 MD_TO = "x-raft-to"
+# What a member answers a removed member's stream (NOT_FOUND); the sender that sees it stops
+# its node, as etcd's rafthttp does on 410 Gone.
+REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 MAX_GRPC_MESSAGE = 64 * 1024 * 1024  # a batch carries at most one over-limit message
 

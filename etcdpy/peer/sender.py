@@ -29,11 +29,22 @@ from etcdpy.raft import Message
 
 from .backoff import Backoff
 from .codec import fill_message, message_size
-from .options import MAX_GRPC_MESSAGE, MD_CLUSTER_ID, MD_FROM, MD_TO, TransportOptions
+from .options import (
+    MAX_GRPC_MESSAGE,
+    MD_CLUSTER_ID,
+    MD_FROM,
+    MD_TO,
+    REMOVED_MESSAGE,
+    TransportOptions,
+)
 from .sink import MessageSink
 from .snapshot import SnapshotPayload, SnapshotReader
 
 log = logutil.get("peer")
+
+
+class RemovedByPeerError(ConnectionError):
+    """The peer refused our stream because we were removed from the cluster."""
 
 
 class LinkState(IntEnum):
@@ -184,8 +195,13 @@ class PeerSender:
                 error = "stream closed by the peer"
             except asyncio.CancelledError:
                 raise
+            except RemovedByPeerError as exc:
+                error = str(exc)
+                self._sink.report_removed_by_peer(self.peer_id)
             except grpc.aio.AioRpcError as exc:
                 error = f"{exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.NOT_FOUND and exc.details() == REMOVED_MESSAGE:
+                    self._sink.report_removed_by_peer(self.peer_id)
             except Exception as exc:  # any failure of one attempt leads to a retry
                 error = f"{type(exc).__name__}: {exc}"
             was_active = self.state is LinkState.ACTIVE
@@ -218,6 +234,8 @@ class PeerSender:
                 if remote != f"{self._cluster_id():x}":
                     code = await asyncio.wait_for(call.code(), opts.connect_timeout_s)
                     details = await call.details()
+                    if code == grpc.StatusCode.NOT_FOUND and details == REMOVED_MESSAGE:
+                        raise RemovedByPeerError(f"{code.name}: {details}")
                     raise ConnectionError(
                         f"{code.name}: {details}" if code != grpc.StatusCode.OK
                         else f"peer answered with cluster ID {remote!r}"

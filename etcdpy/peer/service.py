@@ -14,7 +14,7 @@ from etcdpy._pb.peerpb import peer_pb2_grpc as pb_grpc
 from etcdpy.raft import MessageType
 
 from .codec import CodecError, decode_message
-from .options import MD_CLUSTER_ID, MD_FROM, MD_TO
+from .options import MD_CLUSTER_ID, MD_FROM, MD_TO, REMOVED_MESSAGE
 from .sink import MessageSink
 from .snapshot import SnapshotWriter
 
@@ -75,9 +75,7 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         if from_id is None or self._sink.is_removed(from_id):
             log.warning("rejected stream from removed member", **{"remote-peer-id": _hex(
                 from_id or 0)})
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, "the member has been permanently removed from the cluster"
-            )
+            await context.abort(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
         assert from_id is not None
         return from_id
 
@@ -96,7 +94,7 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         sink = self._sink
         async for batch in request_iterator:
             if sink.is_removed(from_id):
-                await context.abort(grpc.StatusCode.NOT_FOUND, "the member has been removed")
+                await context.abort(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
             if batch.cluster_id and (batch.cluster_id, batch.from_id, batch.to_id) != (
                 self._cluster_id(), from_id, self._local_id
             ):

@@ -22,6 +22,10 @@ class MessageSink(Protocol):
     def report_snapshot(self, node_id: int, failed: bool) -> None:
         """A MsgSnap to `node_id` has been fully delivered (failed=False) or has not."""
 
+    def report_removed_by_peer(self, node_id: int) -> None:
+        """Peer `node_id` refused us because we were removed from the cluster (etcd's rafthttp
+        gets 410 Gone and stops the server): the node stops, it will never be let back in."""
+
     def is_removed(self, node_id: int) -> bool:
         """True once `node_id` was removed from the cluster: its messages are refused."""
 

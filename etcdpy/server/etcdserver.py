@@ -494,6 +494,14 @@ class EtcdServer:
     def is_removed(self, node_id: int) -> bool:
         return node_id in self.membership.removed
 
+    def report_removed_by_peer(self, node_id: int) -> None:
+        # A member removed while cut off never applies its own removal; the peers that did
+        # apply it refuse its streams, and that refusal is how it learns to stop (as etcd).
+        if not self.failed.done():
+            log.warning("peer says the local member was removed from the cluster",
+                        **{"remote-peer-id": format_id(node_id)})
+            self.failed.set_exception(MemberRemoved())
+
     def merge_snapshot(self, message: Message) -> Message:
         """etcd's merged snapshot: the state image taken when the message leaves holds
         everything applied so far, so the message says so (applied index and its term, and
@@ -662,7 +670,7 @@ class EtcdServer:
             raftIndex=self.node.committed_index,
             raftTerm=self.term,
             raftAppliedIndex=self.applied_index,
-            isLearner=False,
+            isLearner=self.is_learner,
             dbSizeQuota=self.settings.quota_backend_bytes,
         )
 

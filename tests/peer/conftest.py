@@ -24,6 +24,7 @@ class RecordingSink:
     removed: set[int] = field(default_factory=set)
     processed: list[Message] = field(default_factory=list)
     unreachable: list[int] = field(default_factory=list)
+    removed_by: list[int] = field(default_factory=list)
     snapshot_reports: list[tuple[int, bool]] = field(default_factory=list)
     received_snapshots: list[tuple[Message, str]] = field(default_factory=list)
     payloads: dict[int, SnapshotPayload] = field(default_factory=dict)  # by snapshot index
@@ -36,6 +37,9 @@ class RecordingSink:
 
     def report_snapshot(self, node_id: int, failed: bool) -> None:
         self.snapshot_reports.append((node_id, failed))
+
+    def report_removed_by_peer(self, node_id: int) -> None:
+        self.removed_by.append(node_id)
 
     def is_removed(self, node_id: int) -> bool:
         return node_id in self.removed

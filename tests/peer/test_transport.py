@@ -203,6 +203,10 @@ def test_messages_from_a_removed_member_are_refused(tmp_path: Path) -> None:
             await wait_until(lambda: len(s2.processed) == 1, "the member still in the cluster")
             assert s2.processed[0].from_ == 3
             await wait_until(lambda: 2 in s1.unreachable, "refusal of the removed member")
+            # The refused sender tells its node that the peer says it was removed; the member
+            # still in the cluster hears no such thing.
+            await wait_until(lambda: 2 in s1.removed_by, "removal reported to the sender's node")
+            assert s3.removed_by == []
         finally:
             for t in (t1, t2, t3):
                 await t.stop()

@@ -56,10 +56,11 @@ class WatchServicer(pb_grpc.WatchServicer):
                     await context.abort(grpc.StatusCode[error.code], error.message)
                 if get not in done:
                     get.cancel()
-                    # The client closed its side: etcd keeps sending until the RPC ends; we
-                    # end the stream once nothing is queued.
-                    if reader.exception() is not None or stream.queue.empty():
+                    if reader.exception() is not None:
                         return
+                    # The client closed its sending side (half-close): like etcd, keep the
+                    # watchers it created and keep sending until the RPC itself ends.
+                    waits.discard(reader)
                     continue
                 resp = get.result()
                 hub.stream_drained()
