@@ -164,7 +164,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         snapshot_dir=str(envs.member_dir / "snap" / "incoming"),
     )
     _follow_membership(membership, transport, member_id)
-    server.peer_active = lambda peer_id: transport.active_since(peer_id) is not None
+    server.peer_active_since = transport.active_since
     rawnode = RawNode(
         RaftConfig(
             id=member_id,

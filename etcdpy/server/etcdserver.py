@@ -57,6 +57,7 @@ LEASE_EXPIRY_CHECK_S = 0.5
 MAX_LEASE_REVOKES_PER_CHECK = 500  # etcd revokes at most 1000 leases a second
 COMPACTION_STEP_KEYS = 1000
 READ_INDEX_RETRY_S = 0.5
+HEALTH_INTERVAL_S = 5.0  # etcd's HealthInterval
 
 
 class MemberRemoved(Exception):
@@ -113,8 +114,9 @@ class EtcdServer:
         self.applier = Applier(store, lessor, self, membership, settings.min_lease_ttl_s)
         self.node: RaftNode | None = None  # set by the app before start()
         self.raft_log: Any = None  # LmdbRaftStorage, set by the app before start()
-        # Whether a peer's link is up (the transport's view), for the reconfiguration check.
-        self.peer_active: Callable[[int], bool] | None = None
+        # Since when (wall clock) a peer's link has been up, None if down (the transport's
+        # view); etcd's reconfiguration checks count peers connected for HEALTH_INTERVAL_S.
+        self.peer_active_since: Callable[[int], float | None] | None = None
         # A sole voter campaigns as soon as it has applied up to here (its bootstrap
         # entries), instead of waiting out an election timeout; 0 = do not.
         self.campaign_after_index = 0
@@ -537,7 +539,7 @@ class EtcdServer:
             if learners >= self.settings.max_learners:
                 raise errors.TooManyLearners()
         else:
-            self._check_quorum_after(len(self.membership.voters()) + 1, adding=True)
+            self._check_may_add_voter()
         member_id = compute_member_id(urls, "", now_s=int(time.time()))
         if member_id in self.membership.members or member_id in self.membership.removed:
             raise errors.MemberExists()
@@ -551,7 +553,7 @@ class EtcdServer:
         if member is None:
             raise errors.MemberNotFound()
         if not member.is_learner:
-            self._check_quorum_after(len(self.membership.voters()) - 1, removing=member_id)
+            self._check_may_remove_voter(member_id)
         return await self._propose_conf_change(ConfChangeType.REMOVE_NODE, member)
 
     async def member_update(self, member_id: int, peer_urls: Sequence[str]) -> list[Member]:
@@ -585,18 +587,49 @@ class EtcdServer:
         promoted = Member(member.id, member.name, member.peer_urls, member.client_urls, False)
         return await self._propose_conf_change(ConfChangeType.ADD_NODE, promoted)
 
-    def _check_quorum_after(self, voters_after: int, adding: bool = False,
-                            removing: int = 0) -> None:
-        """etcd's --strict-reconfig-check: refuse a change that would leave fewer started
-        (reachable) voters than a quorum of the new configuration."""
-        if not self.settings.strict_reconfig_check or self.peer_active is None:
+    def _started_voters(self, excluding: int = 0) -> int:
+        """Voters that have published themselves (etcd counts a member with a name as started)."""
+        return sum(1 for m in self.membership.voters() if m.id != excluding and m.name)
+
+    def _connected_since(self, since: float, excluding: int = 0) -> int:
+        """Voters (this one included) whose link has been up since `since` (wall clock)."""
+        assert self.peer_active_since is not None
+        count = 0
+        for m in self.membership.voters():
+            if m.id == excluding:
+                continue
+            if m.id == self.member_id:
+                count += 1
+                continue
+            up = self.peer_active_since(m.id)
+            if up is not None and up <= since:
+                count += 1
+        return count
+
+    def _check_may_add_voter(self) -> None:
+        """etcd's --strict-reconfig-check for MemberAdd of a voter (mayAddMember)."""
+        if not self.settings.strict_reconfig_check or self.peer_active_since is None:
             return
-        started = sum(
-            1 for m in self.membership.voters()
-            if m.id != removing and (m.id == self.member_id or self.peer_active(m.id))
-        )
-        if started < voters_after // 2 + 1:
+        voters_after = len(self.membership.voters()) + 1
+        if self._started_voters() < voters_after // 2 + 1:
             raise errors.NotEnoughStartedMembers()
+        since = time.time() - HEALTH_INTERVAL_S
+        if self._connected_since(since) < len(self.membership.voters()):
+            raise errors.UnhealthyCluster()
+
+    def _check_may_remove_voter(self, member_id: int) -> None:
+        """etcd's --strict-reconfig-check for MemberRemove of a voter (mayRemoveMember)."""
+        if not self.settings.strict_reconfig_check or self.peer_active_since is None:
+            return
+        voters = len(self.membership.voters())
+        if self._started_voters(excluding=member_id) < (voters - 1) // 2 + 1:
+            raise errors.NotEnoughStartedMembers()
+        # A member that is down is safe to remove: it is not part of the active quorum.
+        if member_id != self.member_id and self.peer_active_since(member_id) is None:
+            return
+        active = self._connected_since(time.time() - HEALTH_INTERVAL_S)
+        if active - 1 < 1 + (voters - 1) // 2:
+            raise errors.UnhealthyCluster()
 
     async def _propose_conf_change(self, change_type: ConfChangeType, member: Member) -> list[Member]:
         assert self.node is not None

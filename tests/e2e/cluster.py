@@ -120,7 +120,16 @@ class Cluster:
         args = ["member", "add", m.name, f"--peer-urls={m.peer_url}"]
         if learner:
             args.append("--learner")
-        out = etcdctl([via.endpoint], *args).stdout
+        # Like etcd, a voter is only added once every voter has been connected for 5 s
+        # (--strict-reconfig-check answers 'unhealthy cluster' before that): retry.
+        def attempt() -> str | None:
+            r = etcdctl([via.endpoint], *args, check=False)
+            if r.returncode == 0:
+                return r.stdout
+            assert "unhealthy cluster" in r.stderr, r.stderr
+            return None
+
+        out = wait_for("member add accepted", attempt, timeout_s=30.0, interval_s=0.5)
         # etcdctl prints the ETCD_INITIAL_CLUSTER the new member must use; take it verbatim.
         line = next(x for x in out.splitlines() if x.startswith("ETCD_INITIAL_CLUSTER="))
         spec = line.split("=", 1)[1].strip().strip('"')

@@ -198,8 +198,6 @@ def test_move_leader_and_update_peer_urls(tmp_path: Path) -> None:
         assert any(e["id"] == other_id and e["peerURLs"] == [new_url] for e in peers)
 
 
-@pytest.mark.xfail(strict=True, reason="server-bugs.md: member remove skips etcd's 5s "
-                   "peer-health check (--strict-reconfig-check)")
 def test_remove_right_after_start_is_refused_as_unhealthy(tmp_path: Path) -> None:
     # etcd refuses to remove a voter unless the voters left have been connected to this
     # member for HealthInterval (5s); a cluster that just started has not.
