@@ -23,6 +23,7 @@ from etcdpy.cluster.bootstrap import (
     bootstrap_or_restart,
     load_members,
     load_removed,
+    new_cluster,
 )
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
@@ -34,7 +35,7 @@ from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.snapshots import SnapshotImages
-from etcdpy.storage.env import EnvOptions, MemberEnvs
+from etcdpy.storage.env import EnvOptions, MemberEnvs, member_dir_exists
 from etcdpy.storage.lease import Lessor
 from etcdpy.storage.mvcc.kvstore import KVStore
 from etcdpy.storage.raft_log import LmdbRaftStorage
@@ -71,7 +72,9 @@ def run(cfg: Config) -> None:
     try:
         asyncio.run(_serve(cfg))
     except BootstrapError as error:
-        log.error("failed to start etcdpy", error=str(error))
+        # etcd's two lines for a cluster it cannot start, then exit 1.
+        log.warning("failed to start etcd", error=str(error))
+        log.fatal("discovery failed", error=str(error))
         sys.exit(1)
 
 
@@ -92,6 +95,10 @@ async def _serve(cfg: Config) -> None:
         },
     )
     quota = cfg.effective_quota_backend_bytes or DEFAULT_QUOTA_BYTES
+    if cfg.is_new_cluster and not member_dir_exists(data_dir):
+        # Refuse bad clustering flags before anything is written to the data dir.
+        new_cluster(cfg.name, cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
+                    cfg.initial_cluster_token, [str(u) for u in cfg.initial_advertise_peer_urls])
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
     try:

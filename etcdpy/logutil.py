@@ -91,3 +91,7 @@ class StructLogger:
 
     def error(self, msg: str, exc_info: bool = False, **fields: Any) -> None:
         self._log(logging.ERROR, msg, fields, exc_info)
+
+    def fatal(self, msg: str, **fields: Any) -> None:
+        """Logged as zap's "fatal" level; the caller exits right after, as etcd does."""
+        self._log(logging.CRITICAL, msg, fields)

