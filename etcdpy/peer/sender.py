@@ -309,6 +309,8 @@ class PeerSender:
         url = self.urls[self._url_index % len(self.urls)]
         failed = True
         try:
+            if payload.prepare is not None:
+                payload = await asyncio.to_thread(payload.prepare)
             async with grpc.aio.insecure_channel(
                 grpc_target(url), options=channel_options(self._opts)
             ) as ch:

@@ -31,9 +31,16 @@ class SnapshotPayload:
 
     size: int
     open: Callable[[], BinaryIO]
+    # When set, called in a worker thread before the send to produce the real payload (e.g.
+    # copy a database), so the event loop never waits for it; `size` and `open` are unused.
+    prepare: Callable[[], SnapshotPayload] | None = None
 
     def __post_init__(self) -> None:
         assert self.size >= 0
+
+    @staticmethod
+    def deferred(prepare: Callable[[], SnapshotPayload]) -> SnapshotPayload:
+        return SnapshotPayload(0, lambda: io.BytesIO(b""), prepare)
 
     @staticmethod
     def from_bytes(data: bytes) -> SnapshotPayload:

@@ -516,8 +516,14 @@ class EtcdServer:
         return dataclasses.replace(message, snapshot=Snapshot(b"", meta))
 
     def snapshot_payload(self, msg: Message) -> SnapshotPayload:
-        assert self._images is not None
-        return SnapshotPayload.from_file(str(self._images.outgoing(msg.to)))
+        """The state image travels with the snapshot; LMDB copies it from one read
+        transaction in a worker thread, so writes go on meanwhile. It holds at least what
+        `merge_snapshot` labelled the message with (the applied index only grows)."""
+        images = self._images
+        assert images is not None
+        return SnapshotPayload.deferred(
+            lambda: SnapshotPayload.from_file(str(images.outgoing(msg.to)))
+        )
 
     def snapshot_received(self, msg: Message, payload_path: str) -> None:
         assert self._images is not None and self.node is not None
