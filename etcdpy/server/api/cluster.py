@@ -13,15 +13,11 @@ from etcdpy.server import errors
 from etcdpy.server.api.errors import grpc_errors
 from etcdpy.server.api.forward import LeaderForwarder
 from etcdpy.server.etcdserver import EtcdServer
-
-
-def _pb(m: Member) -> pb.Member:
-    return pb.Member(ID=m.id, name=m.name, peerURLs=list(m.peer_urls),
-                     clientURLs=list(m.client_urls), isLearner=m.is_learner)
+from etcdpy.server.membership import to_pb
 
 
 def _all(members: Sequence[Member]) -> list[pb.Member]:
-    return [_pb(m) for m in members]
+    return [to_pb(m) for m in members]
 
 
 class ClusterServicer(pb_grpc.ClusterServicer):
@@ -44,7 +40,7 @@ class ClusterServicer(pb_grpc.ClusterServicer):
     ) -> pb.MemberAddResponse:
         async with grpc_errors(context):
             member, members = await self._server.member_add(request.peerURLs, request.isLearner)
-            resp = pb.MemberAddResponse(member=_pb(member), members=_all(members))
+            resp = pb.MemberAddResponse(member=to_pb(member), members=_all(members))
             self._server.fill_header(resp.header)
             return resp
 
