@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 
 import grpc
 
@@ -77,7 +77,7 @@ def created_is(key: bytes, revision: int) -> pb.Compare:
 
 
 @contextlib.asynccontextmanager
-async def recipe_errors(context: grpc.aio.ServicerContext) -> Iterator[None]:  # type: ignore[misc]
+async def recipe_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
     """Any EtcdError inside the block ends the RPC as etcd's servicers end it: UNKNOWN + text."""
     try:
         yield
@@ -132,14 +132,17 @@ class Recipes:
         """A watch on this member's hub, its created response already consumed."""
         hub = self.server.watch_hub
         stream = hub.new_stream(self.server.max_request_bytes + GRPC_OVERHEAD_BYTES)
+        responses = self._responses(stream)
         try:
             stream.create(pb.WatchCreateRequest(key=key, range_end=range_end,
                                                 start_revision=start_revision))
             created = await self._next(stream)
             if created.canceled:
                 raise lost_watcher()
-            yield self._responses(stream)
+            yield responses
         finally:
+            # Close the generator here, not whenever it is collected, then drop the watcher.
+            await responses.aclose()
             stream.close()
 
     async def _next(self, stream: WatchStream) -> pb.WatchResponse:
@@ -148,7 +151,7 @@ class Recipes:
         self.server.fill_header(resp.header, keep_revision=True)
         return resp
 
-    async def _responses(self, stream: WatchStream) -> AsyncIterator[pb.WatchResponse]:
+    async def _responses(self, stream: WatchStream) -> AsyncGenerator[pb.WatchResponse, None]:
         while True:
             resp = await self._next(stream)
             if resp.canceled:
