@@ -251,6 +251,30 @@ def test_cancelled_waiters_withdraw_their_keys(pair: Pair) -> None:
     run_both(pair, _cancelled_waiters)
 
 
+def _fencing(s: Side) -> None:
+    stale_lease = s.grant()
+    stale = s.call("first holder locks", s.lock.Lock,
+                   lpb.LockRequest(name=b"fence", lease=stale_lease))
+    token = s.kv.Range(pb.RangeRequest(key=stale.key), timeout=RPC_TIMEOUT_S).kvs[0]
+    guarded = pb.Compare(result=pb.Compare.EQUAL, target=pb.Compare.CREATE, key=stale.key,
+                         create_revision=token.create_revision)
+    write = pb.RequestOp(request_put=pb.PutRequest(key=b"resource", value=b"first"))
+    s.call("guarded write while holding", s.kv.Txn, pb.TxnRequest(compare=[guarded],
+                                                                  success=[write]))
+    # The first holder's lease ends behind its back (a pause or partition past the TTL)...
+    s.call("first holder's lease expires", s.lease.LeaseRevoke,
+           pb.LeaseRevokeRequest(ID=stale_lease))
+    s.call("second holder locks", s.lock.Lock, lpb.LockRequest(name=b"fence", lease=s.grant()))
+    # ...and it still believes it holds the lock: only the fenced write notices.
+    s.call("guarded write after losing it", s.kv.Txn, pb.TxnRequest(compare=[guarded],
+                                                                    success=[write]))
+
+
+def test_a_lock_is_a_lease_with_a_fencing_token(pair: Pair) -> None:
+    got = run_both(pair, _fencing)
+    assert "succeeded: true" in got[1] and "succeeded: true" not in got[-1]
+
+
 # --- election: campaign queue and observers ---
 
 

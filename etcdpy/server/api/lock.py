@@ -5,10 +5,10 @@ creates `<name>/<lease hex>` attached to the lease and returns once no key under
 older (by create revision); the holder keeps the lock only while the lease lives. A holder
 that pauses (GC, SIGSTOP, swap) or is partitioned past the lease TTL loses the key to expiry
 while still believing it holds the lock, and the next waiter proceeds: two processes can act
-"under the lock" at once. The defence is a *fencing token*: the key's create revision (from
-the response header / a Range of the key) rises with every new holder, so a resource that
-remembers the highest token it has seen can refuse the stale holder (for etcd keys, guard
-writes with a Txn comparing the lock key's create revision).
+"under the lock" at once. The defence is a *fencing token*: the key's create revision (a Range
+of the returned key gives it) rises with every new holder, so a resource that remembers the
+highest token it has seen can refuse the stale holder (for etcd keys, guard each write with a
+Txn comparing the lock key's create revision: it fails once the lock has been lost).
 
 Unlock(key) just deletes the key. A client that cancels a waiting Lock has its key deleted,
 so it does not later hold a lock nobody waits on.
