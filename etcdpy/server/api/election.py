@@ -26,7 +26,6 @@ from etcdpy._pb.v3electionpb import v3election_pb2 as electionpb
 from etcdpy._pb.v3electionpb import v3election_pb2_grpc as election_grpc
 from etcdpy.server import errors
 from etcdpy.server.api.recipes import (
-    NO_SESSION,
     RecipeError,
     Recipes,
     created_is,
@@ -108,6 +107,7 @@ class ElectionServicer(election_grpc.ElectionServicer):
                 raise missing_leader_key()
             leader = electionpb.LeaderKey()
             leader.CopyFrom(request.leader)
+            # etcd opens a session here too: lease 0 is granted a fresh lease, put on the key.
             leader.lease = await self._recipes.session(leader.lease)
             header = await self._proclaim(leader, request.value)
             return electionpb.ProclaimResponse(header=header)
@@ -128,7 +128,7 @@ class ElectionServicer(election_grpc.ElectionServicer):
         async with recipe_errors(context):
             if not request.HasField("leader"):
                 raise missing_leader_key()
-            await self._recipes.session(request.leader.lease)
+            await self._recipes.session(request.leader.lease)  # etcd's session: see Proclaim
             header = await self._resign(request.leader)
             return electionpb.ResignResponse(header=header)
 
@@ -146,7 +146,6 @@ class ElectionServicer(election_grpc.ElectionServicer):
         self, request: electionpb.LeaderRequest, context: grpc.aio.ServicerContext
     ) -> electionpb.LeaderResponse:
         async with recipe_errors(context):
-            await self._recipes.session(NO_SESSION)
             resp = await self._recipes.range(first_created(request.name + b"/"))
             if not resp.kvs:
                 raise no_leader()

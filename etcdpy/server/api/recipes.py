@@ -29,7 +29,6 @@ from etcdpy.server.watch import WatchStream
 
 # concurrency.NewSession grants a lease of this TTL when the request names none (lease 0).
 DEFAULT_SESSION_TTL_S = 60
-NO_SESSION = -1  # Leader and Observe open their session on this id: nothing is granted.
 # Cleanups (deleting the key of a waiter whose client went away) still running; each is one
 # proposal bounded by the request timeout, so the set drains; the cap bounds a burst.
 MAX_CLEANUPS = 1024
