@@ -6,7 +6,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy._pb.v3electionpb import v3election_pb2_grpc as election_grpc
+from etcdpy._pb.v3lockpb import v3lock_pb2_grpc as lock_grpc
 from etcdpy.server.api.cluster import ClusterServicer
+from etcdpy.server.api.election import ElectionServicer
 from etcdpy.server.api.interceptor import (
     GRPC_OVERHEAD_BYTES,
     GRPCIO_SLACK_BYTES,
@@ -14,6 +17,7 @@ from etcdpy.server.api.interceptor import (
 )
 from etcdpy.server.api.kv import KVServicer
 from etcdpy.server.api.lease import LeaseServicer
+from etcdpy.server.api.lock import LockServicer
 from etcdpy.server.api.maintenance import MaintenanceServicer
 from etcdpy.server.api.watch import WatchServicer
 from etcdpy.server.etcdserver import EtcdServer
@@ -49,6 +53,8 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), grpc_server)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), grpc_server)
+    election_grpc.add_ElectionServicer_to_server(ElectionServicer(server), grpc_server)
+    lock_grpc.add_LockServicer_to_server(LockServicer(server), grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     return grpc_server, health_servicer
