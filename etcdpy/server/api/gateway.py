@@ -30,14 +30,23 @@ from etcdpy.netshare import HttpRequest, HttpResponse
 
 log = logutil.get("gateway")
 
-# etcd 3.5 still answers the older API prefixes by rewriting them to /v3/.
-DEPRECATED_PREFIXES = ("/v3beta/", "/v3alpha/")
+# etcd 3.5 still answers /v3beta/ by rewriting it to /v3/ (/v3alpha/ is gone: 404).
+DEPRECATED_PREFIXES = ("/v3beta/",)
 # A stream body holds at most this many request objects (the HTTP layer bounds its size too).
 MAX_STREAM_REQUESTS = 10_000
 # Responses a slow HTTP reader may fall behind a stream by, before gRPC is paused (bounded).
 STREAM_BUFFER = 64
 
+# etcd wraps its gateway in a permissive CORS handler: every /v3 answer carries these.
+CORS_HEADERS = (
+    ("Access-Control-Allow-Headers", "accept, content-type, authorization"),
+    ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
+    ("Access-Control-Allow-Origin", "*"),
+)
 _JSON = ("Content-Type", "application/json")
+# grpc-gateway forwards the gRPC response's header metadata as Grpc-Metadata-* on success.
+_OK_HEADERS = (*CORS_HEADERS, _JSON, ("Grpc-Metadata-Content-Type", "application/grpc"))
+_TEXT = (("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff"))
 # Streams that stay open after the body's last request, as etcd's do: a watch keeps sending
 # events until the HTTP client goes away (a keep-alive stream ends with its requests).
 KEEP_OPEN = frozenset({"/etcdserverpb.Watch/Watch"})
@@ -82,9 +91,15 @@ class Route:
     server_streaming: bool
 
 
+# Routes etcd 3.5.1's gateway does not register (HashKV has no HTTP binding there: 404).
+NOT_ROUTED = frozenset({"/v3/maintenance/hashkv"})
+
+
 def _routes() -> dict[str, Route]:
     out: dict[str, Route] = {}
     for path, method in ROUTES.items():
+        if path in NOT_ROUTED:
+            continue
         service, name = method.strip("/").split("/")
         try:
             desc = _pb.POOL.FindServiceByName(service).FindMethodByName(name)
@@ -123,7 +138,7 @@ def error_body(code: grpc.StatusCode, message: str) -> bytes:
 
 
 def error_response(code: grpc.StatusCode, message: str) -> HttpResponse:
-    return HttpResponse(_HTTP_STATUS.get(code, 500), (_JSON,), error_body(code, message))
+    return HttpResponse(_HTTP_STATUS.get(code, 500), (*CORS_HEADERS, _JSON), error_body(code, message))
 
 
 def _parse_objects(body: bytes) -> list[Any]:
@@ -193,13 +208,13 @@ class Gateway:
                 if self._on_deprecated is not None:
                     self._on_deprecated(path)
                 path = "/v3/" + path[len(prefix):]
+        if req.method == "OPTIONS":
+            return HttpResponse(200, CORS_HEADERS)  # a CORS preflight
         route = self._routes.get(path)
         if route is None:
-            return HttpResponse.text(404, "404 page not found\n")
+            return HttpResponse(404, (*CORS_HEADERS, *_TEXT), b"Not Found\n")
         if req.method != "POST":
-            # grpc-gateway v1 answers a known path with the wrong method like an unknown one.
-            return HttpResponse(501, (_JSON,), error_body(grpc.StatusCode.UNIMPLEMENTED,
-                                                          "Method Not Allowed"))
+            return HttpResponse(405, (*CORS_HEADERS, *_TEXT), b"Method Not Allowed\n")
         metadata = _metadata(req)
         try:
             objects = _parse_objects(req.body) if req.body.strip() else [{}]
@@ -209,7 +224,7 @@ class Gateway:
         if not route.client_streaming and len(requests) != 1:
             requests = requests[:1]
         if route.server_streaming:
-            return HttpResponse(200, (_JSON,), self._stream(route, requests, metadata))
+            return HttpResponse(200, _OK_HEADERS, self._stream(route, requests, metadata))
         call = self._chan().unary_unary(
             route.method,
             request_serializer=route.request_type.SerializeToString,
@@ -219,7 +234,7 @@ class Gateway:
             resp = await call(requests[0], metadata=metadata)
         except grpc.aio.AioRpcError as err:
             return error_response(err.code(), err.details() or "")
-        return HttpResponse(200, (_JSON,), _dumps(to_json(resp)))
+        return HttpResponse(200, _OK_HEADERS, _dumps(to_json(resp)))
 
     async def _stream(self, route: Route, requests: list[Message],
                       metadata: tuple[tuple[str, str], ...]) -> AsyncIterator[bytes]:

@@ -18,13 +18,15 @@ import grpc
 from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, logutil
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.netshare import HttpRequest, HttpResponse
-from etcdpy.server.api.gateway import Gateway
+from etcdpy.server.api.gateway import CORS_HEADERS, Gateway
 from etcdpy.server.api.metrics import CONTENT_TYPE, ServerMetrics
 from etcdpy.server.etcdserver import EtcdServer
 
 log = logutil.get("http")
 
 _JSON = ("Content-Type", "application/json")
+# etcd writes /health's JSON without a content type, so Go labels it plain text.
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _ALARM_NAMES = {pb.AlarmType.NOSPACE: "NOSPACE", pb.AlarmType.CORRUPT: "CORRUPT"}
 
 
@@ -47,6 +49,18 @@ class ClientHttpHandler:
         return ClientHttpHandler(self._server, self._gateway, self._metrics, endpoints)
 
     async def __call__(self, req: HttpRequest) -> HttpResponse:
+        if self._endpoints is Endpoints.METRICS:
+            return await self._route(req)
+        # etcd wraps its whole client HTTP mux in a permissive CORS handler (an OPTIONS
+        # preflight answers 200 at once); its metrics listeners are not wrapped.
+        if req.method == "OPTIONS":
+            return HttpResponse(200, CORS_HEADERS)
+        resp = await self._route(req)
+        if any(name == "Access-Control-Allow-Origin" for name, _ in resp.headers):
+            return resp
+        return HttpResponse(resp.status, (*CORS_HEADERS, *resp.headers), resp.body)
+
+    async def _route(self, req: HttpRequest) -> HttpResponse:
         path = req.path
         if path == "/health":
             return await self._health(req)
@@ -77,9 +91,9 @@ class ClientHttpHandler:
         if reason:
             self._metrics.health_failures.inc()
             log.warning("serving /health false", reason=reason)
-            return _json(503, {"health": "false", "reason": reason})
+            return _json(503, {"health": "false", "reason": reason}, _TEXT)
         self._metrics.health_success.inc()
-        return _json(200, {"health": "true", "reason": ""})
+        return _json(200, {"health": "true", "reason": ""}, _TEXT)
 
     async def _probe(self, req: HttpRequest, ready: bool) -> HttpResponse:
         # /livez: the process answers and its store reads; /readyz: it can also serve
@@ -125,8 +139,8 @@ class ClientHttpHandler:
         return [a.alarm for a in resp.alarms]
 
 
-def _json(status: int, obj: object) -> HttpResponse:
-    return HttpResponse(status, (_JSON,), json.dumps(obj, separators=(",", ":")).encode())
+def _json(status: int, obj: object, content_type: tuple[str, str] = _JSON) -> HttpResponse:
+    return HttpResponse(status, (content_type,), json.dumps(obj, separators=(",", ":")).encode())
 
 
 def _not_allowed() -> HttpResponse:
