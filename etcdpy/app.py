@@ -49,7 +49,10 @@ from etcdpy.storage.raft_log import LmdbRaftStorage
 log = logutil.get("")
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's DefaultQuotaBytes
-# How a shared client port relays gRPC to the server (see scripts/bench_client_port.py).
+# How a shared client port relays gRPC to the server. scripts/bench_client_port.py found
+# ASYNCIO and PROCESS within noise of each other (both 0.8-0.95 of a gRPC-only port on 2 busy
+# cores, SPLICE a little behind); ASYNCIO needs no extra process per port. The variable lets
+# an operator with spare cores choose PROCESS.
 CLIENT_RELAY = RelayMode[os.environ.get("ETCDPY_CLIENT_RELAY", "ASYNCIO")]
 
 
