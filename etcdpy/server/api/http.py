@@ -27,7 +27,7 @@ log = logutil.get("http")
 _JSON = ("Content-Type", "application/json")
 # etcd writes /health's JSON without a content type, so Go labels it plain text.
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
-_ALARM_NAMES = {pb.AlarmType.NOSPACE: "NOSPACE", pb.AlarmType.CORRUPT: "CORRUPT"}
+_ALARM_NAMES: dict[int, str] = {pb.AlarmType.NOSPACE: "NOSPACE", pb.AlarmType.CORRUPT: "CORRUPT"}
 
 
 class Endpoints(IntEnum):
