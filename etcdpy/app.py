@@ -11,8 +11,10 @@ import asyncio
 import datetime
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,10 +29,14 @@ from etcdpy.cluster.bootstrap import (
 )
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
+from etcdpy.netshare import RelayMode, SharedPort, SharedPortOptions
 from etcdpy.peer.http import MemberInfo, PeerHttpHandler
 from etcdpy.peer.transport import GrpcTransport
 from etcdpy.raft import RaftConfig, RawNode
 from etcdpy.server.api import grpc_server
+from etcdpy.server.api.gateway import Gateway
+from etcdpy.server.api.http import ClientHttpHandler, Endpoints
+from etcdpy.server.api.metrics import ServerMetrics
 from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
@@ -43,6 +49,11 @@ from etcdpy.storage.raft_log import LmdbRaftStorage
 log = logutil.get("")
 
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's DefaultQuotaBytes
+# How a shared client port relays gRPC to the server. scripts/bench_client_port.py found
+# ASYNCIO and PROCESS within noise of each other (both 0.8-0.95 of a gRPC-only port on 2 busy
+# cores, SPLICE a little behind); ASYNCIO needs no extra process per port. The variable lets
+# an operator with spare cores choose PROCESS.
+CLIENT_RELAY = RelayMode[os.environ.get("ETCDPY_CLIENT_RELAY", "ASYNCIO")]
 
 
 def _host_port(url: str) -> str:
@@ -203,8 +214,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         log.info("serving peer traffic", address=_host_port(str(url)))
     client, health = grpc_server.build(server, cfg.max_request_bytes,
                                        cfg.grpc_keepalive_min_time.total_seconds())
-    for url in cfg.listen_client_urls:
-        client.add_insecure_port(_host_port(str(url)))
+    ports = ClientPorts(cfg, server, client)
     server.start()
 
     async def serve_clients() -> None:
@@ -212,6 +222,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         # URLs through Raft (so a cluster without quorum refuses connections, as etcd's does).
         await server.published
         await client.start()
+        await ports.start()
         await health.set("", grpc_server.SERVING)
         log.info("ready to serve client requests")
         for url in cfg.listen_client_urls:
@@ -220,11 +231,59 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
 
     serving = asyncio.ensure_future(serve_clients())
     try:
-        await _run_until_stopped(server, client, health)
+        await _run_until_stopped(server, client, health, ports)
     finally:
         serving.cancel()
+        await ports.stop()
         await transport.stop()
         log.info("stopped serving", **{"local-member-id": format_id(member_id)})
+
+
+class ClientPorts:
+    """The client listeners: gRPC and HTTP/1.1 share each --listen-client-urls port (gRPC is
+    relayed to the server's private Unix socket), unless --listen-client-http-urls moves HTTP
+    to ports of its own, when gRPC binds the client ports directly; --listen-metrics-urls
+    serve /metrics and the health checks."""
+
+    def __init__(self, cfg: Config, server: EtcdServer, client: Any) -> None:
+        self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-client-")
+        sock_path = os.path.join(self._sock_dir, "grpc.sock")
+        client.add_insecure_port(f"unix:{sock_path}")
+        self._gateway = Gateway(f"unix:{sock_path}")
+        handler = ClientHttpHandler(server, self._gateway, ServerMetrics(server))
+        options = SharedPortOptions(relay=CLIENT_RELAY)
+        self._fronts: list[SharedPort] = []
+        shared = not cfg.listen_client_http_urls
+        for url in cfg.listen_client_urls:
+            if shared:
+                host, port = _split_host_port(str(url))
+                self._fronts.append(SharedPort(host, port, sock_path, handler, options))
+            elif client.add_insecure_port(_host_port(str(url))) == 0:
+                raise OSError(f"cannot listen on {url}")
+        for url in cfg.listen_client_http_urls:
+            host, port = _split_host_port(str(url))
+            self._fronts.append(SharedPort(host, port, sock_path, handler, options))
+        for url in cfg.listen_metrics_urls:
+            host, port = _split_host_port(str(url))
+            self._fronts.append(SharedPort(host, port, sock_path,
+                                           handler.for_endpoints(Endpoints.METRICS), options))
+
+    async def start(self) -> None:
+        for front in self._fronts:
+            await front.start()
+
+    async def stop(self) -> None:
+        for front in self._fronts:
+            await front.stop()  # also right for a front that never started
+        self._fronts = []
+        await self._gateway.close()
+        shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+
+def _split_host_port(url: str) -> tuple[str, int]:
+    hostport = _host_port(url)
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _raft_logger() -> Any:
@@ -261,7 +320,8 @@ def _dump_tasks() -> None:
         log.info("task", name=task.get_name(), coro=str(task.get_coro())[:120], stack=frames)
 
 
-async def _run_until_stopped(server: EtcdServer, client: Any, health: Any) -> None:
+async def _run_until_stopped(server: EtcdServer, client: Any, health: Any,
+                             ports: ClientPorts) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -271,6 +331,7 @@ async def _run_until_stopped(server: EtcdServer, client: Any, health: Any) -> No
     await asyncio.wait({stopping, server.failed}, return_when=asyncio.FIRST_COMPLETED)
     if server.failed.done():
         error = server.failed.exception()
+        await ports.stop()
         await client.stop(grace=0)
         await server.stop()
         if isinstance(error, MemberRemoved):
@@ -282,5 +343,6 @@ async def _run_until_stopped(server: EtcdServer, client: Any, health: Any) -> No
     stopping.cancel()
     log.info("received signal; shutting down")
     await health.set("", grpc_server.NOT_SERVING)
+    await ports.stop()
     await client.stop(grace=1.0)
     await server.stop()
