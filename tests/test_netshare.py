@@ -222,3 +222,34 @@ def test_front_process_is_restarted_and_reaped() -> None:
         assert last is not None and last.poll() is not None, "stop() must reap the child"
 
     asyncio.run(main())
+
+
+def test_a_quiet_stream_ends_when_its_client_goes_away() -> None:
+    """A streamed body that produces nothing (a gateway watch on a quiet key) is closed as
+    soon as the client disconnects, not at its next chunk."""
+    closed = asyncio.Event()
+
+    async def quiet() -> AsyncIterator[bytes]:
+        try:
+            await asyncio.sleep(3600)
+            yield b"never"
+        finally:
+            closed.set()
+
+    async def quiet_handler(req: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, (), quiet())
+
+    async def main() -> None:
+        front = Front(RelayMode.ASYNCIO)
+        front.port = SharedPort("127.0.0.1", 0, front.sock_path, quiet_handler,
+                                SharedPortOptions(relay=RelayMode.ASYNCIO))
+        async with front:
+            reader, writer = await asyncio.open_connection("127.0.0.1", front.port.port)
+            writer.write(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+            await asyncio.wait_for(closed.wait(), 10)
+
+    asyncio.run(main())

@@ -117,7 +117,7 @@ async def serve_http1(
             except Exception:  # a handler bug must answer 500, not kill the connection loop
                 log.error("http handler failed", exc_info=True, path=request.path)
                 response = HttpResponse.text(500, "internal server error\n")
-            await _send(conn, writer, response)
+            await _send(conn, writer, response, reader)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
@@ -159,7 +159,47 @@ async def _read_request(
             return None
 
 
-async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, resp: HttpResponse) -> None:
+async def _stream(
+    conn: h11.Connection, writer: asyncio.StreamWriter, body: AsyncIterator[bytes],
+    reader: asyncio.StreamReader | None,
+) -> None:
+    """Send a streamed body, and stop it as soon as the client goes away: a stream that
+    rarely produces (a watch on a quiet key) must not outlive its client."""
+
+    async def pump() -> None:
+        async for chunk in body:
+            if chunk:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()  # backpressure: a slow reader slows the stream
+
+    pumping = asyncio.ensure_future(pump())
+    try:
+        while reader is not None:
+            listening = asyncio.ensure_future(reader.read(READ_CHUNK))
+            done, _ = await asyncio.wait({pumping, listening},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if pumping in done:
+                listening.cancel()
+                break
+            if not listening.result():
+                raise ConnectionResetError("client closed the connection during a stream")
+            # Bytes sent while we stream (nothing a client should send): ignored.
+        await pumping
+    finally:
+        if not pumping.done():
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+async def _send(
+    conn: h11.Connection, writer: asyncio.StreamWriter, resp: HttpResponse,
+    reader: asyncio.StreamReader | None = None,
+) -> None:
     headers = [(k, v) for k, v in resp.headers]
     headers.append(("Date", formatdate(usegmt=True)))
     streamed = not isinstance(resp.body, bytes)
@@ -175,9 +215,6 @@ async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, resp: HttpRe
             writer.write(conn.send(h11.Data(data=resp.body)))
     else:
         assert streamed
-        async for chunk in resp.body:
-            if chunk:
-                writer.write(conn.send(h11.Data(data=chunk)))
-                await writer.drain()  # backpressure: a slow reader slows the stream
+        await _stream(conn, writer, resp.body, reader)
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
