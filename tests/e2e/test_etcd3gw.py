@@ -45,7 +45,7 @@ def _lease_scenario(client: Etcd3Client) -> list[object]:
     seen: list[object] = [
         lease.refresh(),
         0 < lease.ttl() <= 30,
-        [k.decode() if isinstance(k, bytes) else k for k in lease.keys()],
+        [k.decode() if isinstance(k, bytes) else k for k in lease.keys()],  # noqa: SIM118
     ]
     seen.append(lease.revoke())
     seen.append(client.get("gw/leased"))
@@ -58,7 +58,7 @@ def _watch_scenario(client: Etcd3Client) -> list[object]:
 
     def consume() -> None:
         for event in events:
-            got.append((event["type"] if "type" in event else "PUT", event["kv"]["key"]))
+            got.append((event.get("type", "PUT"), event["kv"]["key"]))
             if len(got) == 3:
                 break
 
