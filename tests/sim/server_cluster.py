@@ -71,6 +71,12 @@ LIVENESS_BUDGET_EVENTS = 200 * LIVENESS_BUDGET_TICKS
 TRACE_TAIL = 60
 # The events this driver does; membership changes are left to the pure-core simulator.
 NOT_DRIVEN = (EventKind.ADD_VOTER, EventKind.ADD_LEARNER, EventKind.PROMOTE, EventKind.REMOVE)
+# Deliberate bugs, each of which some check must catch (test_server_sim's teeth tests).
+SERVER_BUGS = {
+    "read-before-apply": "serve a ReadIndex read before applying up to its index",
+    "drop-last-apply": "the applier leaves out the last entry of each batch",
+    "compact-without-snapshot": "cut the Raft log at the applied index without a snapshot",
+}
 
 
 class CrashAt(IntEnum):
@@ -110,14 +116,16 @@ class ServerRunResult:
     seed: int
     nodes: int
     steps: int
+    bug: str | None
     violation: Exception | None
     trace_tail: tuple[str, ...]
     trace_hash: str
     stats: ServerRunStats
 
     def replay_command(self) -> str:
+        bug = f" --bug {self.bug}" if self.bug else ""
         return (f"scripts/sim --server --seed {self.seed} --nodes {self.nodes} "
-                f"--steps {self.steps} -v")
+                f"--steps {self.steps}{bug} -v")
 
 
 @contextmanager
@@ -132,8 +140,10 @@ def _scratch_dir() -> Iterator[Path]:
 
 class ServerSimulation:
     def __init__(self, seed: int, nodes: int = 3, steps: int = 2000,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, bug: str | None = None) -> None:
         assert 1 <= nodes <= 7 and steps >= 0
+        assert bug is None or bug in SERVER_BUGS, bug
+        self.bug = bug
         self.seed = seed
         self.initial_nodes = nodes
         self.steps = steps
@@ -283,7 +293,8 @@ class ServerSimulation:
             return self._maybe_quick_restart(node)
         for rs in rd.read_states:
             self.reads.on_read_state(node.id, rs.request_ctx, rs.index)
-        self.reads.serve(node.id, node.applied(), node.range_latest)
+        applied = node.applied() if self.bug != "read-before-apply" else 1 << 62
+        self.reads.serve(node.id, applied, node.range_latest)
         run.raw.advance()
         return None
 
@@ -623,7 +634,7 @@ class ServerSimulation:
             voters = tuple(range(1, self.initial_nodes + 1))
             try:
                 for i in voters:
-                    self.nodes[i] = ServerNode(i, root / f"m{i}", voters)
+                    self.nodes[i] = ServerNode(i, root / f"m{i}", voters, self.bug)
                     self._start(self.nodes[i])
                 self._process_all()
                 for step in range(1, self.steps + 1):
@@ -647,7 +658,8 @@ class ServerSimulation:
         if violation is not None:
             self._event(f"VIOLATION {violation}")
         return ServerRunResult(
-            seed=self.seed, nodes=self.initial_nodes, steps=self.steps, violation=violation,
+            seed=self.seed, nodes=self.initial_nodes, steps=self.steps, bug=self.bug,
+            violation=violation,
             trace_tail=tuple(self.trace), trace_hash=self._hash.hexdigest(),
             stats=ServerRunStats(
                 steps=self.step_no, ticks=self.now, applied=applied, revision=revision,

@@ -80,8 +80,10 @@ class ServerNode:
     """Invariant: `run` is None exactly when the member is down; while it is up, the core's
     storage is `run.raft_log` and `run.store.consistent_index` is the applied index."""
 
-    def __init__(self, node_id: int, data_dir: Path, voters: Sequence[int]) -> None:
+    def __init__(self, node_id: int, data_dir: Path, voters: Sequence[int],
+                 bug: str | None = None) -> None:
         self.id = node_id
+        self.bug = bug  # a deliberate bug (SERVER_BUGS in server_cluster.py), for the tests
         self.data_dir = data_dir
         self.voters = tuple(voters)
         self.run: Running | None = None
@@ -170,6 +172,8 @@ class ServerNode:
 
     def apply(self, entries: Sequence[Entry]) -> ApplyResult:
         run = self.r()
+        if self.bug == "drop-last-apply" and len(entries) > 1:
+            entries = entries[:-1]  # the state misses one entry the core thinks applied
         result = run.applier.apply(entries)
         if result.compacted_to:
             # The real server compacts in a background loop; here at once, on every member
@@ -183,6 +187,9 @@ class ServerNode:
         run = self.r()
         applied = run.store.consistent_index
         if applied - run.raft_log.snapshot().metadata.index <= SNAPSHOT_COUNT:
+            return
+        if self.bug == "compact-without-snapshot":
+            run.raft_log.compact(applied)  # restarts replay from a snapshot the log outran
             return
         run.envs.state.sync()
         run.raft_log.create_snapshot(applied, run.raw.conf_state(), b"")
