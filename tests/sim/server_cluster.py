@@ -602,7 +602,10 @@ class ServerSimulation:
         while True:
             loops += 1
             idx = self._marker[1]
-            if idx and all(n.applied() >= idx for n in self.nodes.values()):
+            # Writes acknowledged after the marker (proposed before the heal) must have
+            # reached everyone too before the durability check below.
+            if idx and all(n.applied() >= max(idx, self.acked.max_index)
+                           for n in self.nodes.values()):
                 break
             if self.now - start > LIVENESS_BUDGET_TICKS or loops > LIVENESS_BUDGET_EVENTS:
                 raise ServerViolation(
