@@ -47,14 +47,15 @@ class StateAgreement:
             self.seen[st.applied] = (node, st)
             return
         other, want = first
-        if (want.revision, want.compact_revision, want.hash) != (
-            st.revision, st.compact_revision, st.hash
+        if (want.revision, want.compact_revision, want.hash, want.leases) != (
+            st.revision, st.compact_revision, st.hash, st.leases
         ):
             raise ServerViolation(
                 ServerInvariant.STATE_AGREEMENT,
                 f"at applied index {st.applied} node {node} has rev {st.revision} compact "
-                f"{st.compact_revision} hash {st.hash:#x}, node {other} had rev "
-                f"{want.revision} compact {want.compact_revision} hash {want.hash:#x}",
+                f"{st.compact_revision} hash {st.hash:#x} leases {st.leases}, node {other} had "
+                f"rev {want.revision} compact {want.compact_revision} hash {want.hash:#x} "
+                f"leases {want.leases}",
             )
 
 

@@ -6,7 +6,10 @@ member is a `ServerNode`: LMDB Raft log and MVCC state, the server's Applier, st
 shipped with MsgSnap.  Clients send real `InternalRequest`s (put, delete, txn with a
 compare, lease grant and revoke, compaction) and linearizable reads (ReadIndex, then Range
 over a read view).  Crashes are kill -9 (LMDB keeps committed transactions), at random
-points inside a Ready as well as between steps.  Membership changes are not driven here.
+points inside a Ready as well as between steps.  Membership changes go through the
+server's path too: a ConfChange whose context carries the member, applied by the Applier
+into the member records; an added member starts as `--initial-cluster-state existing` does
+(member records, empty log); a member that applies its own removal stops for good.
 
 Directories live under /dev/shm when it exists (LMDB fsyncs every commit; on tmpfs that
 costs nothing) and are removed when the run ends.
@@ -31,7 +34,10 @@ from typing import Any
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.internalpb import internal_pb2 as internalpb
+from etcdpy.cluster.membership import Member
 from etcdpy.raft import (
+    ConfChange,
+    ConfChangeType,
     Entry,
     EntryType,
     Message,
@@ -43,9 +49,10 @@ from etcdpy.raft import (
     StateType,
 )
 from etcdpy.server.errors import EtcdError
+from etcdpy.server.membership import decode_context, encode_context, to_pb
 from etcdpy.storage.snapshot import write_state_snapshot
 
-from .checkers import ApplyOrder, CommitLog, ElectionSafety, Violation
+from .checkers import ApplyOrder, CommitLog, ElectionSafety, Membership, Violation
 from .network import CALM, SimNetwork
 from .node import describe
 from .profile import EventKind, FaultProfile, draw_profile
@@ -69,8 +76,9 @@ MAX_ACKED = 20_000
 LIVENESS_BUDGET_TICKS = 60 * ELECTION_TICK
 LIVENESS_BUDGET_EVENTS = 200 * LIVENESS_BUDGET_TICKS
 TRACE_TAIL = 60
-# The events this driver does; membership changes are left to the pure-core simulator.
-NOT_DRIVEN = (EventKind.ADD_VOTER, EventKind.ADD_LEARNER, EventKind.PROMOTE, EventKind.REMOVE)
+MAX_NODES = 9  # ever created, including joiners whose conf change never committed
+MAX_VOTERS = 7
+MIN_VOTERS_FOR_REMOVE = 4  # remove a voter only from 4+, so 3 remain to ride out crashes
 # Deliberate bugs, each of which some check must catch (test_server_sim's teeth tests).
 SERVER_BUGS = {
     "read-before-apply": "serve a ReadIndex read before applying up to its index",
@@ -108,6 +116,7 @@ class ServerRunStats:
     reads_served: int
     crashes: int
     snapshots_installed: int
+    conf_changes: int  # membership changes applied on the member that proposed them
     messages: int
 
 
@@ -150,11 +159,7 @@ class ServerSimulation:
         self.verbose = verbose
         master = random.Random(seed)
         self.rng = random.Random(master.getrandbits(64))
-        profile = draw_profile(random.Random(master.getrandbits(64)))
-        weights = list(profile.weights)
-        for k in NOT_DRIVEN:
-            weights[k] = 0
-        self.profile: FaultProfile = dataclasses.replace(profile, weights=tuple(weights))
+        self.profile: FaultProfile = draw_profile(random.Random(master.getrandbits(64)))
         self.net: SimNetwork[Message] = SimNetwork(
             random.Random(master.getrandbits(64)), self.profile.net, capacity=4000
         )
@@ -164,6 +169,7 @@ class ServerSimulation:
         self.nodes: dict[int, ServerNode] = {}
         self.log = CommitLog()
         self.elections = ElectionSafety()
+        self.members = Membership()
         self.applies = ApplyOrder(self.log)
         self.agreement = StateAgreement()
         self.acked = AckedWrites()
@@ -179,7 +185,7 @@ class ServerSimulation:
         self._snap_reports: dict[tuple[int, int], int] = {}
         self._leases: list[int] = []
         self._marker: tuple[int, int] | None = None  # (request id, applied index or 0)
-        self._leaders = self._crashes = self._installs = 0
+        self._leaders = self._crashes = self._installs = self._confs = 0
         self._in_liveness = False
         self.root = Path()
 
@@ -242,6 +248,9 @@ class ServerSimulation:
             while node.run is not None and rounds < MAX_READY_ROUNDS and node.r().raw.has_ready():
                 self._handle_ready(node, node.r().raw.ready())
                 rounds += 1
+                if node.retired and node.run is not None:
+                    # EtcdServer fails with MemberRemoved once it applies its own removal.
+                    self._crash(node, "applied its own removal: stops")
 
     def _crash_at(self, rd: Ready) -> CrashAt:
         p = self.profile.crash_in_ready
@@ -307,6 +316,7 @@ class ServerSimulation:
         self._leaders += 1
         self._event(f"node {node.id} becomes leader of term {term}")
         self.elections.on_leader(node.id, term)
+        self.members.on_leader(node.id, node.r().raw.conf_state().voters)
         st = node.r().raft_log
         self.log.check_leader(node.id, term, st.first_index(), st.last_index(), st.term)
 
@@ -318,9 +328,17 @@ class ServerSimulation:
         for e in entries:
             if e.type == EntryType.NORMAL and e.data:
                 index_of[internalpb.InternalRequest.FromString(e.data).id] = e.index
+            elif e.type == EntryType.CONF_CHANGE:
+                ctx = decode_context(ConfChange.decode(e.data).context)
+                if ctx is not None:
+                    index_of[ctx.id] = e.index
         rev_before = node.r().store.current_rev
         result = node.apply(entries)
         check_revision_steps(node.id, rev_before, result.revision, result.results)
+        if node.id in node.r().membership.removed and not node.retired:
+            node.retired = True
+            self.members.on_removed(node.id)
+            self._event(f"node {node.id} applied its own removal")
         self.agreement.observe(node.id, node.node_state())
         pending = self._pending[node.id]
         for request_id, response in result.results:
@@ -340,6 +358,8 @@ class ServerSimulation:
             acked = Acked(index, rev, op.key, op.value)
         elif op.kind == "delete" and response.deleted:
             acked = Acked(index, rev, op.key, None)
+        elif op.kind == "conf":
+            self._confs += 1
         elif op.kind == "grant":
             self._leases.append(response.ID)
             del self._leases[:-8]
@@ -376,6 +396,8 @@ class ServerSimulation:
             if sender is not None and sender.run is not None:
                 sender.r().raw.report_unreachable(m.to)
             return
+        if m.from_ in node.r().membership.removed:
+            return  # etcd's transport refuses removed members' messages
         self._event("deliver " + describe(m))
         if m.type == MessageType.SNAP:
             assert m.snapshot is not None
@@ -416,7 +438,7 @@ class ServerSimulation:
     # --- clients ---------------------------------------------------------------------------
 
     def _alive(self) -> list[ServerNode]:
-        return [n for n in self.nodes.values() if n.alive]
+        return [n for n in self.nodes.values() if n.alive and not n.retired]
 
     def _leader(self) -> ServerNode | None:
         best: ServerNode | None = None
@@ -518,7 +540,7 @@ class ServerSimulation:
             self._maybe_quick_restart(node)
 
     def _restart_event(self) -> None:
-        down = [n for n in self.nodes.values() if not n.alive]
+        down = [n for n in self.nodes.values() if not n.alive and not n.retired]
         if down:
             self._restart(self.rng.choice(down))
 
@@ -580,6 +602,8 @@ class ServerSimulation:
             self._campaign_event()
         elif kind == EventKind.COMPACT:
             self._compact()
+        else:
+            self._conf_event(kind)
 
     # --- liveness and the final checks ------------------------------------------------------
 
@@ -591,7 +615,7 @@ class ServerSimulation:
         self.net.faults = CALM
         self.net.heal()
         for node in self.nodes.values():
-            if not node.alive:
+            if not node.alive and not node.retired:
                 self._restart(node)
         self._event("liveness: healed network, restarted every member")
         self._req_seq += 1
@@ -605,7 +629,7 @@ class ServerSimulation:
             # Writes acknowledged after the marker (proposed before the heal) must have
             # reached everyone too before the durability check below.
             if idx and all(n.applied() >= max(idx, self.acked.max_index)
-                           for n in self.nodes.values()):
+                           for n in self._configured()):
                 break
             if self.now - start > LIVENESS_BUDGET_TICKS or loops > LIVENESS_BUDGET_EVENTS:
                 raise ServerViolation(
@@ -619,14 +643,76 @@ class ServerSimulation:
                 next_propose = self.now + ELECTION_TICK
             self._advance()
             self._process_all()
-        for node in self.nodes.values():
+        configured = self._configured()
+        for node in configured:
             st = node.node_state()
             self.acked.check_present(node.id, node.range_at, st.compact_revision, st.revision)
+            if node.members_digest() != configured[0].members_digest():
+                raise ServerViolation(
+                    ServerInvariant.STATE_AGREEMENT,
+                    f"member records differ: node {node.id} {node.members_digest()}, node "
+                    f"{configured[0].id} {configured[0].members_digest()}")
         self._event(f"liveness: marker at {self._marker[1]} everywhere, "
                     f"{len(self.acked.all)} acknowledged writes present everywhere")
         self._marker = None
         self.net.faults = saved
         self._in_liveness = False
+
+    def _configured(self) -> list[ServerNode]:
+        """The members of the current leader's configuration (joiners whose addition never
+        committed, and removed members, are not waited for)."""
+        leader = self._leader()
+        if leader is None:
+            return [n for n in self.nodes.values() if n.alive and not n.retired]
+        cs = leader.r().raw.conf_state()
+        return [self.nodes[i] for i in sorted(cs.voters + cs.learners) if i in self.nodes]
+
+    def _conf_event(self, kind: EventKind) -> None:
+        """A member add / promote / remove, as EtcdServer._propose_conf_change sends it."""
+        leader = self._leader()
+        if leader is None:
+            return
+        conf = leader.r().raw.conf_state()
+        change: ConfChange | None = None
+        if kind in (EventKind.ADD_VOTER, EventKind.ADD_LEARNER):
+            if len(self.nodes) >= MAX_NODES or len(conf.voters) >= MAX_VOTERS:
+                return
+            new_id = max(self.nodes) + 1
+            member = Member(new_id, "", (f"sim://{new_id}",), (), kind == EventKind.ADD_LEARNER)
+            known = [m for m in leader.r().membership.sorted() if m.id != new_id]
+            node = ServerNode(new_id, self.root / f"m{new_id}", (), self.bug, [*known, member])
+            self.nodes[new_id] = node
+            self._start(node)
+            typ = (ConfChangeType.ADD_LEARNER_NODE if member.is_learner
+                   else ConfChangeType.ADD_NODE)
+            change = ConfChange(typ, new_id, self._conf_context(member))
+        elif kind == EventKind.PROMOTE and conf.learners:
+            lid = self.rng.choice(conf.learners)
+            m = leader.r().membership.members.get(lid, Member(lid))
+            promoted = Member(m.id, m.name, m.peer_urls, m.client_urls, False)
+            change = ConfChange(ConfChangeType.ADD_NODE, lid, self._conf_context(promoted))
+        elif kind == EventKind.REMOVE:
+            choices = list(conf.learners)
+            if len(conf.voters) >= MIN_VOTERS_FOR_REMOVE:
+                choices += list(conf.voters)
+            if choices:
+                rid = self.rng.choice(choices)
+                m = leader.r().membership.members.get(rid, Member(rid))
+                change = ConfChange(ConfChangeType.REMOVE_NODE, rid, self._conf_context(m))
+        if change is None:
+            return
+        request_id = internalpb.ConfChangeContext.FromString(change.context).id
+        try:
+            leader.r().raw.propose_conf_change(change)
+        except ProposalDropped:
+            self._event(f"propose {change.type.name} {change.node_id} dropped")
+            return
+        self._pending[leader.id][request_id] = ClientOp("conf", str(change.node_id).encode())
+        self._event(f"propose {change.type.name} {change.node_id} to leader {leader.id}")
+
+    def _conf_context(self, member: Member) -> bytes:
+        self._req_seq += 1
+        return encode_context(to_pb(member), self._req_seq)
 
     def run(self) -> ServerRunResult:
         violation: Exception | None = None
@@ -668,6 +754,7 @@ class ServerSimulation:
                 steps=self.step_no, ticks=self.now, applied=applied, revision=revision,
                 leaders=self._leaders, acked_writes=len(self.acked.all),
                 reads_served=self.reads.served, crashes=self._crashes,
-                snapshots_installed=self._installs, messages=self.net.stats().sent,
+                snapshots_installed=self._installs, conf_changes=self._confs,
+                messages=self.net.stats().sent,
             ),
         )

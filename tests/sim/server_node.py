@@ -60,6 +60,7 @@ class NodeState:
     revision: int
     compact_revision: int
     hash: int
+    leases: tuple[tuple[int, int, int, int], ...]  # (id, ttl, checkpointed ttl, keys)
 
 
 @dataclass(slots=True)
@@ -81,8 +82,12 @@ class ServerNode:
     storage is `run.raft_log` and `run.store.consistent_index` is the applied index."""
 
     def __init__(self, node_id: int, data_dir: Path, voters: Sequence[int],
-                 bug: str | None = None) -> None:
+                 bug: str | None = None, join: Sequence[Member] | None = None) -> None:
+        """voters: the founding members (bootstrap); join: instead, the members the cluster
+        reports to a member added later (`--initial-cluster-state existing`)."""
         self.id = node_id
+        self.join = tuple(join) if join is not None else None
+        self.retired = False  # applied its own removal: stopped for good
         self.bug = bug  # a deliberate bug (SERVER_BUGS in server_cluster.py), for the tests
         self.data_dir = data_dir
         self.voters = tuple(voters)
@@ -108,7 +113,10 @@ class ServerNode:
         envs = MemberEnvs(self.data_dir, ENV_OPTIONS)
         raft_log = LmdbRaftStorage(envs.raft)
         if raft_log.member_id() == 0:
-            self._bootstrap(envs, raft_log)
+            if self.join is None:
+                self._bootstrap(envs, raft_log)
+            else:
+                self._join(envs, raft_log)
         store = KVStore(envs.state)
         images = SnapshotImages(envs.member_dir / "snap", envs.state)
         images.recover(raft_log.snapshot().metadata, store.consistent_index)
@@ -144,6 +152,17 @@ class ServerNode:
         envs.state.sync()
         raft_log.bootstrap(self.voters)
         raft_log.set_member_id(self.id)  # last: marks a finished bootstrap
+
+    def _join(self, envs: MemberEnvs, raft_log: LmdbRaftStorage) -> None:
+        """bootstrap._join_existing: the members as the cluster reports them, an empty log
+        (the leader sends the log or a snapshot)."""
+        assert self.join is not None
+        with envs.state.begin(write=True) as t:
+            records = Members(t, envs.state.dbs)
+            for m in self.join:
+                records.put(to_record(m))
+        envs.state.sync()
+        raft_log.set_member_id(self.id)
 
     def crash(self) -> None:
         """kill -9: committed LMDB transactions stay, everything in memory goes."""
@@ -232,7 +251,16 @@ class ServerNode:
     def node_state(self) -> NodeState:
         store = self.r().store
         h, rev, compact = store.hash_kv(0)
-        return NodeState(store.consistent_index, rev, compact, h)
+        with store.read() as view:
+            leases = tuple(sorted((rec.id, rec.ttl, rec.remaining_ttl, len(keys))
+                                  for rec, keys in view.leases()))
+        return NodeState(store.consistent_index, rev, compact, h, leases)
+
+    def members_digest(self) -> tuple[tuple[int, bool, tuple[str, ...]], ...]:
+        """The member records (id, learner, peer URLs) and the removed IDs, as applied."""
+        view = self.r().membership
+        removed = tuple((i, True, ("removed",)) for i in sorted(view.removed))
+        return tuple((m.id, m.is_learner, m.peer_urls) for m in view.sorted()) + removed
 
     def applied(self) -> int:
         return self.r().store.consistent_index

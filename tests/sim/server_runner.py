@@ -41,6 +41,7 @@ class ServerSummary:
     crashes: int
     snapshots_installed: int
     leaders: int
+    conf_changes: int
 
 
 def run_server_seeds(
@@ -49,7 +50,7 @@ def run_server_seeds(
     progress: Callable[[str], None] | None = None,
 ) -> ServerSummary:
     failures: list[ServerRunResult] = []
-    applied = acked = reads = crashes = installs = leaders = runs = 0
+    applied = acked = reads = crashes = installs = leaders = confs = runs = 0
     for seed in range(start, start + count):
         r = run_server_seed(seed, nodes(seed), steps, bug)
         runs += 1
@@ -60,6 +61,7 @@ def run_server_seeds(
         crashes += s.crashes
         installs += s.snapshots_installed
         leaders += s.leaders
+        confs += s.conf_changes
         if r.violation is not None:
             failures.append(r)
             if progress:
@@ -69,7 +71,7 @@ def run_server_seeds(
         if progress and runs % 50 == 0:
             progress(f"{runs}/{count} seeds, {len(failures)} failing")
     return ServerSummary(runs, tuple(failures), applied, acked, reads, crashes, installs,
-                         leaders)
+                         leaders, confs)
 
 
 def format_server_failure(r: ServerRunResult) -> str:
@@ -94,7 +96,7 @@ def server_main(a: argparse.Namespace, nodes_for: Callable[[int, str], int]) -> 
             f"seed {a.seed} (server): {s.steps} steps, {s.ticks} ticks, applied {s.applied}, "
             f"revision {s.revision}, {s.leaders} leaders, {s.acked_writes} acknowledged "
             f"writes, {s.reads_served} reads, {s.crashes} crashes, {s.snapshots_installed} "
-            f"snapshots installed; trace {r.trace_hash[:16]}"
+            f"snapshots installed, {s.conf_changes} conf changes; trace {r.trace_hash[:16]}"
         )
         if r.violation is not None:
             print(format_server_failure(r))
@@ -108,7 +110,7 @@ def server_main(a: argparse.Namespace, nodes_for: Callable[[int, str], int]) -> 
         f"steps, server layer): {len(summ.failures)} failing; {summ.applied} entries applied, "
         f"{summ.acked_writes} writes acknowledged, {summ.reads} linearizable reads checked, "
         f"{summ.crashes} crashes, {summ.snapshots_installed} snapshots installed, "
-        f"{summ.leaders} elections won"
+        f"{summ.leaders} elections won, {summ.conf_changes} conf changes applied"
     )
     for r in summ.failures[:5]:
         print(format_server_failure(r))

@@ -38,12 +38,14 @@ def test_100_seeds_of_the_server_layer_have_no_violation() -> None:
         f"\n{summ.runs} seeds x {DEFAULT_SERVER_STEPS} events (server layer): "
         f"{len(summ.failures)} failing; {summ.applied} entries applied, {summ.acked_writes} "
         f"writes acknowledged, {summ.reads} linearizable reads checked, {summ.crashes} "
-        f"crashes, {summ.snapshots_installed} snapshots installed"
+        f"crashes, {summ.snapshots_installed} snapshots installed, {summ.conf_changes} "
+        f"membership changes"
     )
     assert summ.runs == CI_SEEDS
     # The runs must have exercised what they claim to check.
     assert summ.acked_writes > 10 * CI_SEEDS and summ.reads > 5 * CI_SEEDS
     assert summ.crashes > CI_SEEDS and summ.snapshots_installed > CI_SEEDS
+    assert summ.conf_changes > CI_SEEDS // 2
     failing = ", ".join(f"{r.seed} ({violation_name(r)})" for r in summ.failures)
     assert not summ.failures, f"failing seeds: {failing}\n\n" + "\n\n".join(
         format_server_failure(r) for r in summ.failures[:3]
