@@ -73,6 +73,7 @@ MAX_READY_ROUNDS = 64
 KEYS = 5
 MAX_IMAGES = 32  # state images in flight on the network; older MsgSnaps are lost
 MAX_ACKED = 20_000
+MAX_EXPIRED_PER_TICK = 4
 LIVENESS_BUDGET_TICKS = 60 * ELECTION_TICK
 LIVENESS_BUDGET_EVENTS = 200 * LIVENESS_BUDGET_TICKS
 TRACE_TAIL = 60
@@ -268,6 +269,9 @@ class ServerSimulation:
             node.state, node.lead = rd.soft_state.raft_state, rd.soft_state.lead
             if node.state == StateType.LEADER and not was_leader:
                 self._on_leader(node)
+                run.lessor.promote(ELECTION_TICK * TICK_SECONDS)  # EtcdServer.on_soft_state
+            elif node.state != StateType.LEADER and was_leader:
+                run.lessor.demote()
         crash = self._crash_at(rd)
         for m in rd.messages:
             self._send(node, m)
@@ -429,11 +433,23 @@ class ServerSimulation:
             if node.run is not None and not (skip and self.rng.random() < skip):
                 node.r().raw.tick()
         self.reads.expire(self.now, 5 * ELECTION_TICK)
+        self._expire_leases()
         for key in [k for k, d in self._snap_reports.items() if d <= self.now]:
             del self._snap_reports[key]
             sender = self.nodes[key[0]]
             if sender.run is not None:
                 sender.r().raw.report_snapshot(key[1], failed=True)
+
+    def _expire_leases(self) -> None:
+        """EtcdServer._lease_expiry_loop: the leader proposes a revoke per expired lease."""
+        leader = self._leader()
+        if leader is None:
+            return
+        for lid in leader.r().lessor.expired(MAX_EXPIRED_PER_TICK):
+            self._req_seq += 1
+            req = internalpb.InternalRequest(id=self._req_seq,
+                                             lease_revoke=pb.LeaseRevokeRequest(ID=lid))
+            self._propose_request(leader, req, ClientOp("expire", str(lid).encode()))
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -482,7 +498,7 @@ class ServerSimulation:
             )
             return internalpb.InternalRequest(id=rid, txn=t), ClientOp("txn", key, value)
         if roll < 0.93 or not self._leases:
-            grant = pb.LeaseGrantRequest(ID=1000 + rid, TTL=self.rng.choice((5, 60)))
+            grant = pb.LeaseGrantRequest(ID=1000 + rid, TTL=self.rng.choice((2, 5, 60)))
             return internalpb.InternalRequest(id=rid, lease_grant=grant), ClientOp("grant", b"")
         lid = self.rng.choice(self._leases)
         return (internalpb.InternalRequest(id=rid, lease_revoke=pb.LeaseRevokeRequest(ID=lid)),
