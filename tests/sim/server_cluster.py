@@ -681,7 +681,10 @@ class ServerSimulation:
         if leader is None:
             return [n for n in self.nodes.values() if n.alive and not n.retired]
         cs = leader.r().raw.conf_state()
-        return [self.nodes[i] for i in sorted(cs.voters + cs.learners) if i in self.nodes]
+        # A member that applied its own removal has stopped, even where the leader has not
+        # applied that removal yet (a removed leader hands over that way).
+        return [self.nodes[i] for i in sorted(cs.voters + cs.learners)
+                if i in self.nodes and not self.nodes[i].retired]
 
     def _conf_event(self, kind: EventKind) -> None:
         """A member add / promote / remove, as EtcdServer._propose_conf_change sends it."""
