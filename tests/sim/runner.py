@@ -11,6 +11,11 @@ from . import bugs
 from .cluster import Simulation
 from .result import RunResult
 
+# The server-layer mode (--server) needs protobuf and lmdb; the pure-core mode only the
+# standard library, so the server modules are imported only when asked for.
+DEFAULT_SERVER_STEPS = 3000  # server_runner.DEFAULT_SERVER_STEPS (asserted there)
+SERVER_BUG_NAMES = ("compact-without-snapshot", "drop-last-apply", "read-before-apply")
+
 DEFAULT_STEPS = 10000
 
 
@@ -98,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=0, help="first seed")
     p.add_argument("--seed", type=int, help="run just this seed (replay)")
     p.add_argument("--nodes", default="mixed", choices=["3", "5", "mixed"])
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="events per seed")
-    p.add_argument("--bug", choices=sorted(bugs.BUGS), help="switch on a deliberate bug")
+    p.add_argument("--steps", type=int, help=f"events per seed ({DEFAULT_STEPS}; --server: "
+                   f"{DEFAULT_SERVER_STEPS})")
+    p.add_argument("--bug", choices=sorted(set(bugs.BUGS) | set(SERVER_BUG_NAMES)),
+                   help="switch on a deliberate bug (server-layer ones need --server)")
+    p.add_argument("--server", action="store_true",
+                   help="drive the real server layer (LMDB storage, Applier) instead of the "
+                   "pure core with a toy KV")
     p.add_argument("--stop", action="store_true", help="stop at the first failing seed")
     p.add_argument(
         "--no-commit-rule",
@@ -108,6 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="print every event")
     a = p.parse_args(argv)
+    a.steps_given = a.steps is not None
+    if a.server:
+        if a.bug is not None and a.bug not in SERVER_BUG_NAMES:
+            p.error(f"--bug {a.bug} is a core bug; with --server use one of {SERVER_BUG_NAMES}")
+        from .server_runner import server_main
+
+        return server_main(a, nodes_for)
+    if a.bug is not None and a.bug not in bugs.BUGS:
+        p.error(f"--bug {a.bug} needs --server")
+    if not a.steps_given:
+        a.steps = DEFAULT_STEPS
 
     if a.seed is not None:
         nodes = nodes_for(a.seed, a.nodes)
