@@ -126,3 +126,17 @@ def test_health_without_a_leader_is_503_raft_no_leader(tmp_path: Path) -> None:
             assert scraped["etcd_server_health_failures_total"] >= 1
         finally:
             lost.signal(signal.SIGCONT)
+
+
+def test_grpc_handled_total_counts_outcomes(etcdpy_member: Member) -> None:
+    """kube-apiserver dashboards and etcd's alerts read grpc_server_handled_total by code."""
+    ep = [etcdpy_member.endpoint]
+    etcdctl(ep, "put", "k", "v")
+    etcdctl(ep, "get", "k")
+    future = etcdctl(ep, "get", "k", "--rev", "1000", check=False)
+    assert "future revision" in future.stderr
+    seen = metrics(etcdpy_member.client_url)
+    base = "grpc_server_handled_total{grpc_code=%s,grpc_method=%s,grpc_service=%s,grpc_type=unary}"
+    assert seen[base % ("OK", "Put", "etcdserverpb.KV")] >= 1
+    assert seen[base % ("OK", "Range", "etcdserverpb.KV")] >= 1
+    assert seen[base % ("OutOfRange", "Range", "etcdserverpb.KV")] >= 1

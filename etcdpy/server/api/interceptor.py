@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from etcdpy.server import errors
+from etcdpy.server.api.metrics import GRPC_HANDLED
 from etcdpy.server.etcdserver import EtcdServer
 
 # etcd accepts requests up to --max-request-bytes plus this much gRPC framing and metadata.
@@ -68,21 +69,30 @@ class EtcdInterceptor(grpc.aio.ServerInterceptor):
         if self._server.leader_id == 0 and _has_leader_flag(details.invocation_metadata):
             return _abort_handler(handler, errors.NoLeader())
         if handler.unary_unary is not None:
-            return _size_checked(handler, self._server.max_request_bytes + GRPC_OVERHEAD_BYTES)
+            return _size_checked(handler, self._server.max_request_bytes + GRPC_OVERHEAD_BYTES,
+                                 method)
         return handler
 
 
-def _size_checked(handler: grpc.RpcMethodHandler, limit: int) -> grpc.RpcMethodHandler:
+def _size_checked(handler: grpc.RpcMethodHandler, limit: int, method: str
+                  ) -> grpc.RpcMethodHandler:
     """etcd's gRPC server refuses a request over --max-request-bytes + 512 KiB with grpc-go's
-    own words; grpcio's limit (set a little higher, to bound memory) would say it differently."""
+    own words; grpcio's limit (set a little higher, to bound memory) would say it differently.
+    Every unary RPC's outcome is counted for `grpc_server_handled_total` on the way out."""
     inner = handler.unary_unary
 
     async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        size = request.ByteSize()
-        if size > limit:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"grpc: received message larger than max ({size} vs. {limit})")
-        return await inner(request, context)
+        try:
+            size = request.ByteSize()
+            if size > limit:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"grpc: received message larger than max ({size} vs. {limit})")
+            response = await inner(request, context)
+        except BaseException:
+            GRPC_HANDLED.handled(method, context.code() or grpc.StatusCode.UNKNOWN)
+            raise
+        GRPC_HANDLED.handled(method, context.code() or grpc.StatusCode.OK)
+        return response
 
     return grpc.unary_unary_rpc_method_handler(
         checked,

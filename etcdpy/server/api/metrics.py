@@ -105,6 +105,41 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
+def _go_code_name(code: object) -> str:
+    """grpc-go's spelling of a status code (go-grpc-prometheus labels use it)."""
+    name = getattr(code, "name", "OK")
+    if name == "CANCELLED":
+        return "Canceled"
+    return "OK" if name == "OK" else "".join(p.capitalize() for p in name.split("_"))
+
+
+class GrpcHandled(Collector):
+    """`grpc_server_handled_total`, counted by the client interceptor for every unary RPC,
+    with go-grpc-prometheus's labels (etcd exports it that way)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+
+    def handled(self, full_method: str, code: object) -> None:
+        service, _, method = full_method.lstrip("/").partition("/")
+        key = (_go_code_name(code), method, service, "unary")
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            labels=["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
+        )
+        for labels, count in sorted(self._counts.items()):
+            family.add_metric(list(labels), count)
+        yield family
+
+
+# One per process: the interceptor counts, every metrics endpoint reports.
+GRPC_HANDLED = GrpcHandled()
+
+
 class ServerMetrics:
     """The member's registry; `render()` answers a scrape."""
 
@@ -121,6 +156,7 @@ class ServerMetrics:
                                              "The total number of failed health checks")
         self.registry.register(self.health_success)
         self.registry.register(self.health_failures)
+        self.registry.register(GRPC_HANDLED)
 
     async def render(self) -> bytes:
         # The key count needs a read; a serializable count-only Range over every key is the
