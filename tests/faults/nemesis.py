@@ -1,0 +1,149 @@
+"""Fault injectors: each turns a schedule `Step` into an action on the cluster and its heal.
+
+`inject` returns a `Fault`: what was done (for the log) and a `heal` that undoes it (restart,
+SIGCONT, flush the firewall, clear the proxies). The runner heals every fault before the next
+and once more, unconditionally, at the end, so a failure in between still leaves a clean lab.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tests.faults.cluster import FaultCluster, FaultMember
+from tests.faults.schedule import FaultKind, Step
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    description: str
+    heal: Callable[[], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+def choose(cluster: FaultCluster, role: str, rng: random.Random) -> list[FaultMember]:
+    """The member(s) a step's role names now: the leader, a follower, anyone, or all."""
+    members = [m for m in cluster.fmembers if m.running]
+    if role == "all" or not members:
+        return list(cluster.fmembers)
+    leader = cluster.leader()
+    if role == "leader" and leader is not None:
+        return [leader]
+    if role == "follower":
+        followers = [m for m in members if m is not leader]
+        if followers:
+            return [rng.choice(followers)]
+    return [rng.choice(members)]
+
+
+def split(cluster: FaultCluster, step: Step, rng: random.Random,
+          ) -> tuple[list[FaultMember], list[FaultMember]]:
+    """(cut-off side, rest): a minority (or one member) and the others."""
+    members = list(cluster.fmembers)
+    leader = cluster.leader()
+    with_leader = "leader" in step.variant and leader is not None
+    size = 1 if "blackhole" in step.variant else rng.randint(1, (len(members) - 1) // 2)
+    others = [m for m in members if m is not leader] if with_leader else members
+    rng.shuffle(others)
+    minority = ([leader] if with_leader else []) + others
+    minority = minority[:size]
+    return minority, [m for m in members if m not in minority]
+
+
+def inject(cluster: FaultCluster, step: Step, power: Callable[[FaultMember], None] | None = None,
+           ) -> Fault:
+    rng = random.Random(step.pick)
+    if step.kind == FaultKind.KILL:
+        victims = choose(cluster, step.role, rng)
+        for m in victims:
+            m.kill()
+
+        def restart() -> None:
+            for m in victims:
+                if not m.running:
+                    m.restart()
+        return Fault(f"kill {_names(victims)}", restart)
+
+    if step.kind == FaultKind.POWER:
+        assert power is not None, "power loss needs the lazy file system"
+        victims = choose(cluster, step.role, rng)
+        for m in victims:
+            m.kill()
+            power(m)  # drop what it wrote but never fsynced
+
+        def power_on() -> None:
+            for m in victims:
+                if not m.running:
+                    m.restart()
+        return Fault(f"power loss {_names(victims)}", power_on)
+
+    if step.kind == FaultKind.PAUSE:
+        victims = choose(cluster, step.role, rng)
+        for m in victims:
+            m.pause()
+
+        def resume() -> None:
+            for m in victims:
+                m.resume()
+        return Fault(f"pause {_names(victims)}", resume)
+
+    if step.kind == FaultKind.PARTITION:
+        cut, rest = split(cluster, step, rng)
+        if step.variant == "asymmetric-in":  # the cut-off side hears nothing, but talks
+            for m in cut:
+                cluster.drop_from(m, rest)
+        elif step.variant == "asymmetric-out":  # the others do not hear the cut-off side
+            for m in rest:
+                cluster.drop_from(m, cut)
+        else:
+            for m in cut:
+                cluster.drop_from(m, rest)
+            for m in rest:
+                cluster.drop_from(m, cut)
+        return Fault(f"partition/{step.variant} {_names(cut)} | {_names(rest)}",
+                     cluster.heal_firewall)
+
+    if step.kind in (FaultKind.DELAY, FaultKind.DROP, FaultKind.PEER_PAUSE):
+        if step.kind == FaultKind.PEER_PAUSE:
+            targets, _ = split(cluster, step, rng)
+            command = "pause"
+        else:
+            targets = [m for m in cluster.fmembers if rng.random() < 0.7] or cluster.fmembers
+            if step.kind == FaultKind.DELAY:
+                ms, jitter = step.variant.removesuffix("ms").split("+-")
+                command = f"delay {ms} {jitter}"
+            else:
+                command = f"drop {step.variant}"
+        for m in targets:
+            m.proxy_command(command)
+
+        def clear() -> None:
+            for m in targets:
+                m.proxy_command("heal")
+        return Fault(f"{command} into {_names(targets)}", clear)
+
+    if step.kind == FaultKind.REPLACE:
+        victim = choose(cluster, step.role, rng)[0]
+        cluster.replace(victim)
+        return Fault(f"replace {victim.name}", _nothing)
+
+    raise AssertionError(f"unknown fault {step.kind}")
+
+
+def heal_all(cluster: FaultCluster) -> None:
+    """Undo everything any fault may have left: firewall, proxies, pauses, dead members."""
+    cluster.heal_firewall()
+    for m in cluster.fmembers:
+        if m.proxy is not None:
+            m.proxy_command("heal")
+        m.resume()
+        if not m.running:
+            m.restart()
+
+
+def _names(members: list[FaultMember]) -> str:
+    return ",".join(m.name for m in members) or "-"
