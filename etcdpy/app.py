@@ -19,7 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
+from etcdpy import ETCD_SERVER_VERSION, __version__, logutil, testdefects
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
     bootstrap_or_restart,
@@ -81,7 +81,14 @@ def _retention(cfg: Config) -> float:
 def run(cfg: Config) -> None:
     logutil.setup(cfg.log_level)
     try:
-        asyncio.run(_serve(cfg))
+        defects = testdefects.from_environ()
+    except testdefects.UnknownDefectError as error:
+        log.fatal("invalid test defects", error=str(error))
+        sys.exit(1)
+    for line in testdefects.startup_warnings(defects, cfg.unsafe_no_fsync):
+        log.warning(line)
+    try:
+        asyncio.run(_serve(cfg, defects))
     except BootstrapError as error:
         # etcd's two lines for a cluster it cannot start, then exit 1.
         log.warning("failed to start etcd", error=str(error))
@@ -89,7 +96,7 @@ def run(cfg: Config) -> None:
         sys.exit(1)
 
 
-async def _serve(cfg: Config) -> None:
+async def _serve(cfg: Config, defects: testdefects.Defect) -> None:
     data_dir = cfg.resolved_data_dir
     log.info(
         "starting an etcd server",
@@ -111,14 +118,16 @@ async def _serve(cfg: Config) -> None:
         new_cluster(cfg.name, cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
                     cfg.initial_cluster_token, [str(u) for u in cfg.initial_advertise_peer_urls])
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
+    envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota,
+                                            unsafe_no_fsync=cfg.unsafe_no_fsync))
     try:
-        await _serve_member(cfg, envs, quota)
+        await _serve_member(cfg, envs, quota, defects)
     finally:
         envs.close()
 
 
-async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
+async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int,
+                        defects: testdefects.Defect) -> None:
     raft_storage = LmdbRaftStorage(envs.raft)
     identity = bootstrap_or_restart(
         envs,
@@ -166,6 +175,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         client_urls=tuple(str(u) for u in cfg.advertise_client_urls),
         max_learners=getattr(cfg, "experimental_max_learners", 1),
         strict_reconfig_check=cfg.strict_reconfig_check,
+        unsafe_read_local=bool(defects & testdefects.Defect.READ_LOCAL),
     )
     server = EtcdServer(settings, store, lessor, membership,
                         lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images)
@@ -192,7 +202,9 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
             # are delivered again so the core rebuilds its configuration from them; the
             # applier skips what the state already holds.
             applied=raft_storage.snapshot().metadata.index,
-            check_quorum=True,
+            # Off only for the read-local test defect: a partitioned leader must keep
+            # believing it leads, so that its local reads are stale (testdefects.py).
+            check_quorum=not (defects & testdefects.Defect.READ_LOCAL),
             pre_vote=cfg.pre_vote,
             max_size_per_msg=1 << 20,
             max_inflight_msgs=512,  # etcd's maxInflightMsgs
@@ -201,7 +213,8 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         raft_storage,
         logger=_raft_logger(),
     )
-    node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000)
+    node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000,
+                    unsafe_forget_vote=bool(defects & testdefects.Defect.VOTE_NOT_PERSISTED))
     server.node = node
     server.raft_log = raft_storage
     if identity.voters == (member_id,):

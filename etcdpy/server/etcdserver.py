@@ -86,6 +86,9 @@ class ServerSettings:
     client_urls: tuple[str, ...] = ()
     max_learners: int = 1
     strict_reconfig_check: bool = True
+    # TEST-ONLY defect (ETCDPY_TEST_DEFECTS=read-local): a leader serves linearizable reads
+    # from its local state without a ReadIndex round; never set outside the fault tests.
+    unsafe_read_local: bool = False
 
 
 class EtcdServer:
@@ -327,6 +330,8 @@ class EtcdServer:
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call."""
+        if self.settings.unsafe_read_local and self.is_leader:
+            return  # the test-only defect: no confirmation that this member still leads
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_reads.append(future)
         self._read_wake.set()
