@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -117,7 +119,11 @@ class Link:
         self.closed = True
         for w in self.writers:
             with contextlib.suppress(Exception):
-                w.transport.abort()  # a reset, like a broken link, not a polite FIN
+                # A reset, like a broken link, not a polite FIN: linger 0 makes close send RST.
+                sock = w.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(Exception):
+                w.transport.abort()
         for task in self.tasks:
             task.cancel()  # a reader blocked on a full queue would otherwise wait forever
 

@@ -83,6 +83,11 @@ class RunResult:
     size: int
     ok: bool
     kind: str  # "" when ok; the checker's kind, or "hashkv", "liveness", "error"
+
+    @property
+    def safety_violation(self) -> bool:
+        """A broken promise (what the checkers and HashKV find), not a crash of the harness."""
+        return not self.ok and self.kind not in ("error", "liveness")
     explanation: str
     unknown: bool
     operations: int
@@ -117,6 +122,10 @@ class FaultLog:
 def _sleep_until(t: float) -> None:
     while (left := t - time.monotonic()) > 0:
         time.sleep(min(left, 0.5))
+
+
+class Unavailable(Exception):
+    """The healed cluster did not serve again (a liveness failure, not a safety one)."""
 
 
 def defect_args(defect: Defect) -> tuple[list[str], dict[str, str]]:
@@ -159,9 +168,12 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
             traffic.start_late_watchers()
         _sleep_until(t0 + schedule.duration_s)
         heal_all(cluster)
-        settle(cluster)
-        log("healed and settled")
-        final = traffic.final_write(cluster.endpoints)
+        try:
+            settle(cluster)
+            log("healed and settled")
+            final = traffic.final_write(cluster.endpoints)
+        except (TimeoutError, AssertionError, RuntimeError) as exc:
+            raise Unavailable(f"not serving after healing: {exc}") from exc
         assert final.response is not None
         hashes = cluster.hash_at(final.response.revision)
         log(f"final write at revision {final.response.revision}; hashkv {hashes}")
@@ -173,6 +185,8 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
             verdict_kind = "" if verdict.ok and not verdict.unknown else (
                 verdict.kind or "unknown")
             explanation, unknown = verdict.explanation, verdict.unknown
+    except Unavailable as exc:
+        verdict_kind, explanation = "liveness", str(exc)
     except Exception as exc:  # the run itself failed: report it, with the logs kept
         verdict_kind, explanation = "error", f"{type(exc).__name__}: {exc}"
     finally:
