@@ -8,9 +8,14 @@ Outcome rules (what the checker may assume):
 * a response: the operation took effect (writes) or observed the state (reads) in [call, ret];
 * an error that etcd raises before or instead of applying (invalid argument, lease not found, ...)
   is a `definite_failure`: no effect. A failed read is a definite failure too: it had no effect;
+* UNAVAILABLE with "failed to connect" means the request never left this process: no effect;
 * anything else on a write (deadline, unavailable, lost connection) is unknown: `ret = inf`, it
   may take effect at any later time. The client then continues under a fresh client number, as
   Jepsen does with a crashed process, so no client has two operations in flight.
+
+Most clients are pinned to one member, as in etcd's robustness tests and Jepsen, so a member
+cut off from the others keeps getting requests (that is how stale reads are seen); the others
+move to the next member after a failure, as a multi-endpoint client does.
 
 Watchers stream Watch responses from several start revisions, with prev_kv and progress notify
 on some, and resume after a broken stream from the revision after the last one they saw; each
@@ -56,6 +61,8 @@ DEFINITE_CODES = frozenset({
     grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
 })
+NOT_SENT = "failed to connect"  # gRPC's UNAVAILABLE detail when no connection was ever made
+BACKOFF_S = 0.2  # after a failure: a dead member fails fast, do not spin on it
 
 
 def keys(count: int) -> tuple[str, ...]:
@@ -111,7 +118,7 @@ class Client:
 
     def __init__(self, index: int, endpoints: Sequence[str], key_space: Sequence[str],
                  mix: Mix, recorder: Recorder, seed: int, stop: threading.Event,
-                 think_s: float = 0.01, max_ops: int = 100_000) -> None:
+                 think_s: float = 0.01, max_ops: int = 100_000, pinned: bool = False) -> None:
         assert endpoints and key_space
         self.index = index
         self.generation = 0
@@ -124,6 +131,7 @@ class Client:
         self.stop = stop
         self.think_s = think_s
         self.max_ops = max_ops
+        self.pinned = pinned
         self.seq = 0
         self.mod_revisions: dict[str, int] = {}  # last mod_revision seen per key (for CAS)
         self.leases: list[int] = []  # leases this client granted (and may still exist)
@@ -202,14 +210,17 @@ class Client:
             detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
             error = f"{code.name}: {detail}"
             is_read = req.kind in (OpKind.GET, OpKind.RANGE)
-            if is_read or code in DEFINITE_CODES:
+            not_sent = code == grpc.StatusCode.UNAVAILABLE and NOT_SENT in detail
+            if is_read or not_sent or code in DEFINITE_CODES:
                 op = Operation(self.client_id, call, time.monotonic(), req, error=error,
                                definite_failure=True)
             else:
                 op = Operation(self.client_id, call, math.inf, req, error=error)
                 self.generation += 1  # that one is still "in flight" forever
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if not self.pinned and code in (grpc.StatusCode.UNAVAILABLE,
+                                            grpc.StatusCode.DEADLINE_EXCEEDED):
                 self._reconnect()
+            self.stop.wait(BACKOFF_S)
         else:
             op = Operation(self.client_id, call, time.monotonic(), req, response=resp)
             self.learn(req, resp)
@@ -366,8 +377,10 @@ class Traffic:
         self.stop_event = threading.Event()
         eps = endpoints()
         rng = random.Random(seed)
+        # Two thirds pinned to one member each, the rest roaming.
         self.clients = [Client(i, eps, history.keys, mix, self.recorder, rng.getrandbits(32),
-                               self.stop_event, think_s) for i in range(clients)]
+                               self.stop_event, think_s, pinned=i < clients * 2 // 3)
+                        for i in range(clients)]
         self.watchers = [Watcher(i, eps, spec, self.recorder, self.stop_event)
                          for i, spec in enumerate(watchers)]
         self.threads = [threading.Thread(target=w.run, daemon=True, name=f"client{w.index}")
