@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -59,6 +60,7 @@ class FaultMember(Member):
     state: str = "new"
     proxy: subprocess.Popen[str] | None = None
     paused: bool = False
+    disk: Any = None  # a tests.faults.lazyfs.LazyFS under data_dir, when power loss is on
 
     @property
     def client_url(self) -> str:
@@ -155,6 +157,7 @@ class FaultCluster(Cluster):
     places: list[Place] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     rules: set[str] = field(default_factory=set)  # netns names that have firewall rules
+    lazy: bool = False  # data dirs on LazyFS mounts, so that power loss can be simulated
 
     def new_member(self, extra_args: Sequence[str] = ()) -> Member:
         place = self.places[self._next - 1]
@@ -164,8 +167,23 @@ class FaultCluster(Cluster):
             "etcdpy", place.name, data, CLIENT_PORT, PEER_PORT,
             [*MEMBER_ARGS, *self.extra_args, *extra_args], env=dict(self.env), place=place,
         )
+        # The proxy first: a process started in a namespace with `ip netns exec` gets its own
+        # copy of the mounts, and a copy of a LazyFS mount would keep its daemon alive.
         member.start_proxy()
+        if self.lazy:
+            # The data dir is the mount point itself, so the member's log (next to it) is not
+            # on the lazy layer.
+            from tests.faults.lazyfs import LazyFS
+
+            member.disk = LazyFS(self.base_dir / f"{place.name}.backing", data)
+            member.disk.start()
         return member
+
+    def power_loss(self, member: FaultMember) -> str:
+        """After a kill: forget every write `member` did not fsync, as a power cut does."""
+        assert self.lazy and member.disk is not None and not member.running
+        dropped = member.disk.drop_unsynced()
+        return f"{dropped.files} files, {dropped.bytes} bytes unsynced dropped"
 
     @property
     def fmembers(self) -> list[FaultMember]:
@@ -181,6 +199,8 @@ class FaultCluster(Cluster):
             m.resume()
             m.stop(timeout_s=5)
             m.stop_proxy()
+            if m.disk is not None:
+                m.disk.stop(flush=False)
 
     # --- asking, with short deadlines (a fault may leave members unresponsive) --------------
     def grpc_status(self, member: Member) -> rpc_pb2.StatusResponse:

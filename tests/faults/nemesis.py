@@ -7,12 +7,16 @@ and once more, unconditionally, at the end, so a failure in between still leaves
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tests.e2e.cluster import wait_for
 from tests.faults.cluster import FaultCluster, FaultMember
 from tests.faults.schedule import FaultKind, Step
+
+RESTART_WAIT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,18 @@ class Fault:
 
 def _nothing() -> None:
     return None
+
+
+def _restart(cluster: FaultCluster, victims: list[FaultMember]) -> None:
+    """Start the victims again and give them a bounded time to come up, so the next fault
+    hits a member that runs rather than one still starting (no error if it is slow)."""
+    for m in victims:
+        if not m.running:
+            m.restart()
+    for m in victims:
+        with contextlib.suppress(TimeoutError):
+            wait_for(f"{m.name} answering", lambda m=m: cluster.grpc_status(m) is not None,
+                     timeout_s=RESTART_WAIT_S, interval_s=0.1)
 
 
 def choose(cluster: FaultCluster, role: str, rng: random.Random) -> list[FaultMember]:
@@ -54,32 +70,23 @@ def split(cluster: FaultCluster, step: Step, rng: random.Random,
     return minority, [m for m in members if m not in minority]
 
 
-def inject(cluster: FaultCluster, step: Step, power: Callable[[FaultMember], None] | None = None,
-           ) -> Fault:
+def inject(cluster: FaultCluster, step: Step) -> Fault:
     rng = random.Random(step.pick)
     if step.kind == FaultKind.KILL:
         victims = choose(cluster, step.role, rng)
         for m in victims:
             m.kill()
 
-        def restart() -> None:
-            for m in victims:
-                if not m.running:
-                    m.restart()
-        return Fault(f"kill {_names(victims)}", restart)
+        return Fault(f"kill {_names(victims)}", lambda: _restart(cluster, victims))
 
     if step.kind == FaultKind.POWER:
-        assert power is not None, "power loss needs the lazy file system"
+        assert cluster.lazy, "power loss needs the data dirs on the lazy file system"
         victims = choose(cluster, step.role, rng)
+        dropped = []
         for m in victims:
             m.kill()
-            power(m)  # drop what it wrote but never fsynced
-
-        def power_on() -> None:
-            for m in victims:
-                if not m.running:
-                    m.restart()
-        return Fault(f"power loss {_names(victims)}", power_on)
+            dropped.append(f"{m.name}: {cluster.power_loss(m)}")
+        return Fault(f"power loss {'; '.join(dropped)}", lambda: _restart(cluster, victims))
 
     if step.kind == FaultKind.PAUSE:
         victims = choose(cluster, step.role, rng)

@@ -97,8 +97,12 @@ class RunResult:
 
 
 def power_available() -> bool:
-    """Power loss needs the lazy file system layer (tests/faults/lazyfs.py, not merged yet)."""
-    return False
+    """Power loss needs the lazy file system layer (tests/faults/lazyfs.py) and FUSE."""
+    try:
+        from tests.faults import lazyfs
+    except ImportError:
+        return False
+    return lazyfs.unavailable_reason() is None
 
 
 def _check(history: History):  # noqa: ANN202 - the checker's CheckResult
@@ -143,7 +147,8 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
     log(schedule.describe())
     history = History(seed=schedule.seed, keys=keys(schedule.key_count))
     args, env = defect_args(schedule.defect)
-    cluster = FaultCluster(out_dir, args, places=list(places), env=env)
+    lazy = any(step.kind == FaultKind.POWER for step in schedule.steps)
+    cluster = FaultCluster(out_dir, args, places=list(places), env=env, lazy=lazy)
     counts: Counter[str] = Counter()
     traffic: Traffic | None = None
     verdict_kind, explanation, unknown = "", "", False
@@ -158,7 +163,8 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
             _sleep_until(t0 + step.at_s)
             if i == len(schedule.steps) // 2:
                 traffic.start_late_watchers()
-            fault = inject(cluster, step, power=None)
+            log(f"step {step.describe()}")
+            fault = inject(cluster, step)
             counts[step.kind.value] += 1
             log(f"inject {fault.description}")
             time.sleep(step.hold_s)

@@ -67,7 +67,7 @@ def test_vote_not_persisted_is_caught(tmp_path: Path) -> None:
 def test_no_fsync_is_caught(tmp_path: Path) -> None:
     """Without fsync, a power loss takes acknowledged writes with it."""
     assert power_available(), "power-loss faults need tests/faults/lazyfs.py (FUSE)"
-    n = schedules_to_catch(Options(sizes=(1, 3), kinds=ALL_KINDS, duration_s=DURATION_S,
+    n = schedules_to_catch(Options(sizes=(1,), kinds=ALL_KINDS, duration_s=DURATION_S,
                                    defect=Defect.NO_FSYNC, netns=netlab.unavailable_reason()
                                    is None), tmp_path)
     assert 1 <= n <= MAX_SCHEDULES
