@@ -174,6 +174,9 @@ async def serve(listen: tuple[str, int], target: tuple[str, int]) -> None:
     proxy = Proxy(target)
     server = await asyncio.start_server(proxy.accept, *listen, reuse_address=True)
     loop = asyncio.get_running_loop()
+    # Connections still open at exit are cancelled by asyncio.run: expected, not worth a trace.
+    loop.set_exception_handler(lambda lp, ctx: None if isinstance(
+        ctx.get("exception"), asyncio.CancelledError) else lp.default_exception_handler(ctx))
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     print("ready", flush=True)

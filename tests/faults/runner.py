@@ -262,6 +262,15 @@ def run_one(seed: int, options: Options, out_root: Path, slot: int = 0) -> RunRe
     return result
 
 
+def _run_safely(seed: int, options: Options, out_root: Path, slot: int) -> RunResult:
+    """`run_one`, with a failure to even set the run up reported as that schedule's error."""
+    try:
+        return run_one(seed, options, out_root, slot)
+    except Exception as exc:
+        return RunResult(seed, 0, False, "error", f"{type(exc).__name__}: {exc}", False, 0, {},
+                         str(out_root / f"seed-{seed}"))
+
+
 @dataclass(slots=True)
 class Summary:
     results: list[RunResult] = field(default_factory=list)
@@ -291,15 +300,15 @@ def run_many(seeds: Sequence[int], options: Options, out_root: Path, jobs: int =
              stop_at_first: bool = False) -> Summary:
     summary = Summary()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = {pool.submit(run_one, s, options, out_root, i % jobs): s
-                   for i, s in enumerate(seeds[:jobs])}
+        # slot: which lab tag / loopback range a running schedule uses; never two at once
+        pending = {pool.submit(_run_safely, s, options, out_root, slot): slot
+                   for slot, s in enumerate(seeds[:jobs])}
         queue = list(seeds[jobs:])
         done_count = 0
         while pending:
             done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
             for fut in done:
-                slot = list(pending).index(fut)
-                del pending[fut]
+                slot = pending.pop(fut)
                 r = fut.result()
                 summary.results.append(r)
                 done_count += 1
@@ -309,7 +318,7 @@ def run_many(seeds: Sequence[int], options: Options, out_root: Path, jobs: int =
                       f"{r.seconds:.0f}s: {verdict}", flush=True)
                 if queue and not (stop_at_first and summary.failures):
                     nxt = queue.pop(0)
-                    pending[pool.submit(run_one, nxt, options, out_root, slot)] = nxt
+                    pending[pool.submit(_run_safely, nxt, options, out_root, slot)] = slot
     return summary
 
 

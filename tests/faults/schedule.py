@@ -130,11 +130,14 @@ def make_schedule(seed: int, *, sizes: Sequence[int] = (1, 3, 5),
             variant = rng.choice(("75+-50ms", "200+-100ms", "20+-20ms"))
         elif kind == FaultKind.DROP:
             variant = rng.choice(("0.05", "0.2", "0.5"))
-        elif kind == FaultKind.KILL and (defect == Defect.VOTE_NOT_PERSISTED
-                                         or rng.random() < 0.15):
+        elif kind == FaultKind.KILL and defect == Defect.VOTE_NOT_PERSISTED:
+            # Crashes in quick succession keep the cluster electing; a restarted member that
+            # forgot its vote can then grant a second one in the same term.
+            role = rng.choice(("all", "leader", "any", "follower"))
+            hold = rng.uniform(0.1, 0.8)
+        elif kind == FaultKind.KILL and rng.random() < 0.15:
             # Crash everyone at once now and then: the restart depends on what is on disk.
-            role = "all" if defect != Defect.VOTE_NOT_PERSISTED else rng.choice(
-                ("all", "leader", "any"))
+            role = "all"
             hold = rng.uniform(0.2, 1.5)
         elif kind == FaultKind.POWER:
             role = "all"
@@ -143,7 +146,8 @@ def make_schedule(seed: int, *, sizes: Sequence[int] = (1, 3, 5),
             hold = 0.0
         steps.append(Step(round(t, 3), kind, role, variant, round(hold, 3),
                           rng.getrandbits(30)))
-        t += hold + rng.uniform(0.5, 2.5)
+        t += hold + (rng.uniform(0.1, 0.8) if defect == Defect.VOTE_NOT_PERSISTED
+                     else rng.uniform(0.5, 2.5))
         if kind == FaultKind.REPLACE:
             t += 3.0  # a replacement takes a few seconds of its own
     watchers = tuple(
