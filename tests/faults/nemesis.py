@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ RESTART_WAIT_S = 20.0
 class Fault:
     description: str
     heal: Callable[[], None]
+    held: bool = False  # the injector already spent the step's hold time (a repeated action)
 
 
 def _nothing() -> None:
@@ -72,6 +74,8 @@ def split(cluster: FaultCluster, step: Step, rng: random.Random,
 
 def inject(cluster: FaultCluster, step: Step) -> Fault:
     rng = random.Random(step.pick)
+    if step.kind == FaultKind.KILL and step.variant == "bridge":
+        return _bridge_crashes(cluster, step, rng)
     if step.kind == FaultKind.KILL:
         victims = choose(cluster, step.role, rng)
         for m in victims:
@@ -139,6 +143,39 @@ def inject(cluster: FaultCluster, step: Step) -> Fault:
         return Fault(f"replace {victim.name}", _nothing)
 
     raise AssertionError(f"unknown fault {step.kind}")
+
+
+def _bridge_crashes(cluster: FaultCluster, step: Step, rng: random.Random) -> Fault:
+    """Bait for a forgotten vote: two sides that cannot hear each other, one bridge member that
+    both need for a majority, its inbound peer traffic slowed, and the bridge crashed again
+    and again. A bridge that votes for one side, dies before that leader's first append
+    reaches it and comes back having forgotten the vote can then elect the other side's
+    candidate in the same term: two leaders in one term."""
+    members = list(cluster.fmembers)
+    bridge = rng.choice(members)
+    others = [m for m in members if m is not bridge]
+    rng.shuffle(others)
+    left, right = others[: len(others) // 2], others[len(others) // 2 :]
+    for m in left:
+        cluster.drop_from(m, right)
+    for m in right:
+        cluster.drop_from(m, left)
+    bridge.proxy_command("delay 150 100")
+    deadline = time.monotonic() + step.hold_s
+    crashes = 0
+    while time.monotonic() < deadline:
+        bridge.kill()
+        crashes += 1
+        bridge.restart()
+        time.sleep(rng.uniform(0.3, 1.2))
+
+    def heal() -> None:
+        bridge.proxy_command("heal")
+        cluster.heal_firewall()
+        _restart(cluster, [bridge])
+
+    return Fault(f"bridge {bridge.name} between {_names(left)} | {_names(right)}, "
+                 f"{crashes} crashes", heal, held=True)
 
 
 def heal_all(cluster: FaultCluster) -> None:

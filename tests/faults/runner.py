@@ -167,7 +167,8 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
             fault = inject(cluster, step)
             counts[step.kind.value] += 1
             log(f"inject {fault.description}")
-            time.sleep(step.hold_s)
+            if not fault.held:
+                time.sleep(step.hold_s)
             fault.heal()
             log(f"heal {fault.description}")
         if len(schedule.steps) < 2:

@@ -103,7 +103,7 @@ def _biased(defect: Defect, size: int) -> list[FaultKind] | None:
     if defect == Defect.READ_LOCAL:
         return [FaultKind.PARTITION]
     if defect == Defect.VOTE_NOT_PERSISTED:
-        return [FaultKind.KILL]
+        return [FaultKind.KILL, FaultKind.PARTITION] if size > 1 else [FaultKind.KILL]
     return None
 
 
@@ -121,7 +121,10 @@ def make_schedule(seed: int, *, sizes: Sequence[int] = (1, 3, 5),
         role = rng.choice(ROLES)
         variant = ""
         hold = rng.uniform(1.0, 4.0)
-        if kind == FaultKind.PARTITION:
+        if kind == FaultKind.PARTITION and defect == Defect.VOTE_NOT_PERSISTED:
+            # The bait for a forgotten vote is a partition bridged by a crashing member.
+            kind, variant, hold = FaultKind.KILL, "bridge", rng.uniform(4.0, 8.0)
+        elif kind == FaultKind.PARTITION:
             variant = rng.choice(PARTITION_VARIANTS)
             if defect == Defect.READ_LOCAL:
                 variant = rng.choice(("leader-minority", "blackhole-leader"))
