@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tests import netlab
 from tests.faults.cluster import REPO, FaultCluster, Place, loopback_places, settle
-from tests.faults.history import History, save
+from tests.faults.history import History, load_path, save
 from tests.faults.nemesis import heal_all, inject
 from tests.faults.schedule import ALL_KINDS, Defect, FaultKind, Schedule, make_schedule
 from tests.faults.traffic import Traffic, keys
@@ -336,10 +336,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--loopback", action="store_true", help="127.0.0.x, no namespaces")
     p.add_argument("--keep", action="store_true", help="keep passing runs' dirs too")
     p.add_argument("--stop", action="store_true", help="stop at the first violation")
+    p.add_argument("--check", metavar="HISTORY", help="only check a saved history.jsonl")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         return _child(*a.child)
+    if a.check:
+        verdict = _check(load_path(Path(a.check)))
+        print("ok" if verdict.ok and not verdict.unknown else
+              f"VIOLATION {verdict.kind or 'unknown'}: {verdict.explanation}")
+        return 0 if verdict.ok and not verdict.unknown else 1
     reason = netlab.unavailable_reason()
     netns = not a.loopback and reason is None
     if not netns and not a.loopback:
