@@ -150,11 +150,16 @@ class Client:
             self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
 
     def _reconnect(self) -> None:
-        """Move to the next member: the one we used may be down, paused or cut off."""
+        """Move to the next member: the one we used may be down, paused or cut off.
+
+        Under a new client number: serializable reads are only monotonic per member (a
+        lagging member may serve an older revision), so each member is a session of its own.
+        """
         if self.channel is not None:
             self.channel.close()
         self.channel = None
         self.at = (self.at + 1) % len(self.endpoints)
+        self.generation += 1
 
     def close(self) -> None:
         if self.channel is not None:
