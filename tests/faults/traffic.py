@@ -311,7 +311,8 @@ class Watcher:
             if last:
                 start = last + 1
             self.at = (self.at + 1) % len(self.endpoints)
-            self.stop.wait(0.1)
+            # A stream that got nothing (its member is down) is retried slowly, elsewhere.
+            self.stop.wait(0.1 if record.responses else 0.5)
 
     def stream(self, record: WatchRecord) -> int:
         """Follow one stream until it breaks or we stop; the last revision it covered."""
