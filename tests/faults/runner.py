@@ -37,6 +37,7 @@ from tests.faults.history import History, load_path, save
 from tests.faults.nemesis import heal_all, inject
 from tests.faults.schedule import ALL_KINDS, Defect, FaultKind, Schedule, make_schedule
 from tests.faults.traffic import Traffic, keys
+from tests.faults.verdict import CheckResult, check_history
 
 CHILD_SLACK_S = 300.0  # start-up, settling, checking: beyond the schedule's own duration
 
@@ -105,10 +106,7 @@ def power_available() -> bool:
     return lazyfs.unavailable_reason() is None
 
 
-def _check(history: History):  # noqa: ANN202 - the checker's CheckResult
-    # Fails loudly (ImportError) until the checker lands: never a verdict we made up.
-    from tests.faults.verdict import check_history
-
+def _check(history: History) -> CheckResult:
     return check_history(history)
 
 
@@ -204,6 +202,8 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
     ok = verdict_kind == ""
     log(f"verdict: {'ok' if ok else verdict_kind}")
     (out_dir / "faults.log").write_text("\n".join(log.lines) + "\n")
+    if not ok:
+        (out_dir / "verdict.txt").write_text(f"{verdict_kind}\n{explanation}\n")
     save(history, out_dir / "history.jsonl")
     return RunResult(schedule.seed, schedule.size, ok, verdict_kind, explanation, unknown,
                      len(history.operations), dict(counts), str(out_dir),
