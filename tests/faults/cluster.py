@@ -203,10 +203,11 @@ class FaultCluster(Cluster):
                 m.disk.stop(flush=False)
 
     # --- asking, with short deadlines (a fault may leave members unresponsive) --------------
-    def grpc_status(self, member: Member) -> rpc_pb2.StatusResponse:
+    def grpc_status(self, member: Member,
+                    timeout_s: float = RPC_TIMEOUT_S) -> rpc_pb2.StatusResponse:
         with grpc.insecure_channel(member.endpoint) as channel:
             stub = rpc_pb2_grpc.MaintenanceStub(channel)
-            return stub.Status(rpc_pb2.StatusRequest(), timeout=RPC_TIMEOUT_S)
+            return stub.Status(rpc_pb2.StatusRequest(), timeout=timeout_s)
 
     def leader(self) -> FaultMember | None:
         """The member that a running member names as leader in the highest term seen."""

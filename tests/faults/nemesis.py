@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import grpc
+
 from tests.e2e.cluster import wait_for
 from tests.faults.cluster import FaultCluster, FaultMember
 from tests.faults.schedule import FaultKind, Step
@@ -74,8 +76,8 @@ def split(cluster: FaultCluster, step: Step, rng: random.Random,
 
 def inject(cluster: FaultCluster, step: Step) -> Fault:
     rng = random.Random(step.pick)
-    if step.kind == FaultKind.KILL and step.variant == "bridge":
-        return _bridge_crashes(cluster, step, rng)
+    if step.kind == FaultKind.KILL and step.variant == "double-vote":
+        return _double_vote_bait(cluster, step, rng)
     if step.kind == FaultKind.KILL:
         victims = choose(cluster, step.role, rng)
         for m in victims:
@@ -145,37 +147,63 @@ def inject(cluster: FaultCluster, step: Step) -> Fault:
     raise AssertionError(f"unknown fault {step.kind}")
 
 
-def _bridge_crashes(cluster: FaultCluster, step: Step, rng: random.Random) -> Fault:
-    """Bait for a forgotten vote: two sides that cannot hear each other, one bridge member that
-    both need for a majority, its inbound peer traffic slowed, and the bridge crashed again
-    and again. A bridge that votes for one side, dies before that leader's first append
-    reaches it and comes back having forgotten the vote can then elect the other side's
-    candidate in the same term: two leaders in one term."""
-    members = list(cluster.fmembers)
-    bridge = rng.choice(members)
-    others = [m for m in members if m is not bridge]
-    rng.shuffle(others)
-    left, right = others[: len(others) // 2], others[len(others) // 2 :]
-    for m in left:
-        cluster.drop_from(m, right)
-    for m in right:
-        cluster.drop_from(m, left)
-    bridge.proxy_command("delay 150 100")
-    deadline = time.monotonic() + step.hold_s
-    crashes = 0
-    while time.monotonic() < deadline:
-        bridge.kill()
-        crashes += 1
-        bridge.restart()
-        time.sleep(rng.uniform(0.3, 1.2))
+def _is_leader(cluster: FaultCluster, m: FaultMember) -> bool:
+    try:
+        st = cluster.grpc_status(m, timeout_s=0.3)
+    except grpc.RpcError:
+        return False
+    return st.leader == st.header.member_id != 0
+
+
+def _double_vote_bait(cluster: FaultCluster, step: Step, rng: random.Random) -> Fault:
+    """Bait for a forgotten vote (3 members), with nothing but kills, a pause, a partition and
+    slow links, timed by who leads (as a Jepsen nemesis targets the leader):
+
+    1. slow the links into the two followers, kill the leader L;
+    2. as soon as one follower W wins the next term T, pause W and kill the other, V, which
+       voted for W but cannot yet have W's first entry of T (its inbound link is slow);
+    3. cut L off from W and restart L and V. V is in term T and has forgotten its vote, so
+       L (whose log is the longest) can win T too with V's vote: two leaders in one term;
+    4. after the hold, resume W, which still leads T and sends V its own entries of T.
+
+    With votes on disk, V refuses L in step 3 (it voted for W in T) and nothing is lost.
+    """
+    old = cluster.leader()
+    if old is None or len(cluster.fmembers) != 3:
+        return Fault("double-vote bait: no leader to start from, skipped", _nothing)
+    others = [m for m in cluster.fmembers if m is not old]
+    for m in others:
+        m.proxy_command("delay 300 50")
+    old.kill()
+    deadline = time.monotonic() + 10.0
+    winner: FaultMember | None = None
+    while winner is None and time.monotonic() < deadline:
+        winner = next((m for m in others if _is_leader(cluster, m)), None)
+    if winner is None:
+        for m in others:
+            m.proxy_command("heal")
+        return Fault(f"double-vote bait: killed {old.name}, no new leader",
+                     lambda: _restart(cluster, [old]))
+    voter = next(m for m in others if m is not winner)
+    winner.pause()
+    voter.kill()
+    cluster.drop_from(old, [winner])
+    cluster.drop_from(winner, [old])
+    voter.restart()
+    old.restart()
+    time.sleep(step.hold_s)
+    winner.resume()
+    time.sleep(rng.uniform(1.0, 3.0))  # let both leaders of the term talk to the voter
 
     def heal() -> None:
-        bridge.proxy_command("heal")
+        for m in others:
+            m.proxy_command("heal")
         cluster.heal_firewall()
-        _restart(cluster, [bridge])
+        _restart(cluster, [old, voter])
 
-    return Fault(f"bridge {bridge.name} between {_names(left)} | {_names(right)}, "
-                 f"{crashes} crashes", heal, held=True)
+    return Fault(f"double-vote bait: killed leader {old.name}, paused new leader "
+                 f"{winner.name}, killed voter {voter.name}, {old.name} cut off from "
+                 f"{winner.name}", heal, held=True)
 
 
 def heal_all(cluster: FaultCluster) -> None:

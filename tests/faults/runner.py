@@ -183,13 +183,14 @@ def run_schedule(schedule: Schedule, places: Sequence[Place], out_dir: Path) -> 
         hashes = cluster.hash_at(final.response.revision)
         log(f"final write at revision {final.response.revision}; hashkv {hashes}")
         traffic.stop()
+        # The history's verdict first (it says what a client saw), then the members' state.
+        verdict = _check(history)
+        verdict_kind = "" if verdict.ok and not verdict.unknown else (verdict.kind or "unknown")
+        explanation, unknown = verdict.explanation, verdict.unknown
         if len(set(hashes.values())) != 1:
-            verdict_kind, explanation = "hashkv", f"members differ at revision: {hashes}"
-        else:
-            verdict = _check(history)
-            verdict_kind = "" if verdict.ok and not verdict.unknown else (
-                verdict.kind or "unknown")
-            explanation, unknown = verdict.explanation, verdict.unknown
+            differ = f"members differ at revision {final.response.revision}: {hashes}"
+            verdict_kind = verdict_kind or "hashkv"
+            explanation = f"{differ}\n{explanation}" if explanation else differ
     except Unavailable as exc:
         verdict_kind, explanation = "liveness", str(exc)
     except Exception as exc:  # the run itself failed: report it, with the logs kept

@@ -103,7 +103,7 @@ def _biased(defect: Defect, size: int) -> list[FaultKind] | None:
     if defect == Defect.READ_LOCAL:
         return [FaultKind.PARTITION]
     if defect == Defect.VOTE_NOT_PERSISTED:
-        return [FaultKind.KILL, FaultKind.PARTITION] if size > 1 else [FaultKind.KILL]
+        return [FaultKind.PARTITION] if size == 3 else [FaultKind.KILL]
     return None
 
 
@@ -122,8 +122,8 @@ def make_schedule(seed: int, *, sizes: Sequence[int] = (1, 3, 5),
         variant = ""
         hold = rng.uniform(1.0, 4.0)
         if kind == FaultKind.PARTITION and defect == Defect.VOTE_NOT_PERSISTED:
-            # The bait for a forgotten vote is a partition bridged by a crashing member.
-            kind, variant, hold = FaultKind.KILL, "bridge", rng.uniform(4.0, 8.0)
+            # The bait for a forgotten vote: see nemesis._double_vote_bait (3 members).
+            kind, variant, hold = FaultKind.KILL, "double-vote", rng.uniform(2.0, 4.0)
         elif kind == FaultKind.PARTITION:
             variant = rng.choice(PARTITION_VARIANTS)
             if defect == Defect.READ_LOCAL:
@@ -138,6 +138,10 @@ def make_schedule(seed: int, *, sizes: Sequence[int] = (1, 3, 5),
             # forgot its vote can then grant a second one in the same term.
             role = rng.choice(("all", "leader", "any", "follower"))
             hold = rng.uniform(0.1, 0.8)
+        elif kind == FaultKind.KILL and size == 3 and netns and rng.random() < 0.2:
+            # The forgotten-vote bait (nemesis._double_vote_bait) is a fault sequence a
+            # correct server must survive too.
+            variant, hold = "double-vote", rng.uniform(2.0, 4.0)
         elif kind == FaultKind.KILL and rng.random() < 0.15:
             # Crash everyone at once now and then: the restart depends on what is on disk.
             role = "all"
