@@ -129,6 +129,7 @@ class EtcdModel:
         revision: int = 1,
         made: frozenset[int] = frozenset(),
         highest: int | None = None,
+        start: tuple[tuple[Entry, ...], frozenset[int]] | None = None,
     ) -> None:
         assert revision >= 1, "etcd's first revision is 1"
         self.n_keys = n_keys
@@ -136,11 +137,16 @@ class EtcdModel:
         self.first_revision = revision
         self.made = made
         self.highest = highest
+        self.start = start  # contents and leases at `revision` (None: empty)
 
     def init(self) -> State:
         kvs: tuple[Entry, ...] = (None,) * self.n_keys
+        leases: frozenset[int] = frozenset()
+        if self.start is not None:
+            kvs, leases = self.start
+            assert len(kvs) == self.n_keys
         log = Log(None, self.first_revision, kvs) if self.track_log else None
-        return State(self.first_revision, kvs, frozenset(), log)
+        return State(self.first_revision, kvs, leases, log)
 
     def apply(self, s: State, c: Call) -> Effect:
         """The request's effect on `s` regardless of what was observed."""
@@ -275,16 +281,23 @@ def entry_of(kv: KeyValue) -> Entry:
 UNSEEN = "\0unseen"  # the value of an unknown write nobody ever read: which one it was is moot
 
 
-def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> Prepared:
+def prepare(
+    history: History,
+    revision: int = 1,
+    drop_unseen: bool = False,
+    start: tuple[dict[str, KeyValue], frozenset[int]] | None = None,
+) -> Prepared:
     """The search's items for `history`.
 
     `drop_unseen`: leave out unknown puts/CAS whose value nobody ever saw, i.e. assume they
     never took effect. A linearization found that way is a valid linearization of the whole
     history (those writes "never happened"), so it proves OK; it cannot prove a violation.
     """
-    keys = key_space(history)
+    keys = tuple(sorted(set(key_space(history)) | set(start[0] if start else ())))
     index = {k: i for i, k in enumerate(keys)}
-    static = _session_violations(history) + _read_violations(history)
+    static = _session_violations(history)
+    if start is None:  # with a start state, values written before it have no writer here
+        static += _read_violations(history)
     patched, patched_ret = _observed_puts(history)
     observed = _observed_values(history)
     has_stale = False
@@ -363,8 +376,35 @@ def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> P
             made.add(c.revision)
     highest = max((it.payload.revision for it in items if it.payload.outcome == Outcome.KNOWN),
                   default=revision)
-    model = EtcdModel(len(keys), has_stale, revision, frozenset(made), highest)
+    static += _gaps(history, items, made, highest, revision)
+    first = None
+    if start is not None:
+        first = (tuple(entry_of(start[0][k]) if k in start[0] else None for k in keys), start[1])
+    model = EtcdModel(len(keys), has_stale, revision, frozenset(made), highest, first)
     return Prepared(keys, items, model, static, patched)
+
+
+def _gaps(history: History, items: list[Item[Call]], made: set[int], highest: int,
+          first: int) -> list[tuple[tuple[int, ...], str]]:
+    """A revision nobody could have made, when no write's outcome is unknown."""
+    fillers = {OpKind.PUT, OpKind.CAS, OpKind.DELETE, OpKind.LEASE_REVOKE}
+    if any(it.payload.outcome == Outcome.UNKNOWN and it.payload.kind in fillers
+           for it in items):
+        return []
+    revokes = {it.payload.revision for it in items
+               if it.payload.kind == OpKind.LEASE_REVOKE and it.payload.outcome == Outcome.KNOWN}
+    for gap in range(first + 1, highest + 1):
+        if gap in made or gap in revokes:
+            continue
+        seen_by = min(
+            (it.payload.index for it in items
+             if it.payload.outcome == Outcome.KNOWN and it.payload.revision >= gap),
+            key=lambda i: history.operations[i].ret,
+        )
+        return [((seen_by,), f"nobody made revision {gap} (no write's outcome is unknown), yet "
+                             f"this operation saw revision {history.operations[seen_by].response.revision}"
+                             if history.operations[seen_by].response else "")]
+    return []
 
 
 def _session_violations(history: History) -> list[tuple[tuple[int, ...], str]]:

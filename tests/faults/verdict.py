@@ -12,16 +12,14 @@ which alone can prove a violation.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from tests.faults import etcd_model, watch_check
-from tests.faults.history import History, Operation
+from tests.faults import etcd_model, shrink, watch_check
+from tests.faults.history import History
 from tests.faults.linearizability import SearchResult, Verdict, check
 
 _MAX_SHOWN = 40  # operations printed in an explanation
-_IGNORED = "(outcome ignored while shrinking)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +63,12 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
                            f"the linearizability search ran out of its {timeout_s:.0f} s: "
                            "not proven either way", unknown=True)
     if lin.verdict == Verdict.ILLEGAL:
-        small = history
-        if not lin.prepared.static:  # a static violation names its operations already
-            budget = max(1.0, min(20.0, timeout_s / 3))
-            small = shrink(history, time.monotonic() + budget)
-        return CheckResult(False, "linearizability", _header(history) + explain(small))
+        if lin.prepared.static:  # found without search: it names its operations already
+            return CheckResult(False, "linearizability",
+                               _header(history) + explain_static(history, lin.prepared))
+        budget = max(1.0, min(20.0, timeout_s / 3))
+        return CheckResult(False, "linearizability",
+                           _header(history) + explain(history, time.monotonic() + budget))
     assert lin.result is not None
     made = etcd_model.replay(lin.prepared, lin.result.order)
     violations = watch_check.check_watches(history, made)
@@ -89,93 +88,61 @@ def _header(history: History) -> str:
             f"{len(history.watches)} watches, keys {list(history.keys)})\n")
 
 
-# --- shrinking ---------------------------------------------------------------------------------
+# --- explaining ---------------------------------------------------------------------------------
 
 
-def _relaxed(op: Operation) -> Operation | None:
-    """A weaker observation: a read is forgotten, a write's outcome becomes unknown.
-
-    Every linearization of the original is one of the relaxed history, so if the relaxed
-    history still fails, the observations that remain are contradictory by themselves.
-    """
-    if op.request.kind in etcd_model.READS or op.definite_failure:
-        return None
-    if op.unknown:
-        return op
-    return replace(op, ret=math.inf, response=None, error=_IGNORED)
-
-
-def _fails(history: History, deadline: float) -> bool:
-    """Proven illegal within the time left (an unknown answer does not count)."""
-    per_try = min(deadline, time.monotonic() + 2.0)
-    return linearize(history, per_try).verdict == Verdict.ILLEGAL
-
-
-def shrink(history: History, deadline: float) -> History:
-    """Relax operations (ddmin over chunks) while the history still fails; bounded by time."""
-    ops = list(history.operations)
-    known = [i for i, op in enumerate(ops) if not op.unknown]
-
-    def build(relax: set[int]) -> History:
-        kept: list[Operation] = []
-        for i, op in enumerate(ops):
-            if i in relax:
-                weaker = _relaxed(op)
-                if weaker is not None:
-                    kept.append(weaker)
-            else:
-                kept.append(op)
-        return History(history.seed, history.keys, kept, [])
-
-    relax: set[int] = set()
-    chunk = max(1, len(known) // 2)
-    while chunk >= 1 and time.monotonic() < deadline:
-        candidates = [i for i in known if i not in relax]
-        progress = False
-        for lo in range(0, len(candidates), chunk):
-            if time.monotonic() >= deadline:
-                break
-            trial = relax | set(candidates[lo:lo + chunk])
-            if _fails(build(trial), deadline):
-                relax = trial
-                progress = True
-        if not progress:
-            chunk //= 2
-    return build(relax)
-
-
-def explain(history: History) -> str:
-    """The failing history readably: acknowledged operations in full, relaxed ones counted."""
-    lin = linearize(history, time.monotonic() + 10.0)
-    ops = history.operations
-    t0 = min((op.call for op in ops), default=0.0)
+def explain_static(history: History, prepared: etcd_model.Prepared) -> str:
+    t0 = min((op.call for op in history.operations), default=0.0)
     lines: list[str] = []
-    static = lin.prepared.static
-    for involved, why in static[:5]:
+    for involved, why in prepared.static[:5]:
+        lines.append(f"{why}:")
+        lines.extend("  " + etcd_model.describe(history.operations[i], t0) for i in involved)
+    if len(prepared.static) > 5:
+        lines.append(f"... and {len(prepared.static) - 5} more such findings")
+    lines.append(f"replay: the seed is {history.seed}")
+    return "\n".join(lines)
+
+
+def explain(history: History, deadline: float) -> str:
+    """The smallest failing part found, readably, with times relative to the first call."""
+    window = shrink.shrink(history, deadline)
+    sub = window.history
+    prepared = etcd_model.prepare(sub, revision=window.lo - 1,
+                                  start=window.start if window.lo > 2 else None)
+    ops = sub.operations
+    t0 = min((op.call for op in history.operations), default=0.0)
+    lines: list[str] = []
+    for involved, why in prepared.static[:5]:
         lines.append(f"{why}:")
         lines.extend("  " + etcd_model.describe(ops[i], t0) for i in involved)
-    if static:
+    if prepared.static:
         lines.append(f"replay: the seed is {history.seed}")
         return "\n".join(lines)
+    result = check(prepared.items, prepared.model, time.monotonic() + 10.0)
     stuck = -1
-    if lin.result is not None and lin.result.stuck >= 0:
-        stuck = lin.prepared.items[lin.result.stuck].payload.index
+    if result.stuck >= 0:
+        stuck = prepared.items[result.stuck].payload.index
+    if window.lo > 2:
+        store, leases = window.start
+        shown = ", ".join(f"{kv.key}={kv.value!r}@{kv.mod_revision}" for kv in store.values())
+        lines.append(f"starting from revision {window.lo - 1} (determined by the acknowledged "
+                     f"writes before it): {{{shown}}}, leases {sorted(leases)}")
     core = [i for i, op in enumerate(ops) if not op.unknown]
     lines.append(f"not linearizable: these {len(core)} acknowledged operations cannot all be "
-                 f"true (times in s from the first call; '?': outcome unknown):")
+                 "true (times in s from the first call; '?': outcome unknown):")
     for i in core[:_MAX_SHOWN]:
         mark = "  <- cannot be placed" if i == stuck else ""
         lines.append("  " + etcd_model.describe(ops[i], t0) + mark)
     if len(core) > _MAX_SHOWN:
         lines.append(f"  ... {len(core) - _MAX_SHOWN} more")
-    ignored = sum(op.error == _IGNORED for op in ops)
+    ignored = sum(op.error == shrink.IGNORED for op in ops)
     if ignored:
         lines.append(f"({ignored} other acknowledged writes are not needed for the contradiction: "
-                     "shown as outcome unknown while shrinking, not listed)")
-    unknown = [i for i, op in enumerate(ops) if op.unknown and op.error != _IGNORED]
+                     "their outcome was treated as unknown, not listed)")
+    unknown = [i for i, op in enumerate(ops) if op.unknown and op.error != shrink.IGNORED]
     if unknown:
-        lines.append(f"with {len(unknown)} writes whose outcome is unknown or was ignored "
-                     "(each may have taken effect at any time after its call, or never)"
+        lines.append(f"with {len(unknown)} writes whose outcome is unknown (each may have taken "
+                     "effect at any time after its call, or never)"
                      + (":" if len(unknown) <= 10 else ", e.g.:"))
         lines.extend("  " + etcd_model.describe(ops[i], t0) for i in unknown[:10])
     lines.append(f"replay: the seed is {history.seed}")
