@@ -74,7 +74,7 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
     violations = watch_check.check_watches(history, made)
     if violations:
         first = violations[0]
-        lines = [_header(history), f"watch {first.watch} broke '{first.guarantee}': {first.detail}"]
+        lines = [_header(history).rstrip("\n"), f"watch {first.watch} broke '{first.guarantee}': {first.detail}"]
         lines.extend(f"  also watch {v.watch} '{v.guarantee}': {v.detail}" for v in violations[1:10])
         if len(violations) > 10:
             lines.append(f"  ... and {len(violations) - 10} more")

@@ -60,8 +60,6 @@ def check_stream(w: WatchRecord, index: int) -> list[WatchViolation]:
     first = True
     for n, r in enumerate(w.responses):
         revs = [e.kv.mod_revision for e in r.events]
-        if revs and last_response_rev and revs[0] == last_response_rev:
-            bad("atomic", f"response #{n}: revision {revs[0]} was split across responses")
         if revs != sorted(revs):
             bad("ordered", f"response #{n} has events out of revision order: {revs}")
         for e in r.events:
@@ -70,6 +68,8 @@ def check_stream(w: WatchRecord, index: int) -> list[WatchViolation]:
                 bad("filter", f"response #{n}: {_event_text(e)} is outside the watched range")
             if (rev, e.kv.key) in seen:
                 bad("unique", f"response #{n}: {_event_text(e)} was delivered before")
+            elif rev == last_response_rev:
+                bad("atomic", f"response #{n}: revision {rev} was split across responses")
             seen.add((rev, e.kv.key))
             if rev < last:
                 bad("ordered", f"response #{n}: {_event_text(e)} after revision {last}")
