@@ -582,16 +582,29 @@ class Revision:
     # The operation's effect was acknowledged (or proven by an observation), so the watch
     # checks may hold watches to it; an unknown write the search chose to place is not.
     certain: bool
-    # Each change's `before` came from a certain write (or the empty start): prev_kv checkable.
-    certain_before: tuple[bool, ...]
+    # Per change: no write of unknown outcome ever touched the key, so its create_revision,
+    # version and previous value are the same in every linearization (checkable exactly).
+    exact: tuple[bool, ...]
 
 
-def replay(prepared: Prepared, order: Iterable[int]) -> dict[int, Revision]:
-    """Apply the linearization `order` (item indices) and record every revision it made."""
+def replay(prepared: Prepared, order: Iterable[int], history: History) -> dict[int, Revision]:
+    """Apply the linearization `order` (item indices) and record every revision it made.
+
+    A key is "shaky" when any write of unknown outcome (not proven by an observation) touched
+    or may have touched it, including those the search left out as never applied.
+    """
     model = prepared.model
     state = model.init()
     keys = prepared.keys
-    certain_key = [True] * len(keys)
+    index = {k: i for i, k in enumerate(keys)}
+    shaky: set[int] = set()
+    for i, op in enumerate(history.operations):
+        if not op.unknown or i in prepared.patched or op.request.kind in READS:
+            continue
+        if op.request.kind == OpKind.LEASE_REVOKE:
+            shaky.update(range(len(keys)))
+        elif op.request.key in index:
+            shaky.add(index[op.request.key])
     made: dict[int, Revision] = {}
     for i in order:
         call = prepared.items[i].payload
@@ -604,10 +617,8 @@ def replay(prepared: Prepared, order: Iterable[int]) -> dict[int, Revision]:
             )
             made[effect.state.revision] = Revision(
                 effect.state.revision, call.index, changes, certain,
-                tuple(certain_key[k] for k, _b, _a in effect.changes),
+                tuple(k not in shaky for k, _b, _a in effect.changes),
             )
-            for k, _b, _a in effect.changes:
-                certain_key[k] = certain
         state = effect.state
     return made
 

@@ -70,7 +70,7 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
         return CheckResult(False, "linearizability",
                            _header(history) + explain(history, time.monotonic() + budget))
     assert lin.result is not None
-    made = etcd_model.replay(lin.prepared, lin.result.order)
+    made = etcd_model.replay(lin.prepared, lin.result.order, history)
     violations = watch_check.check_watches(history, made)
     if violations:
         first = violations[0]
@@ -164,3 +164,29 @@ def _describe_watch(history: History, index: int) -> str:
         lines.append(f"  ... {len(w.responses) - _MAX_SHOWN} more responses")
     return "\n".join(lines)
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.faults.verdict HISTORY.jsonl [TIMEOUT_S]`: check a saved history again."""
+    import sys
+    from pathlib import Path
+
+    from tests.faults.history import load_path
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print(main.__doc__)
+        return 2
+    history = load_path(Path(args[0]))
+    result = check_history(history, float(args[1]) if len(args) > 1 else 60.0)
+    if result.ok:
+        print(f"ok: seed {history.seed}, {len(history.operations)} operations, "
+              f"{len(history.watches)} watches")
+        return 0
+    print(("UNKNOWN " if result.unknown else "VIOLATION ") + result.kind)
+    print(result.explanation)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
