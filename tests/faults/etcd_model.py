@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from tests.faults.history import History, KeyValue, Operation, OpKind, Response
+from tests.faults.history import EventType, History, KeyValue, Operation, OpKind, Response
 from tests.faults.linearizability import Item
 
 # One key's current value: (value, create_revision, mod_revision, version, lease); None = absent.
@@ -300,6 +300,9 @@ def prepare(
         static += _read_violations(history)
     patched, patched_ret = _observed_puts(history)
     observed = _observed_values(history)
+    evidenced = _unexplained_deletes(history) if drop_unseen else set()
+    missing_leases = {op.request.lease for op in history.operations
+                      if op.definite_failure and "lease not found" in op.error}
     has_stale = False
     used_leases = {
         op.request.lease
@@ -334,6 +337,11 @@ def prepare(
                 if drop_unseen:
                     continue
                 value = UNSEEN
+            if drop_unseen and req.kind == OpKind.DELETE and req.key not in evidenced:
+                continue
+            if (drop_unseen and req.kind == OpKind.LEASE_REVOKE and not evidenced
+                    and req.lease not in missing_leases):
+                continue
             twin = (req.kind, req.key, value, req.lease, req.expected_mod_revision)
         if i in patched:
             outcome = Outcome.KNOWN
@@ -465,6 +473,23 @@ def _read_violations(history: History) -> list[tuple[tuple[int, ...], str]]:
                 found.append(((ws[0], i), f"read {kv.key}={kv.value!r} at mod_revision "
                               f"{kv.mod_revision}, but its write made revision {w.response.revision}"))
     return found
+
+
+def _unexplained_deletes(history: History) -> set[str]:
+    """Keys a watch saw deleted at a revision no acknowledged write made: unknown deletes or
+    revokes there may have happened. (Without that evidence the quick search assumes not.)"""
+    made = set()
+    for op in history.operations:
+        r = op.response
+        if r is not None and op.request.kind in (OpKind.PUT, OpKind.CAS, OpKind.DELETE):
+            made.add(r.revision)
+    keys: set[str] = set()
+    for w in history.watches:
+        for resp in w.responses:
+            for e in resp.events:
+                if e.type == EventType.DELETE and e.kv.mod_revision not in made:
+                    keys.add(e.kv.key)
+    return keys
 
 
 def _observed_values(history: History) -> set[tuple[str, str]]:

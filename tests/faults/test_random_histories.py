@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +91,40 @@ def test_a_stale_or_incomplete_read_is_found_by_the_search(seed: int) -> None:
     assert not result.ok, f"not caught: {what}"
     assert not result.unknown
     assert "<- cannot be placed" in result.explanation, result.explanation
+
+
+def test_an_empty_history_is_fine() -> None:
+    from tests.faults.history import History
+
+    assert check_history(History(seed=1, keys=("k",))).ok
+
+
+def test_a_saved_history_can_be_checked_again(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests.faults.history import save
+    from tests.faults.verdict import main
+
+    history = synth.generate(5, synth.Shape(clients=3, operations=80, watchers=1))
+    save(history, tmp_path / "good.jsonl")
+    assert main([str(tmp_path / "good.jsonl")]) == 0
+    assert "ok: seed 5" in capsys.readouterr().out
+    op = next(op for op in history.operations if op.response is not None and op.response.kvs)
+    i = history.operations.index(op)
+    from dataclasses import replace
+
+    assert op.response is not None
+    kv = replace(op.response.kvs[0], value="ghost")
+    history.operations[i] = replace(op, response=replace(op.response, kvs=(kv,)))
+    save(history, tmp_path / "bad.jsonl")
+    assert main([str(tmp_path / "bad.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION linearizability" in out and "seed is 5" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_a_run_sized_history_is_proven(seed: int) -> None:
+    """About what 8 clients do in 20 s (3000 operations over 5 keys, a few timeouts, watches):
+    the search must finish with a proof, not run out of time."""
+    shape = synth.Shape(clients=8, operations=3000, unknown_rate=0.02, watchers=4)
+    result = check_history(synth.generate(seed, shape), timeout_s=120)
+    assert result.ok and not result.unknown, result.explanation
