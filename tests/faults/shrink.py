@@ -45,10 +45,27 @@ def _creates(op: Operation) -> bool:
         k == OpKind.DELETE and r.deleted > 0)
 
 
-def _determined_below(history: History) -> int:
-    """The highest lo such that every revision in [2, lo - 1] was made by a known write."""
+def _revoke_made(history: History) -> dict[int, int]:
+    """Revisions that only a known revoke can have made: revision -> lease.
+
+    Only when no write's outcome is unknown: then a revision no known write made, reported by
+    a revoke, was made by that revoke (deleting its keys).
+    """
+    writes = (OpKind.PUT, OpKind.CAS, OpKind.DELETE, OpKind.LEASE_REVOKE)
+    if any(op.unknown and op.request.kind in writes for op in history.operations):
+        return {}
     made = {op.response.revision for op in history.operations
             if _creates(op) and op.response is not None}
+    return {op.response.revision: op.request.lease for op in history.operations
+            if op.response is not None and op.request.kind == OpKind.LEASE_REVOKE
+            and op.response.revision not in made}
+
+
+def _determined_below(history: History) -> int:
+    """The highest lo such that every revision in [2, lo - 1] was made by a known operation."""
+    made = {op.response.revision for op in history.operations
+            if _creates(op) and op.response is not None}
+    made |= set(_revoke_made(history))
     lo = 2
     while lo in made:
         lo += 1
@@ -72,9 +89,16 @@ def start_state(history: History, lo: int) -> tuple[dict[str, KeyValue], frozens
             leases.add(op.request.lease)
         else:  # below `lo` no revoke deleted keys: it would have made a revision
             leases.discard(op.request.lease)
-    for op in writes:
-        assert op.response is not None
-        rev, req = op.response.revision, op.request
+    revokes = {rev: lease for rev, lease in _revoke_made(history).items() if rev < lo}
+    steps: list[tuple[int, Operation | None]] = [
+        (op.response.revision if op.response else 0, op) for op in writes]
+    steps += [(rev, None) for rev in revokes]
+    for rev, op in sorted(steps, key=lambda s: s[0]):
+        if op is None:  # a revoke that made this revision: its keys go
+            for key in [k for k, kv in store.items() if kv.lease == revokes[rev]]:
+                del store[key]
+            continue
+        req = op.request
         old = store.get(req.key)
         if req.kind == OpKind.DELETE:
             store.pop(req.key, None)
@@ -91,7 +115,9 @@ def _window_ops(history: History, lo: int, hi: int) -> list[Operation]:
     for op in history.operations:
         r = op.response
         if r is None:
-            if op.unknown or "lease not found" in op.error:
+            # A "lease not found" failure is left out: its lease may have been revoked by an
+            # operation outside the window (forgetting an observation is always honest).
+            if op.unknown:
                 kept.append(op)
             continue
         if op.request.kind in (OpKind.LEASE_GRANT, OpKind.LEASE_REVOKE):

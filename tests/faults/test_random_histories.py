@@ -91,6 +91,8 @@ def test_a_stale_or_incomplete_read_is_found_by_the_search(seed: int) -> None:
     assert not result.ok, f"not caught: {what}"
     assert not result.unknown
     assert "<- cannot be placed" in result.explanation, result.explanation
+    shown = [line for line in result.explanation.splitlines() if line.startswith("  [")]
+    assert len(shown) <= 10, result.explanation  # shrunk to the contradiction, not the run
 
 
 def test_an_empty_history_is_fine() -> None:

@@ -128,7 +128,7 @@ def explain(history: History, deadline: float) -> str:
         lines.append(f"starting from revision {window.lo - 1} (determined by the acknowledged "
                      f"writes before it): {{{shown}}}, leases {sorted(leases)}")
     core = [i for i, op in enumerate(ops) if not op.unknown]
-    lines.append(f"not linearizable: these {len(core)} acknowledged operations cannot all be "
+    lines.append(f"not linearizable: {len(core)} acknowledged operation(s) that cannot all be "
                  "true (times in s from the first call; '?': outcome unknown):")
     for i in core[:_MAX_SHOWN]:
         mark = "  <- cannot be placed" if i == stuck else ""
