@@ -166,6 +166,8 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         client_urls=tuple(str(u) for u in cfg.advertise_client_urls),
         max_learners=getattr(cfg, "experimental_max_learners", 1),
         strict_reconfig_check=cfg.strict_reconfig_check,
+        auth_token_ttl_s=float(cfg.auth_token_ttl),
+        bcrypt_cost=cfg.bcrypt_cost,
     )
     server = EtcdServer(settings, store, lessor, membership,
                         lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images)
