@@ -58,7 +58,7 @@ class AuthRecords:
 
     def user(self, name: str) -> authpb.User | None:
         raw = self._txn.get(name.encode(), db=self._users)
-        return None if raw is None else authpb.User.FromString(raw)
+        return None if raw is None else authpb.User.FromString(bytes(raw))
 
     def put_user(self, user: authpb.User) -> None:
         assert user.name, "a user record needs a name"
@@ -70,13 +70,13 @@ class AuthRecords:
 
     def users(self) -> list[authpb.User]:
         """Every user, in name (byte) order."""
-        return [authpb.User.FromString(v) for _k, v in self._txn.cursor(self._users)]
+        return [authpb.User.FromString(bytes(v)) for _k, v in self._txn.cursor(self._users)]
 
     # --- roles ---
 
     def role(self, name: str) -> authpb.Role | None:
         raw = self._txn.get(name.encode(), db=self._roles)
-        return None if raw is None else authpb.Role.FromString(raw)
+        return None if raw is None else authpb.Role.FromString(bytes(raw))
 
     def put_role(self, role: authpb.Role) -> None:
         assert role.name, "a role record needs a name"
@@ -88,4 +88,4 @@ class AuthRecords:
 
     def roles(self) -> list[authpb.Role]:
         """Every role, in name (byte) order."""
-        return [authpb.Role.FromString(v) for _k, v in self._txn.cursor(self._roles)]
+        return [authpb.Role.FromString(bytes(v)) for _k, v in self._txn.cursor(self._roles)]

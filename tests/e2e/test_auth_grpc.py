@@ -147,6 +147,18 @@ def test_leases_with_keys_the_user_cannot_write(sides: tuple[Side, Side]) -> Non
                                               metadata=s.md("alice")))
     same(sides, lambda s: s.kv.Put(pb.PutRequest(key=b"/a1", value=b"v", prev_kv=True),
                                    metadata=s.md("alice")))
+    # The keys of a lease are data: etcd >= 3.5.5 lists them only to a user who may read
+    # each (3.5.1 lists them to anyone), and so does etcdpy.
+    etcdpy = sides[1]
+    with pytest.raises(grpc.RpcError) as denied:
+        etcdpy.lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_of[id(etcdpy)],
+                                                               keys=True),
+                                     metadata=etcdpy.md("alice"), timeout=RPC_TIMEOUT_S)
+    assert denied.value.details() == "etcdserver: permission denied"
+    ttl = etcdpy.lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=lease_of[id(etcdpy)],
+                                                                 keys=True),
+                                       metadata=etcdpy.md("root"), timeout=RPC_TIMEOUT_S)
+    assert list(ttl.keys) == [b"k1"]
     # Nothing was written by the refused requests (the lease ids differ: compare counts).
     same(sides, lambda s: s.kv.Range(pb.RangeRequest(key=b"/a1", count_only=True),
                                      metadata=s.md("alice")))

@@ -140,8 +140,12 @@ def _with_identity(handler: grpc.RpcMethodHandler, token: str | None,
         await enter(context)
         result = inner(request, context)
         if inspect.isasyncgen(result):
-            async for item in result:
-                yield item
+            try:
+                async for item in result:
+                    yield item
+            finally:
+                # the RPC ended (or was cancelled): let the servicer clean up now, not at GC
+                await result.aclose()
         else:  # a servicer that writes through the context instead of yielding
             await result
 
