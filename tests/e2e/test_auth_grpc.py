@@ -225,6 +225,9 @@ def test_gateway_auth_routes_and_authorization_header(pair: Pair) -> None:
              root)
         post("/auth/user/grant", {"user": "alice", "role": "r2"}, root)
         post("/auth/user/add", {"name": "eve", "password": "x"}, token)
+        # /health reads anonymously; a refusal for want of a user still means healthy.
+        health = curl(f"http://{m.endpoint}/health", method="GET")
+        seen.append(("/health", health.status, health.json()))
         answers.append(seen)
     want, got = answers
     assert got == want

@@ -18,6 +18,7 @@ import grpc
 from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, logutil
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.netshare import HttpRequest, HttpResponse
+from etcdpy.server import errors
 from etcdpy.server.api.gateway import CORS_HEADERS, Gateway
 from etcdpy.server.api.metrics import CONTENT_TYPE, ServerMetrics
 from etcdpy.server.etcdserver import EtcdServer
@@ -122,7 +123,9 @@ class ClientHttpHandler:
                                    pb.RangeResponse, timeout),
                 timeout)
         except grpc.aio.AioRpcError as err:
-            if err.code() is not grpc.StatusCode.PERMISSION_DENIED:
+            # With auth enabled the anonymous read is refused; etcd counts that as healthy.
+            if err.code() is not grpc.StatusCode.PERMISSION_DENIED and \
+                    err.details() != errors.UserEmpty.message:
                 return f"QGET ERROR:{err.details()}"
         except TimeoutError:
             return "QGET ERROR:context deadline exceeded"
