@@ -47,6 +47,7 @@ ROOT_ROLE = "root"
 # bcrypt looks at the first 72 bytes of a password only (Go's library then ignored the rest
 # silently; Python's refuses longer input, so the cut is made here, the same for both).
 BCRYPT_MAX_BYTES = 72
+MIN_BCRYPT_COST, MAX_BCRYPT_COST, DEFAULT_BCRYPT_COST = 4, 31, 10
 
 # The token of the request being served (None: the request carried none). Set by the API
 # layer for each RPC; contextvars follow the RPC's task and the tasks it starts.
@@ -96,9 +97,16 @@ def password_matches(password: str, hashed: bytes) -> bool:
 
 
 class AuthStore:
-    def __init__(self, env: LmdbEnv, tokens: SimpleTokens, bcrypt_cost: int = 10) -> None:
+    def __init__(self, env: LmdbEnv, tokens: SimpleTokens,
+                 bcrypt_cost: int = DEFAULT_BCRYPT_COST) -> None:
         self._env = env
         self.tokens = tokens
+        if not MIN_BCRYPT_COST <= bcrypt_cost <= MAX_BCRYPT_COST:
+            # etcd falls back to the default rather than refusing to start.
+            log.warning("use default bcrypt cost instead of the invalid given cost",
+                        **{"min-cost": MIN_BCRYPT_COST, "max-cost": MAX_BCRYPT_COST,
+                           "default-cost": DEFAULT_BCRYPT_COST, "given-cost": bcrypt_cost})
+            bcrypt_cost = DEFAULT_BCRYPT_COST
         self.bcrypt_cost = bcrypt_cost
         self.enabled = False
         self.revision = 0

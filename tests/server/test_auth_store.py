@@ -249,3 +249,9 @@ def test_state_survives_reopening_the_env(tmp_path: Path) -> None:
         assert hashed.startswith(b"$2")
     finally:
         envs.close()
+
+
+def test_an_invalid_bcrypt_cost_falls_back_to_the_default(tmp_path: Path) -> None:
+    with MemberEnvs(tmp_path) as envs:
+        assert AuthStore(envs.state, SimpleTokens(300), bcrypt_cost=40).bcrypt_cost == 10
+        assert AuthStore(envs.state, SimpleTokens(300), bcrypt_cost=5).bcrypt_cost == 5
