@@ -37,6 +37,8 @@ from etcdpy.server.api import grpc_server
 from etcdpy.server.api.gateway import Gateway
 from etcdpy.server.api.http import ClientHttpHandler, Endpoints
 from etcdpy.server.api.metrics import ServerMetrics
+from etcdpy.server.auth import AuthStore
+from etcdpy.server.auth_jwt import AuthOptionsError, token_provider
 from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
@@ -146,10 +148,11 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     log.info("kvstore restored", **{"current-rev": store.current_rev})
     membership = MembershipView(load_members(envs), load_removed(envs))
 
-    if cfg.auth_token.split(",", 1)[0] != "simple":
-        # JWT tokens are not implemented yet: say so rather than pretend.
-        log.warning("only simple auth tokens are supported; using simple tokens",
-                    **{"auth-token": cfg.auth_token})
+    try:
+        tokens = token_provider(cfg.auth_token, float(cfg.auth_token_ttl))
+    except (AuthOptionsError, OSError, ValueError) as error:
+        raise BootstrapError(str(error)) from None  # etcd refuses to start the same way
+    auth = AuthStore(envs.state, tokens, cfg.bcrypt_cost)
     settings = ServerSettings(
         member_id=member_id,
         cluster_id=identity.cluster_id,
@@ -174,7 +177,8 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         bcrypt_cost=cfg.bcrypt_cost,
     )
     server = EtcdServer(settings, store, lessor, membership,
-                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images)
+                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images,
+                        auth)
     transport = GrpcTransport(
         member_id,
         identity.cluster_id,

@@ -36,7 +36,7 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy.server import errors
 from etcdpy.server.auth_perms import PermType, UserPerms, merge_roles
-from etcdpy.server.auth_tokens import SimpleTokens
+from etcdpy.server.auth_tokens import TokenProvider
 from etcdpy.storage.auth_store import AuthRecords
 from etcdpy.storage.env import LmdbEnv
 
@@ -97,7 +97,7 @@ def password_matches(password: str, hashed: bytes) -> bool:
 
 
 class AuthStore:
-    def __init__(self, env: LmdbEnv, tokens: SimpleTokens,
+    def __init__(self, env: LmdbEnv, tokens: TokenProvider,
                  bcrypt_cost: int = DEFAULT_BCRYPT_COST) -> None:
         self._env = env
         self.tokens = tokens
@@ -133,11 +133,11 @@ class AuthStore:
             token = CURRENT_TOKEN.get()
         if token is None:
             return NOBODY
-        user = self.tokens.user_of(token)
-        if user is None:
+        found = self.tokens.lookup(token, max(self.revision, 1))
+        if found is None or not found[0] or found[1] <= 0:
             log.warning("invalid auth token", token=token)
             raise errors.InvalidAuthToken()
-        return AuthInfo(user, max(self.revision, 1))
+        return AuthInfo(*found)
 
     # --- checks ---
 
@@ -330,9 +330,11 @@ class AuthStore:
         user = self._users.get(r.name)
         if user is None or user.options.no_password:
             raise errors.AuthFailed()
-        # Every member records the token, so the client may use it on any of them.
-        token = f"{r.simple_token}.{index}"
-        self.tokens.assign(token, r.name)
+        # Every member records a simple token, so the client may use it on any of them.
+        try:
+            token = self.tokens.mint(r.simple_token, index, r.name, self.revision)
+        except RuntimeError as error:  # a member that may only verify JWTs
+            raise errors.EtcdError(str(error)) from None
         return pb.AuthenticateResponse(token=token)
 
     def _auth_enable(self, records: AuthRecords, r: pb.AuthEnableRequest) -> Any:

@@ -19,7 +19,6 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy.server import errors
 from etcdpy.server.auth import AuthStore, hash_password, password_matches
-from etcdpy.server.auth_tokens import SimpleTokens
 
 # Authenticate retries when the auth store moved on while the password was being checked;
 # a store changing on every attempt this many times in a row fails the request instead.
@@ -50,7 +49,7 @@ class AuthRequests:
                 raise errors.AuthFailed()
             request = internalpb.InternalRequest(
                 authenticate=internalpb.InternalAuthenticateRequest(
-                    name=r.name, simple_token=SimpleTokens.new_prefix()))
+                    name=r.name, simple_token=self._auth.tokens.new_prefix()))
             resp: pb.AuthenticateResponse = await self._member.propose(request)
             if checked_at == self._auth.revision:
                 return resp

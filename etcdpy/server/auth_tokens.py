@@ -14,12 +14,33 @@ import string
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 PREFIX_LETTERS = string.ascii_letters
 PREFIX_LEN = 16
 # Bound on live tokens per member: beyond it the least recently used token is dropped (its
 # client gets "invalid auth token" and authenticates again, which clients do on their own).
 MAX_TOKENS = 100_000
+
+
+class TokenProvider(Protocol):
+    """What the auth store needs of a token kind (simple here, JWT in auth_jwt.py)."""
+
+    def new_prefix(self) -> str:
+        """Chosen by the member receiving Authenticate and replicated with it."""
+        ...
+
+    def mint(self, prefix: str, index: int, user: str, revision: int) -> str:
+        """The token for `user`, when the Authenticate entry at `index` is applied."""
+        ...
+
+    def lookup(self, token: str, current_revision: int) -> tuple[str, int] | None:
+        """(user, auth revision the token stands for), or None if it is not valid."""
+        ...
+
+    def invalidate_user(self, user: str) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 class SimpleTokens:
@@ -36,6 +57,17 @@ class SimpleTokens:
     @staticmethod
     def new_prefix() -> str:
         return "".join(secrets.choice(PREFIX_LETTERS) for _ in range(PREFIX_LEN))
+
+    def mint(self, prefix: str, index: int, user: str, revision: int) -> str:
+        token = f"{prefix}.{index}"
+        self.assign(token, user)
+        return token
+
+    def lookup(self, token: str, current_revision: int) -> tuple[str, int] | None:
+        # A simple token names a user only: it is judged at the store's revision of the
+        # moment (etcd's simple token provider does the same).
+        user = self.user_of(token)
+        return None if user is None else (user, current_revision)
 
     def assign(self, token: str, user: str) -> None:
         self._expire()

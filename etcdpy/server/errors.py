@@ -138,15 +138,15 @@ PermissionNotGranted = _error(
 InvalidAuthMgmt = _error(
     "InvalidAuthMgmt", "INVALID_ARGUMENT", "etcdserver: invalid auth management"
 )
-AuthOldRevision = _error(
-    "AuthOldRevision", "INVALID_ARGUMENT", "etcdserver: revision of auth store is old"
-)
 # etcd 3.5 has no gRPC mapping for these: they reach the client as code Unknown with the
 # auth package's own text (the maintenance admin checks, a no-password user's login).
 NoPasswordUser = _error(
     "NoPasswordUser", "UNKNOWN",
     "auth: authentication failed, password was given for no password user",
 )
+# etcd 3.5.1 maps no auth-revision error either: a request judged at an older auth revision
+# than the store's fails with Unknown and this text (clients re-authenticate on it).
+AuthOldRevision = _error("AuthOldRevision", "UNKNOWN", "auth: revision in header is old")
 RawUserEmpty = _error("RawUserEmpty", "UNKNOWN", "auth: user name is empty")
 RawUserNotFound = _error("RawUserNotFound", "UNKNOWN", "auth: user not found")
 RawPermissionDenied = _error("RawPermissionDenied", "UNKNOWN", "auth: permission denied")
