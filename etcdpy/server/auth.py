@@ -28,8 +28,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import bcrypt
-
 from etcdpy import logutil
 from etcdpy._pb.authpb import auth_pb2 as authpb
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
@@ -85,11 +83,15 @@ def _pw(password: str) -> bytes:
 
 def hash_password(password: str, cost: int) -> str:
     """bcrypt at `cost` (slow on purpose: call it off the event loop)."""
+    import bcrypt  # only a member that manages passwords needs the library loaded
+
     return bcrypt.hashpw(_pw(password), bcrypt.gensalt(cost)).decode()
 
 
 def password_matches(password: str, hashed: bytes) -> bool:
     """bcrypt comparison (slow on purpose: call it off the event loop)."""
+    import bcrypt
+
     try:
         return bcrypt.checkpw(_pw(password), hashed)
     except ValueError:  # not a bcrypt hash

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
-
 from etcdpy import logutil
 from etcdpy.server.auth_tokens import SimpleTokens
 
@@ -61,6 +59,8 @@ class JwtOptions:
 
     @staticmethod
     def parse(options: dict[str, str]) -> JwtOptions:
+        import jwt  # PyJWT is needed only when JWT tokens are configured
+
         method = options.get("sign-method", "")
         if method not in jwt.algorithms.get_default_algorithms() or method == "none":
             raise AuthOptionsError(INVALID_OPTIONS)
@@ -92,10 +92,14 @@ class JwtTokens:
     def mint(self, prefix: str, index: int, user: str, revision: int) -> str:
         if self.verify_only:
             raise RuntimeError("auth: token signing attempted with verify-only key")
+        import jwt
+
         claims = {"username": user, "revision": revision, "exp": int(time.time() + self._ttl)}
         return jwt.encode(claims, self._sign_key, algorithm=self._method)
 
     def lookup(self, token: str, current_revision: int) -> tuple[str, int] | None:
+        import jwt
+
         try:
             claims = jwt.decode(token, self._verify_key, algorithms=[self._method])
         except jwt.PyJWTError as error:
