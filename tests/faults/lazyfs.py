@@ -561,7 +561,12 @@ class LazyFS:
         if self.proc.poll() is None:
             if flush:
                 self.command("sync")
-            self._unmount()
+            # SIGTERM rather than umount: libfuse then leaves its loop and detaches the mount
+            # itself, and closing /dev/fuse ends the session even where another mount
+            # namespace holds a copy of the mount (a process started with `ip netns exec`
+            # after this mount has one); an umount here would leave the daemon serving them.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=MOUNT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
