@@ -229,7 +229,7 @@ class _LabCluster:
             r = self.ctl([h], "endpoint", "status", "-w", "json", timeout="1s")
             if r.returncode == 0:
                 (status,) = json.loads(r.stdout)
-                views[h.name] = int(status["Status"]["leader"])
+                views[h.name] = int(status["Status"].get("leader", 0))  # omitted when 0
         return views
 
     def member_id(self, host: netlab.Host) -> int:
