@@ -272,6 +272,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[netlab.NetLab]:
         yield made
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("defects", ["", "read-local"], ids=["correct", "read-local"])
 def test_partitioned_old_leader_reads(lab: netlab.NetLab, tmp_path: Path, defects: str) -> None:
     """Partition the leader from its peers; the majority elects a new one and takes a write.

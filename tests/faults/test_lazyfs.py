@@ -219,6 +219,7 @@ def _power_cut(fs: LazyFS, member: Member) -> None:
     fs.drop_unsynced()
 
 
+@pytest.mark.e2e
 def test_acknowledged_puts_survive_kill_and_power_loss(fs: LazyFS, tmp_path: Path) -> None:
     member = _member_on(fs, tmp_path, [])
     try:
@@ -233,6 +234,7 @@ def test_acknowledged_puts_survive_kill_and_power_loss(fs: LazyFS, tmp_path: Pat
         member.stop()
 
 
+@pytest.mark.e2e
 def test_no_acknowledged_put_is_lost_to_power_cuts_under_load(fs: LazyFS, tmp_path: Path) -> None:
     """Concurrent writers keep going while the member is killed and its unsynced writes
     dropped, three times: every put acknowledged before any of the cuts is still there."""
@@ -255,6 +257,7 @@ def test_no_acknowledged_put_is_lost_to_power_cuts_under_load(fs: LazyFS, tmp_pa
         member.stop()
 
 
+@pytest.mark.e2e
 def test_unsafe_no_fsync_loses_acknowledged_puts_on_power_loss(
     fs: LazyFS, tmp_path: Path
 ) -> None:
