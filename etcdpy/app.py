@@ -22,11 +22,15 @@ from urllib.parse import urlsplit
 from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
+    DiscoverySettings,
     bootstrap_or_restart,
+    discover_initial_cluster,
     load_members,
     load_removed,
     new_cluster,
 )
+from etcdpy.cluster.discovery import ERR_DUPLICATE_ID, ERR_FULL_CLUSTER, DiscoveryError
+from etcdpy.cluster.discovery_v3 import V3DiscoveryConfig, endpoints_of
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
 from etcdpy.netshare import RelayMode, SharedPort, SharedPortOptions
@@ -82,11 +86,72 @@ def run(cfg: Config) -> None:
     logutil.setup(cfg.log_level)
     try:
         asyncio.run(_serve(cfg))
+    except DiscoveryError as error:
+        _discovery_failed(cfg, error)
     except BootstrapError as error:
         # etcd's two lines for a cluster it cannot start, then exit 1.
         log.warning("failed to start etcd", error=str(error))
         log.fatal("discovery failed", error=str(error))
         sys.exit(1)
+
+
+def _discovery_failed(cfg: Config, error: DiscoveryError) -> None:
+    """etcdmain's reaction to a failed discovery: its warnings, then exit 1."""
+    token = cfg.discovery or cfg.discovery_token
+    if error.cause == ERR_FULL_CLUSTER and cfg.discovery and cfg.discovery_fallback == "proxy":
+        log.warning("discovery cluster is full, falling back to proxy",
+                    **{"fallback-proxy": "proxy", "error": str(error)})
+        # etcd would now run a v2 proxy; etcdpy has none, so it says so and stops.
+        log.fatal("etcdpy does not support the v2 proxy that --discovery-fallback=proxy "
+                  "starts when the discovery cluster is full; use --discovery-fallback=exit "
+                  "(or a new discovery token)", error=str(error))
+        sys.exit(1)
+    if error.cause != ERR_FULL_CLUSTER:
+        log.warning("failed to start etcd", error=str(error))
+    if error.cause == ERR_DUPLICATE_ID:
+        log.warning("member has been registered with discovery service",
+                    name=cfg.name, **{"discovery-token": token, "error": error.cause})
+        log.warning("but could not find valid cluster configuration",
+                    **{"data-dir": cfg.resolved_data_dir})
+        log.warning("check data dir if previous bootstrap succeeded")
+        log.warning("or use a new discovery token if previous bootstrap failed")
+    else:
+        log.warning("failed to bootstrap; discovery token was already used",
+                    **{"discovery-token": token, "error": str(error)})
+        log.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
+    sys.exit(1)
+
+
+def discovery_settings(cfg: Config) -> DiscoverySettings:
+    """The bootstrap source the flags name, for `discover_initial_cluster`."""
+    v3 = None
+    if cfg.discovery_endpoints:
+        v3 = V3DiscoveryConfig(
+            token=cfg.discovery_token,
+            endpoints=endpoints_of(cfg.discovery_endpoints),
+            dial_timeout_s=cfg.discovery_dial_timeout.total_seconds(),
+            request_timeout_s=cfg.discovery_request_timeout.total_seconds(),
+            keepalive_time_s=cfg.discovery_keepalive_time.total_seconds(),
+            keepalive_timeout_s=cfg.discovery_keepalive_timeout.total_seconds(),
+            insecure_transport=cfg.discovery_insecure_transport,
+            insecure_skip_tls_verify=cfg.discovery_insecure_skip_tls_verify,
+            cert_file=cfg.discovery_cert,
+            key_file=cfg.discovery_key,
+            cacert_file=cfg.discovery_cacert,
+            user=cfg.discovery_user,
+            password=cfg.discovery_password,
+        )
+    return DiscoverySettings(
+        name=cfg.name,
+        advertise_peer_urls=tuple(str(u) for u in cfg.initial_advertise_peer_urls),
+        initial_cluster=cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
+        initial_cluster_token=cfg.initial_cluster_token,
+        discovery_url=cfg.discovery,
+        discovery_proxy=cfg.discovery_proxy,
+        srv_domain=cfg.discovery_srv,
+        srv_name=cfg.discovery_srv_name,
+        v3=v3,
+    )
 
 
 async def _serve(cfg: Config) -> None:
@@ -106,26 +171,32 @@ async def _serve(cfg: Config) -> None:
         },
     )
     quota = cfg.effective_quota_backend_bytes or DEFAULT_QUOTA_BYTES
+    settings = discovery_settings(cfg)
+    initial_cluster, token = settings.initial_cluster, settings.initial_cluster_token
     if cfg.is_new_cluster and not member_dir_exists(data_dir):
-        # Refuse bad clustering flags before anything is written to the data dir.
-        new_cluster(cfg.name, cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
-                    cfg.initial_cluster_token, [str(u) for u in cfg.initial_advertise_peer_urls])
+        # Discovery (only for a member without a data dir, as etcd) and the check of the
+        # clustering flags both happen before anything is written to the data dir.
+        if settings.discovers:
+            initial_cluster, token = await asyncio.to_thread(discover_initial_cluster,
+                                                             settings)
+        new_cluster(cfg.name, initial_cluster, token, list(settings.advertise_peer_urls))
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
     try:
-        await _serve_member(cfg, envs, quota)
+        await _serve_member(cfg, envs, quota, initial_cluster, token)
     finally:
         envs.close()
 
 
-async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
+async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_cluster: str,
+                        token: str) -> None:
     raft_storage = LmdbRaftStorage(envs.raft)
     identity = bootstrap_or_restart(
         envs,
         raft_storage,
         cfg.name,
-        cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
-        cfg.initial_cluster_token,
+        initial_cluster,
+        token,
         [str(u) for u in cfg.initial_advertise_peer_urls],
         existing=not cfg.is_new_cluster,
     )

@@ -13,10 +13,13 @@ import json
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from etcdpy.cluster import discovery, discovery_v3, srv
 from etcdpy.cluster.membership import (
     Member,
     compute_cluster_id,
+    compute_member_id,
     format_id,
     members_from_initial_cluster,
     parse_initial_cluster,
@@ -84,7 +87,7 @@ def new_cluster(
         )
     me = mine[0]
     advertised = sorted(advertise_peer_urls)
-    if advertised != list(me.peer_urls):
+    if advertised != list(me.peer_urls) and not _same_endpoints(advertised, me.peer_urls):
         a, b = ",".join(advertised), ",".join(me.peer_urls)
         raise BootstrapError(
             f"--initial-cluster has {name}={b} but missing from "
@@ -94,6 +97,79 @@ def new_cluster(
     # Client URLs are not part of the bootstrap: every member publishes its own through Raft
     # once the cluster runs, so all members' records stay identical.
     return me, members
+
+
+def _same_endpoints(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two URL lists name the same scheme+IP:port endpoints once host names are
+    resolved (etcd's netutil.URLStringsEqual): SRV bootstrap names members by the SRV
+    targets, which a member may advertise by address or by another name."""
+
+    def resolved(urls: Sequence[str]) -> list[str] | None:
+        out = []
+        for url in urls:
+            parts = urlsplit(url)
+            try:
+                out.append(f"{parts.scheme}://" + srv.resolve_tcp(
+                    parts.hostname or "", parts.port or 80))
+            except (LookupError, ValueError):
+                return None
+        return sorted(out)
+
+    if len(a) != len(b):
+        return False
+    ra, rb = resolved(a), resolved(b)
+    return ra is not None and ra == rb
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    """Where a new member learns its initial cluster: the static `--initial-cluster`, a v2
+    discovery URL, etcd 3.6's v3 discovery, or DNS SRV records (at most one is set)."""
+
+    name: str
+    advertise_peer_urls: tuple[str, ...]
+    initial_cluster: str
+    initial_cluster_token: str
+    discovery_url: str = ""
+    discovery_proxy: str = ""
+    srv_domain: str = ""
+    srv_name: str = ""
+    v3: discovery_v3.V3DiscoveryConfig | None = None
+
+    def __post_init__(self) -> None:
+        sources = [bool(self.discovery_url), bool(self.srv_domain), self.v3 is not None]
+        assert sum(sources) <= 1, "config validation admits one bootstrap source"
+
+    @property
+    def discovers(self) -> bool:
+        return bool(self.discovery_url or self.srv_domain or self.v3 is not None)
+
+
+def discover_initial_cluster(s: DiscoverySettings) -> tuple[str, str]:
+    """(initial cluster, cluster token) of a member bootstrapping a new cluster, as etcd's
+    PeerURLsMapAndToken and its discovery steps find them. Blocks while discovery waits for
+    the other members; raises discovery.DiscoveryError or BootstrapError."""
+    own = ",".join(f"{s.name}={u}" for u in sorted(s.advertise_peer_urls))
+    if s.discovery_url or s.v3 is not None:
+        # The member ID is hashed with the discovery URL (v2) or token (v3) as cluster token.
+        token = s.discovery_url or (s.v3.token if s.v3 is not None else "")
+        me = compute_member_id(s.advertise_peer_urls, token)
+        if s.v3 is not None:
+            cluster = discovery_v3.join_cluster(s.v3, me, own)
+        else:
+            cluster = discovery.join_cluster(s.discovery_url, s.discovery_proxy, me, own)
+        urls = [u for member_urls in parse_initial_cluster(cluster).values()
+                for u in member_urls]
+        if len(urls) != len(set(urls)):
+            raise BootstrapError(f"discovery cluster {cluster} has duplicate url")
+        return cluster, token
+    if s.srv_domain:
+        try:
+            cluster = srv.dns_cluster(s.name, s.srv_domain, s.srv_name, s.advertise_peer_urls)
+        except (srv.SrvError, LookupError) as err:
+            raise BootstrapError(str(err)) from None
+        return cluster, s.initial_cluster_token
+    return s.initial_cluster, s.initial_cluster_token
 
 
 def bootstrap_or_restart(
