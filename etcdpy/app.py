@@ -41,6 +41,7 @@ from etcdpy.server.api import grpc_server
 from etcdpy.server.api.gateway import Gateway
 from etcdpy.server.api.http import ClientHttpHandler, Endpoints
 from etcdpy.server.api.metrics import ServerMetrics
+from etcdpy.server.api.v2keys import DEFAULT_STORE_PREFIX, V2Keys
 from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
@@ -321,7 +322,12 @@ class ClientPorts:
         sock_path = os.path.join(self._sock_dir, "grpc.sock")
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
-        handler = ClientHttpHandler(server, self._gateway, ServerMetrics(server))
+        self._v2keys: V2Keys | None = None
+        if cfg.enable_v2:
+            self._v2keys = V2Keys(f"unix:{sock_path}", server.settings.cluster_id,
+                                  cfg.experimental_enable_v2v3 or DEFAULT_STORE_PREFIX)
+        handler = ClientHttpHandler(server, self._gateway, ServerMetrics(server),
+                                    v2keys=self._v2keys)
         options = SharedPortOptions(relay=CLIENT_RELAY)
         self._fronts: list[SharedPort] = []
         shared = not cfg.listen_client_http_urls
@@ -348,6 +354,8 @@ class ClientPorts:
             await front.stop()  # also right for a front that never started
         self._fronts = []
         await self._gateway.close()
+        if self._v2keys is not None:
+            await self._v2keys.close()
         shutil.rmtree(self._sock_dir, ignore_errors=True)
 
 
