@@ -167,7 +167,8 @@ def discover_initial_cluster(s: DiscoverySettings) -> tuple[str, str]:
         try:
             cluster = srv.dns_cluster(s.name, s.srv_domain, s.srv_name, s.advertise_peer_urls)
         except (srv.SrvError, LookupError) as err:
-            raise BootstrapError(str(err)) from None
+            # etcd's embed.StartEtcd wraps every PeerURLsMapAndToken error so.
+            raise BootstrapError(f"error setting up initial cluster: {err}") from None
         return cluster, s.initial_cluster_token
     return s.initial_cluster, s.initial_cluster_token
 

@@ -58,6 +58,9 @@ def lookup_srv(qname: str) -> list[SrvTarget]:
         answer = resolver.resolve(qname, "SRV", lifetime=LOOKUP_TIMEOUT_S)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         raise LookupError(f"lookup {qname} on {server}: no such host") from None
+    except dns.resolver.NoNameservers:
+        # A SERVFAIL or REFUSED answer: Go's resolver calls that a misbehaving server.
+        raise LookupError(f"lookup {qname} on {server}: server misbehaving") from None
     except dns.exception.Timeout:
         raise LookupError(f"lookup {qname} on {server}: i/o timeout") from None
     except dns.exception.DNSException as err:
