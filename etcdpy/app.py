@@ -22,14 +22,13 @@ from urllib.parse import urlsplit
 from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
-    DiscoverySettings,
     bootstrap_or_restart,
-    discover_initial_cluster,
     load_members,
     load_removed,
     new_cluster,
 )
 from etcdpy.cluster.discovery import ERR_DUPLICATE_ID, ERR_FULL_CLUSTER, DiscoveryError
+from etcdpy.cluster.discovery_bootstrap import DiscoverySettings, discover_initial_cluster
 from etcdpy.cluster.discovery_v3 import V3DiscoveryConfig, endpoints_of
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config

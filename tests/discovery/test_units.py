@@ -7,8 +7,8 @@ import pytest
 
 from etcdpy import config as cfg
 from etcdpy.cluster import discovery, srv
-from etcdpy.cluster.bootstrap import DiscoverySettings, discover_initial_cluster
 from etcdpy.cluster.discovery import DiscoveryError, Node, V2Error, nodes_to_cluster
+from etcdpy.cluster.discovery_bootstrap import DiscoverySettings, discover_initial_cluster
 
 ADDRESSES = {"m1.x.test": "10.0.0.1", "m2.x.test": "10.0.0.2", "m3.x.test": "10.0.0.3",
              "me.alias.test": "10.0.0.2"}
