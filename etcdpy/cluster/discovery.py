@@ -248,8 +248,10 @@ class V2Discovery:
             # etcd fails at once here too (a retried create would find itself a duplicate).
             raise _Failure(str(err)) from None
         # Ensure the registration is visible on the server we talk to.
-        while self.client.wait(self.self_key, node.created_index, recursive=False) is None:
-            pass
+        for _ in range(MAX_WATCH_POLLS):
+            if self.client.wait(self.self_key, node.created_index, recursive=False) is not None:
+                return
+        raise _Failure(ERR_TOO_MANY_RETRIES)
 
     def check_cluster(self) -> tuple[list[Node], int, int]:
         """(registrations by createdIndex, size, X-Etcd-Index); raises when full."""

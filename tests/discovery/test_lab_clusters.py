@@ -84,8 +84,13 @@ def test_srv_bootstraps_three_members_and_etcdctl_finds_them_by_srv(lab3: Discov
 def test_srv_with_a_service_name_suffix_bootstraps_five_members(tmp_path: Path) -> None:
     with DiscoveryLab(5, tmp_path, tag="s5") as lab:
         lab.start_dns(("etcd-server-prod", "etcd-client-prod"))
-        members = [lab.start(h, ["--discovery-srv", DOMAIN, "--discovery-srv-name", "prod"])
-                   for h in lab.hosts]
+        flags = ["--discovery-srv", DOMAIN, "--discovery-srv-name", "prod"]
+        members = [lab.start(h, flags) for h in lab.hosts[:4]]
+        # m5 advertises its address, not its name: etcd finds it among the SRV targets by
+        # resolving both, and the cluster still knows it by its SRV name.
+        m5 = lab.hosts[4]
+        members.append(lab.start(m5, [*flags, "--initial-advertise-peer-urls",
+                                      f"http://{m5.address}:2380"]))
         lab.wait_cluster(members)
         assert _names_and_peers(lab, members[4]) == {m.name: [m.peer_url] for m in members}
         status = lab.etcdctl("endpoint", "status", "--cluster", "-w", "json",
@@ -121,12 +126,15 @@ def test_srv_errors_are_etcds(lab3: DiscoveryLab) -> None:
 
 # --------------------------------------------------------------------------- v2 discovery
 
-REGISTRIES = ["etcd", "etcd34", "etcd-discovery", "etcdpy"]
+# Which registry serves discovery: a v2 keys API server, or Debian's etcd-discovery (the code
+# of the public discovery.etcd.io) in front of one.
+REGISTRIES = ["etcd", "etcd34", "etcd-discovery", "etcdpy", "etcd-discovery-etcdpy"]
+BACKENDS = {"etcd-discovery": "etcd34", "etcd-discovery-etcdpy": "etcdpy"}
 
 
 def _start_registry(lab: DiscoveryLab, kind: str) -> str:
     """A registry on `ns`; returns the URL new tokens live under (or the service's /new)."""
-    backend = "etcd34" if kind == "etcd-discovery" else kind
+    backend = BACKENDS.get(kind, kind)
     if backend == "etcd34" and not os.path.exists(ETCD_34):
         pytest.fail("Debian's etcd-server is not installed (scripts/test installs it)")
     proc, _ = lab.popen(lab.ns, registry_argv(backend, lab.ns, lab.base / f"reg.{backend}"),
@@ -138,7 +146,7 @@ def _start_registry(lab: DiscoveryLab, kind: str) -> str:
         r = lab.run(["curl", "-sS", "--max-time", "2", f"{base}/v2/keys/"])
         return r.returncode == 0 and '"action":"get"' in r.stdout
     wait_until("registry", up)
-    if kind != "etcd-discovery":
+    if kind not in BACKENDS:
         return f"{base}/v2/keys/discovery"
     service = f"http://{lab.ns.address}:8087"
     lab.popen(lab.ns, [DISCOVERY_SERVICE, "--addr", f"{lab.ns.address}:8087", "--etcd", base,
@@ -161,9 +169,10 @@ def _new_token(lab: DiscoveryLab, registry: str, size: int) -> str:
 
 @pytest.mark.parametrize("kind", REGISTRIES)
 def test_v2_discovery_bootstraps_and_refuses_an_extra_member(tmp_path: Path, kind: str) -> None:
-    if kind == "etcd-discovery" and not os.path.exists(DISCOVERY_SERVICE):
+    if kind in BACKENDS and not os.path.exists(DISCOVERY_SERVICE):
         pytest.fail("Debian's etcd-discovery is not installed (scripts/test installs it)")
-    size = 5 if kind == "etcdpy" else 3
+    # Each protocol is shown with 3 and with 5 members; each registry with one of them.
+    size = 5 if kind in ("etcdpy", "etcd-discovery") else 3
     with DiscoveryLab(size + 1, tmp_path, tag="v" + str(REGISTRIES.index(kind))) as lab:
         lab.start_dns(())
         registry = _start_registry(lab, kind)
@@ -195,9 +204,9 @@ def test_v2_discovery_bootstraps_and_refuses_an_extra_member(tmp_path: Path, kin
 # --------------------------------------------------------------------------- v3 discovery
 
 
-@pytest.mark.parametrize("kind", ["etcd", "etcdpy"])
-def test_v3_discovery_bootstraps_three_members(tmp_path: Path, kind: str) -> None:
-    with DiscoveryLab(4, tmp_path, tag="w" + kind[-1]) as lab:
+@pytest.mark.parametrize("kind, size", [("etcd", 3), ("etcdpy", 5)])
+def test_v3_discovery_bootstraps_a_cluster(tmp_path: Path, kind: str, size: int) -> None:
+    with DiscoveryLab(size + 1, tmp_path, tag="w" + kind[-1]) as lab:
         lab.start_dns(())
         proc, log_path = lab.popen(lab.ns, registry_argv(kind, lab.ns, tmp_path / "reg"),
                                    "registry")
@@ -205,9 +214,10 @@ def test_v3_discovery_bootstraps_three_members(tmp_path: Path, kind: str) -> Non
         wait_until("registry", lambda: lab.etcdctl("put", "up", "1", endpoints=[registry],
                                                    check=False).returncode == 0)
         token = secrets.token_hex(8)
-        lab.etcdctl("put", f"/_etcd/registry/{token}/_config/size", "3", endpoints=[registry])
+        lab.etcdctl("put", f"/_etcd/registry/{token}/_config/size", str(size),
+                    endpoints=[registry])
         flags = ["--discovery-token", token, "--discovery-endpoints", registry]
-        members = [lab.start(h, flags) for h in lab.hosts[:3]]
+        members = [lab.start(h, flags) for h in lab.hosts[:size]]
         lab.wait_cluster(members)
         assert _names_and_peers(lab, members[0]) == {m.name: [m.peer_url] for m in members}
         keys = lab.etcdctl("get", "--prefix", "--keys-only", f"/_etcd/registry/{token}/members/",
@@ -215,7 +225,7 @@ def test_v3_discovery_bootstraps_three_members(tmp_path: Path, kind: str) -> Non
         assert sorted(keys) == sorted(
             f"/_etcd/registry/{token}/members/{format_id(compute_member_id([m.peer_url], token))}"
             for m in members)
-        extra = lab.start(lab.hosts[3], flags)
+        extra = lab.start(lab.hosts[size], flags)
         assert lab.wait_exit(extra) == 1
         assert any("discovery: cluster is full" in str(x.get("error", ""))
                    for x in extra.log_lines())
