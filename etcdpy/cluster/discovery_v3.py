@@ -173,11 +173,10 @@ class V3Discovery:
             except grpc.FutureTimeoutError:
                 continue
             except grpc.RpcError as err:
+                # etcd retries every failed request (a refused one too, e.g. for lack of
+                # credentials), logging why, until its retries run out.
                 last = err
-                if err.code() in (grpc.StatusCode.UNAVAILABLE,
-                                  grpc.StatusCode.DEADLINE_EXCEEDED):
-                    continue
-                raise
+                continue
         raise _Retry(last.details() if last is not None else "context deadline exceeded")
 
     def _authenticate(self, channel: grpc.Channel) -> None:
