@@ -80,6 +80,21 @@ def test_srv_bootstraps_three_members_and_etcdctl_finds_them_by_srv(lab3: Discov
     lab.wait_cluster([members[1]])
     assert any(x.get("msg") == "restarting local member" for x in members[1].log_lines())
 
+    # etcd 3.5.1 on the same hosts with the same flags makes the same cluster: same IDs.
+    ours = (_cluster_id(lab, members[0]), set(ids.values()))
+    for m in members:
+        lab.stop(m)
+    real = [lab.start(h, ["--discovery-srv", DOMAIN], kind="etcd") for h in lab.hosts]
+    lab.wait_cluster(real)
+    real_ids = {int(str(m["ID"])) for m in lab.member_list(real[0])}
+    assert (_cluster_id(lab, real[0]), real_ids) == ours
+
+
+def _cluster_id(lab: DiscoveryLab, member: LabMember) -> int:
+    out = lab.etcdctl("endpoint", "status", "-w", "json", endpoints=[member.client_url],
+                      on=member.host).stdout
+    return int(json.loads(out)[0]["Status"]["header"]["cluster_id"])
+
 
 def test_srv_with_a_service_name_suffix_bootstraps_five_members(tmp_path: Path) -> None:
     with DiscoveryLab(5, tmp_path, tag="s5") as lab:
