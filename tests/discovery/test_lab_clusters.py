@@ -214,6 +214,13 @@ def test_v2_discovery_bootstraps_and_refuses_an_extra_member(tmp_path: Path, kin
             fatal = _fatal(proxy)
             assert "does not support the v2 proxy" in str(fatal["msg"])
             assert not proxy.data_dir.exists()
+            # etcd 3.5.1's own discovery client bootstraps from the etcdpy registry too.
+            for m in members:
+                lab.stop(m)
+            durl = _new_token(lab, registry, 3)
+            real = [lab.start(h, ["--discovery", durl], kind="etcd") for h in lab.hosts[:3]]
+            lab.wait_cluster(real)
+            assert _names_and_peers(lab, real[2]) == {m.name: [m.peer_url] for m in real}
 
 
 # --------------------------------------------------------------------------- v3 discovery
