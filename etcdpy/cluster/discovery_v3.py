@@ -153,6 +153,10 @@ class V3Discovery:
             with open(path, "rb") as f:
                 return f.read()
 
+        if self.cfg.insecure_skip_tls_verify:
+            # grpcio offers no way to skip verifying the server's certificate.
+            log.warning("--discovery-insecure-skip-tls-verify is not supported; the discovery "
+                        "server's certificate is verified", endpoint=endpoint)
         creds = grpc.ssl_channel_credentials(read(self.cfg.cacert_file),
                                              read(self.cfg.key_file), read(self.cfg.cert_file))
         return grpc.secure_channel(target, creds, options=options)
