@@ -89,6 +89,18 @@ SEQUENCE: list[tuple[str, str, dict[str, str] | None]] = [
     ("DELETE", "/d?recursive=true", None),
     ("GET", "/d/tok/a1", None),
     ("GET", "/d/tok/a1?wait=true&waitIndex=abc", None),
+    ("PUT", "/z/f", {"value": "1"}),
+    ("PUT", "/z/f?dir=true&prevExist=false", None),
+    ("PUT", "/z/f?dir=true", None),
+    ("PUT", "/z/dd?dir=true", None),
+    ("PUT", "/z/dd?dir=true", None),
+    ("PUT", "/z/dd?dir=true&prevExist=false", None),
+    ("PUT", "/z/dd?prevExist=false", {"value": "1"}),
+    ("PUT", "/z/dd/in", {"value": "1"}),
+    ("DELETE", "/z/dd", None),
+    ("DELETE", "/z/dd?dir=true", None),
+    ("DELETE", "/z/dd?recursive=true", None),
+    ("GET", "/z?recursive=true", None),
 ]
 
 

@@ -188,7 +188,7 @@ class V2Keys:
         path = clean_path(req.path[len(PATH_PREFIX):])
         params = Params.of(req)
         try:
-            if req.method in ("GET", "HEAD"):
+            if req.method == "GET":
                 if params.flag("wait"):
                     return await self._wait(path, params)
                 return await self._get(path, params)
@@ -201,7 +201,7 @@ class V2Keys:
         except grpc.aio.AioRpcError as err:
             return V2Error(E_RAFT_INTERNAL, err.details() or "").response(self._cluster_id)
         return HttpResponse.text(405, "Method Not Allowed\n",
-                                 (("Allow", "GET, HEAD, PUT, DELETE"),))
+                                 (("Allow", "GET, PUT, DELETE"),))
 
     def _ok(self, status: int, body: dict[str, Any], header: pb.ResponseHeader) -> HttpResponse:
         headers = (*_JSON_HEADERS, ("X-Etcd-Cluster-Id", self._cluster_id),
@@ -410,10 +410,10 @@ class V2Keys:
         below = await self._range(self._dir_prefix(path), _prefix_end(self._dir_prefix(path)),
                                   count_only=True)
         if below.count:
-            if is_dir and prev_exist == "false":
-                raise V2Error(E_NODE_EXIST, path, below.header.revision)
-            if not is_dir:
-                raise V2Error(E_NOT_FILE, path, below.header.revision)
+            # An existing directory is neither created again nor overwritten (by a file or
+            # by another directory), as in the v2 store.
+            code = E_NODE_EXIST if prev_exist == "false" else E_NOT_FILE
+            raise V2Error(code, path, below.header.revision)
         key = self._dir_prefix(path) if is_dir else self._key(path)
         value = b"" if is_dir else params.get("value").encode()
         lease = 0
@@ -440,21 +440,33 @@ class V2Keys:
             action = "compareAndSwap"
             compares.append(pb.Compare(key=key, target=pb.Compare.MOD,
                                        result=pb.Compare.EQUAL, mod_revision=prev_index))
+        if is_dir and prev_exist == "false":
+            # Creating a directory also fails where a file has the name.
+            compares.append(pb.Compare(key=self._key(path), target=pb.Compare.CREATE,
+                                       result=pb.Compare.EQUAL, create_revision=0))
         put = pb.RequestOp(request_put=pb.PutRequest(key=key, value=value, lease=lease,
                                                      prev_kv=True))
         get = pb.RequestOp(request_range=pb.RangeRequest(key=key))
-        txn = await self._kv.Txn(pb.TxnRequest(compare=compares, success=[put, get],
+        success = [put, get]
+        if is_dir:
+            # A directory replaces a file of its name (the file becomes its prevNode).
+            success.insert(0, pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
+                key=self._key(path), prev_kv=True)))
+        txn = await self._kv.Txn(pb.TxnRequest(compare=compares, success=success,
                                                failure=[get]), timeout=REQUEST_TIMEOUT_S)
         if not txn.succeeded:
             found = txn.responses[0].response_range.kvs
             index = txn.header.revision
+            if prev_exist == "false" and (found or is_dir):
+                raise V2Error(E_NODE_EXIST, path, index)
             if not found:
                 raise await self._missing(path, index)
-            if prev_exist == "false":
-                raise V2Error(E_NODE_EXIST, path, index)
             raise V2Error(E_TEST_FAILED, _compare_cause(params, prev_index, found[0]), index)
-        put_resp = txn.responses[0].response_put
-        kv = txn.responses[1].response_range.kvs[0]
+        put_resp = txn.responses[-2].response_put
+        kv = txn.responses[-1].response_range.kvs[0]
+        prev = put_resp.prev_kv
+        if is_dir and txn.responses[0].response_delete_range.prev_kvs:
+            prev = txn.responses[0].response_delete_range.prev_kvs[0]
         if is_dir:
             node: dict[str, Any] = {"key": path, "dir": True}
             if ttl:
@@ -466,7 +478,6 @@ class V2Keys:
                 node.update(_expiry(ttl))
             node.update(modifiedIndex=kv.mod_revision, createdIndex=kv.create_revision)
         body: dict[str, Any] = {"action": action, "node": node}
-        prev = put_resp.prev_kv
         if prev.key:
             body["prevNode"] = await self._file_node(prev)
         return self._ok(200 if prev.key else 201, body, txn.header)
