@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.cluster import FAST_TIMING, Cluster
 from tests.e2e.harness import Member, single_member, start_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -166,3 +167,27 @@ def test_without_enable_v2_there_is_no_v2_api(tmp_path: Path) -> None:
         assert err.value.code == 404
     finally:
         member.stop()
+
+
+def test_a_three_member_registry_replicates_v2_keys(tmp_path: Path) -> None:
+    """A registration made through one member is listed by, and wakes a wait on, another."""
+    cluster = Cluster(tmp_path, extra_args=["--enable-v2", *FAST_TIMING])
+    cluster.bootstrap(3)
+    try:
+        a, b, c = cluster.members
+        got: list[tuple[int, dict[str, Any], int]] = []
+        _, _, index = call(b, "GET", "/")
+        waiter = threading.Thread(target=lambda: got.append(call(
+            c, "GET", f"/reg/tok?wait=true&recursive=true&waitIndex={index + 1}", timeout=30)))
+        waiter.start()
+        status, created, _ = call(a, "PUT", "/reg/tok/1a?prevExist=false",
+                                  {"value": "m1=http://10.0.0.1:2380"})
+        assert status == 201
+        waiter.join(timeout=30)
+        assert got and got[0][1]["node"] == created["node"]
+        _, listing, _ = call(b, "GET", "/reg/tok")
+        assert [n["key"] for n in listing["node"]["nodes"]] == ["/reg/tok/1a"]
+        status, again, _ = call(c, "PUT", "/reg/tok/1a?prevExist=false", {"value": "x"})
+        assert status == 412 and again["errorCode"] == 105
+    finally:
+        cluster.stop_all()
