@@ -9,6 +9,8 @@ from etcdpy import config as cfg
 from etcdpy.cluster import discovery, srv
 from etcdpy.cluster.discovery import DiscoveryError, Node, V2Error, nodes_to_cluster
 from etcdpy.cluster.discovery_bootstrap import DiscoverySettings, discover_initial_cluster
+from etcdpy.netshare import HttpRequest
+from etcdpy.server.api import v2keys
 
 ADDRESSES = {"m1.x.test": "10.0.0.1", "m2.x.test": "10.0.0.2", "m3.x.test": "10.0.0.3",
              "me.alias.test": "10.0.0.2"}
@@ -164,3 +166,19 @@ def test_v3_discovery_flags_have_36s_defaults_and_clear_the_default_cluster() ->
     assert c.discovery_insecure_transport is True
     assert c.discovery_insecure_skip_tls_verify is False
     assert c.initial_cluster == "" and c.uses_discovery
+
+
+@pytest.mark.parametrize("raw, cleaned", [
+    ("", "/"), ("/", "/"), ("/a/b/", "/a/b"), ("//a//b", "/a/b"), ("/a/./b/../c", "/a/c"),
+    ("/../a", "/a"),
+])
+def test_v2_keys_are_cleaned_as_etcd_cleans_them(raw: str, cleaned: str) -> None:
+    assert v2keys.clean_path(raw) == cleaned
+
+
+def test_v2_form_values_come_from_query_and_body_the_body_winning() -> None:
+    req = HttpRequest("PUT", "/v2/keys/a?value=q&ttl=5",
+                      (("content-type", "application/x-www-form-urlencoded"),), b"value=body")
+    params = v2keys.Params.of(req)
+    assert params.get("value") == "body" and params.get("ttl") == "5"
+    assert not params.has("prevExist")
