@@ -91,6 +91,9 @@ class ServerSettings:
     strict_reconfig_check: bool = True
     auth_token_ttl_s: float = 300.0
     bcrypt_cost: int = 10
+    # TEST-ONLY defect (ETCDPY_TEST_DEFECTS=read-local): a leader serves linearizable reads
+    # from its local state without a ReadIndex round; never set outside the fault tests.
+    unsafe_read_local: bool = False
 
 
 class EtcdServer:
@@ -370,6 +373,8 @@ class EtcdServer:
 
     async def linearizable_barrier(self) -> None:
         """Return once this member has applied everything committed before the call."""
+        if self.settings.unsafe_read_local and self.is_leader:
+            return  # the test-only defect: no confirmation that this member still leads
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_reads.append(future)
         self._read_wake.set()
