@@ -72,6 +72,16 @@ def test_users_and_tokens_work_on_every_member_and_survive_restart(tmp_path: Pat
             with pytest.raises(grpc.RpcError) as error:
                 kv.Range(pb.RangeRequest(key=b"/a1"), timeout=5)
             assert error.value.details() == "etcdserver: user name is empty"
+        # A follower hands TimeToLive to the leader with the client's token: root may list
+        # the keys of a lease, alice may not (one key is outside her range).
+        granted = etcdctl([m1.endpoint], *ROOT, "lease", "grant", "600").stdout.split()[1]
+        etcdctl([m1.endpoint], *ROOT, "put", "/b/secret", "x", "--lease", granted)
+        follower = cluster.followers()[0]
+        ttl = etcdctl([follower.endpoint], *ROOT, "lease", "timetolive", granted, "--keys")
+        assert "attached keys([/b/secret])" in ttl.stdout, ttl.stdout
+        refused = etcdctl([follower.endpoint], *ALICE, "lease", "timetolive", granted,
+                          "--keys", check=False)
+        assert "Error: etcdserver: permission denied" in refused.stderr, refused.stderr
         before = etcdctl([m2.endpoint], *ROOT, "auth", "status").stdout
 
         for m in cluster.members:

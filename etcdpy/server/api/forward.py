@@ -18,6 +18,9 @@ from etcdpy.server.auth import CURRENT_TOKEN
 from etcdpy.server.etcdserver import EtcdServer
 
 FORWARD_TIMEOUT_S = 5.0
+# Answers of the leader that are its verdict on the request itself, passed on as they are.
+VERDICTS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN})
 MAX_CHANNELS = 16  # leaders seen; bounded so a flapping cluster cannot grow it without end
 
 
@@ -65,7 +68,13 @@ class LeaderForwarder:
         try:
             return await self._stub().LeaseTimeToLive(request, timeout=FORWARD_TIMEOUT_S,
                                                       metadata=_token_metadata())
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as error:
+            if error.code() in VERDICTS:
+                # The leader judged the request (e.g. the user may not see the keys): that
+                # is the answer, not a reason to retry elsewhere.
+                verdict = errors.EtcdError(error.details())
+                verdict.code = error.code().name
+                raise verdict from None
             raise errors.LeaderChanged() from None
 
     async def member_promote(self, request: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
