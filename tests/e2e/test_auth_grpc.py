@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
+from etcdpy._pb.authpb import auth_pb2 as authpb
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.e2e.gateway_client import curl, normalise
@@ -231,3 +232,43 @@ def test_gateway_auth_routes_and_authorization_header(pair: Pair) -> None:
         answers.append(seen)
     want, got = answers
     assert got == want
+
+
+def test_auth_edge_cases_match_etcd(sides: tuple[Side, Side]) -> None:
+    for side in sides:
+        side.login("root", "rootpw")
+    root = lambda s: s.md("root")  # noqa: E731
+    calls = [
+        lambda s: s.auth.UserAdd(pb.AuthUserAddRequest(name="emptypw", password=""),
+                                 metadata=root(s)),
+        lambda s: s.auth.UserAdd(pb.AuthUserAddRequest(
+            name="dave", options=authpb.UserAddOptions(no_password=True)), metadata=root(s)),
+        lambda s: s.auth.RoleGrantPermission(pb.AuthRoleGrantPermissionRequest(name="r1"),
+                                             metadata=root(s)),
+        lambda s: s.auth.UserGet(pb.AuthUserGetRequest(name=""), metadata=root(s)),
+        lambda s: s.auth.RoleGet(pb.AuthRoleGetRequest(role=""), metadata=root(s)),
+        lambda s: s.auth.UserDelete(pb.AuthUserDeleteRequest(name=""), metadata=root(s)),
+        # A no-password user given a password still may not log in with one.
+        lambda s: s.auth.UserChangePassword(pb.AuthUserChangePasswordRequest(
+            name="dave", password="p"), metadata=root(s)),
+        lambda s: s.auth.UserGet(pb.AuthUserGetRequest(name="dave"), metadata=root(s)),
+        lambda s: s.auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="dave", role=""),
+                                       metadata=root(s)),
+        lambda s: s.kv.Range(pb.RangeRequest(key=b"a"), metadata=(("token", ""),)),
+        # etcd 3.5.1 lets anyone compact and grant leases, even without a token.
+        lambda s: s.kv.Compact(pb.CompactionRequest(revision=1)),
+        lambda s: s.auth.AuthStatus(pb.AuthStatusRequest(), metadata=root(s)),
+    ]
+    for call in calls:
+        same(sides, call)
+    for user, password in (("emptypw", ""), ("dave", "p"), ("", "")):
+        answers = []
+        for s in sides:
+            try:
+                s.login(user, password)
+                answers.append("token")
+            except grpc.RpcError as error:
+                answers.append((error.code(), error.details()))
+        assert answers[1] == answers[0], (user, answers)
+    for s in sides:
+        assert s.lease.LeaseGrant(pb.LeaseGrantRequest(TTL=10), timeout=RPC_TIMEOUT_S).TTL == 10
