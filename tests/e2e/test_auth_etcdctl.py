@@ -134,3 +134,15 @@ def test_permissions_on_kv_lease_and_maintenance_match_etcd(pair: Pair) -> None:
         txn_input = "value(\"k1\") = \"v1\"\n\nput /a2 x\n\nput /zz y\n\n" \
             if step[0] == "txn" else None
         same_but_endpoint(pair, *ALICE, *step, input=txn_input)
+
+
+def test_lock_and_election_recipes_are_checked_like_etcd(pair: Pair) -> None:
+    for step in (("user", "add", "root:rootpw"), ("auth", "enable"),
+                 (*ROOT, "user", "add", "alice:apw"), (*ROOT, "role", "add", "r1"),
+                 (*ROOT, "role", "grant-permission", "r1", "readwrite", "/a", "--prefix"),
+                 (*ROOT, "user", "grant-role", "alice", "r1")):
+        pair.same(*step)
+    pair.same(*ALICE, "lock", "/a/lock", "echo", "held")
+    pair.same(*ALICE, "lock", "/zz/lock", "echo", "held")
+    pair.same(*ALICE, "elect", "-l", "/zz/election")
+    pair.same(*ROOT, "get", "/zz", "--prefix", "--keys-only")
