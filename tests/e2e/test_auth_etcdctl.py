@@ -142,7 +142,10 @@ def test_lock_and_election_recipes_are_checked_like_etcd(pair: Pair) -> None:
                  (*ROOT, "role", "grant-permission", "r1", "readwrite", "/a", "--prefix"),
                  (*ROOT, "user", "grant-role", "alice", "r1")):
         pair.same(*step)
-    pair.same(*ALICE, "lock", "/a/lock", "echo", "held")
-    pair.same(*ALICE, "lock", "/zz/lock", "echo", "held")
-    pair.same(*ALICE, "elect", "-l", "/zz/election")
-    pair.same(*ROOT, "get", "/zz", "--prefix", "--keys-only")
+    held = pair.same(*ALICE, "lock", "/a/lock", "echo", "held")
+    assert held.returncode == 0 and "held" in held.stdout
+    refused = pair.same(*ALICE, "lock", "/zz/lock", "echo", "held")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr
+    refused = pair.same(*ALICE, "elect", "-l", "/zz/election")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr
+    assert pair.same(*ROOT, "get", "/zz", "--prefix", "--keys-only").stdout == ""
