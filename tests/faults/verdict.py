@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from tests.faults import etcd_model, shrink, watch_check
-from tests.faults.history import History
+from tests.faults.history import History, WatchResponse
 from tests.faults.linearizability import SearchResult, Verdict, check
 
 _MAX_SHOWN = 40  # operations printed in an explanation
@@ -85,7 +85,12 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
         lines.extend(f"  also watch {v.watch} '{v.guarantee}': {v.detail}" for v in violations[1:10])
         if len(violations) > 10:
             lines.append(f"  ... and {len(violations) - 10} more")
-        lines.append(_describe_watch(history, first.watch))
+        lines.append(_describe_watch(history, first.watch, first.revision))
+        if first.revision in made:
+            truth = made[first.revision]
+            t0 = min((op.call for op in history.operations), default=0.0)
+            lines.append(f"revision {first.revision} was made by: "
+                         + etcd_model.describe(history.operations[truth.operation], t0))
         return CheckResult(False, f"watch:{first.guarantee}", "\n".join(lines))
     return CheckResult(True, "", "")
 
@@ -156,19 +161,28 @@ def explain(history: History, deadline: float) -> str:
     return "\n".join(lines)
 
 
-def _describe_watch(history: History, index: int) -> str:
+def _describe_watch(history: History, index: int, around: int) -> str:
+    """The watch's request and its responses near revision `around` (all if 0)."""
     w = history.watches[index]
     t0 = min((op.call for op in history.operations), default=0.0)
     head = (f"watch {index} (client {w.client}) on [{w.key!r}, {w.range_end!r}) from revision "
             f"{w.start_revision}, prev_kv={w.prev_kv}, progress_notify={w.progress_notify}:")
     lines = [head]
-    for n, r in enumerate(w.responses[:_MAX_SHOWN]):
+
+    def near(r: WatchResponse) -> bool:
+        revs = [e.kv.mod_revision for e in r.events] or [r.header_revision]
+        return around == 0 or any(abs(rev - around) <= 3 for rev in revs)
+
+    shown = [(n, r) for n, r in enumerate(w.responses) if near(r)]
+    if len(shown) < len(w.responses):
+        lines.append(f"  ({len(w.responses)} responses; those within 3 revisions of {around}:)")
+    for n, r in shown[:_MAX_SHOWN]:
         what = ", ".join(watch_check._event_text(e) for e in r.events)
         flags = " progress" if r.progress_notify else ""
         flags += f" canceled({r.cancel_reason!r}, compact {r.compact_revision})" if r.canceled else ""
         lines.append(f"  #{n} at {r.received - t0:7.3f} header {r.header_revision}{flags}: {what}")
-    if len(w.responses) > _MAX_SHOWN:
-        lines.append(f"  ... {len(w.responses) - _MAX_SHOWN} more responses")
+    if len(shown) > _MAX_SHOWN:
+        lines.append(f"  ... {len(shown) - _MAX_SHOWN} more responses")
     return "\n".join(lines)
 
 
