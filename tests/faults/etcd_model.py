@@ -286,12 +286,17 @@ def prepare(
     revision: int = 1,
     drop_unseen: bool = False,
     start: tuple[dict[str, KeyValue], frozenset[int]] | None = None,
+    settle_s: float | None = None,
 ) -> Prepared:
     """The search's items for `history`.
 
-    `drop_unseen`: leave out unknown puts/CAS whose value nobody ever saw, i.e. assume they
-    never took effect. A linearization found that way is a valid linearization of the whole
-    history (those writes "never happened"), so it proves OK; it cannot prove a violation.
+    `drop_unseen`: leave out unknown puts/CAS whose value nobody ever saw (and unknown deletes
+    and revokes without evidence), i.e. assume they never took effect. A linearization found
+    that way is a valid linearization of the whole history (those writes "never happened"), so
+    it proves OK; it cannot prove a violation.
+    `settle_s`: likewise an assumption that can only prove OK: an unknown outcome takes effect
+    within `settle_s` seconds of its call or never (a timed-out request is usually settled by
+    the next election), which keeps it from being a candidate at every later point.
     """
     keys = tuple(sorted(set(key_space(history)) | set(start[0] if start else ())))
     index = {k: i for i, k in enumerate(keys)}
@@ -369,7 +374,10 @@ def prepare(
             deleted=0 if resp is None else resp.deleted,
             read=read,
         )
-        items.append(Item(op.call, ret, call, twin))
+        optional = False
+        if settle_s is not None and outcome == Outcome.UNKNOWN:
+            ret, optional = op.call + settle_s, True
+        items.append(Item(op.call, ret, call, twin, optional))
     made: set[int] = set()
     for it in items:
         c = it.payload

@@ -109,3 +109,14 @@ def test_twins_are_tried_once() -> None:
     result = check(items, k.Register())
     assert result.verdict == Verdict.OK
     assert result.steps < 100
+
+
+def test_an_unknown_outcome_with_a_time_limit() -> None:
+    """optional=True with a finite ret: applied before ret, or never."""
+    write = Item(0, 5, reg(W, 5, unknown=True), optional=True)
+    assert check([write, Item(3, 4, reg(R, 5))], k.Register()).verdict == Verdict.OK
+    assert check([write, Item(1, 2, reg(R, None)), Item(6, 7, reg(R, None))],
+                 k.Register()).verdict == Verdict.OK  # never
+    # seen only after its time was up, having not been seen before: impossible
+    result = check([write, Item(6, 7, reg(R, None)), Item(8, 9, reg(R, 5))], k.Register())
+    assert result.verdict == Verdict.ILLEGAL
