@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from tests.faults.history import History, KeyValue, Operation, OpKind, Response
+from tests.faults.history import EventType, History, KeyValue, Operation, OpKind, Response
 from tests.faults.linearizability import Item
 
 # One key's current value: (value, create_revision, mod_revision, version, lease); None = absent.
@@ -129,6 +129,7 @@ class EtcdModel:
         revision: int = 1,
         made: frozenset[int] = frozenset(),
         highest: int | None = None,
+        start: tuple[tuple[Entry, ...], frozenset[int]] | None = None,
     ) -> None:
         assert revision >= 1, "etcd's first revision is 1"
         self.n_keys = n_keys
@@ -136,11 +137,16 @@ class EtcdModel:
         self.first_revision = revision
         self.made = made
         self.highest = highest
+        self.start = start  # contents and leases at `revision` (None: empty)
 
     def init(self) -> State:
         kvs: tuple[Entry, ...] = (None,) * self.n_keys
+        leases: frozenset[int] = frozenset()
+        if self.start is not None:
+            kvs, leases = self.start
+            assert len(kvs) == self.n_keys
         log = Log(None, self.first_revision, kvs) if self.track_log else None
-        return State(self.first_revision, kvs, frozenset(), log)
+        return State(self.first_revision, kvs, leases, log)
 
     def apply(self, s: State, c: Call) -> Effect:
         """The request's effect on `s` regardless of what was observed."""
@@ -275,18 +281,33 @@ def entry_of(kv: KeyValue) -> Entry:
 UNSEEN = "\0unseen"  # the value of an unknown write nobody ever read: which one it was is moot
 
 
-def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> Prepared:
+def prepare(
+    history: History,
+    revision: int = 1,
+    drop_unseen: bool = False,
+    start: tuple[dict[str, KeyValue], frozenset[int]] | None = None,
+    settle_s: float | None = None,
+) -> Prepared:
     """The search's items for `history`.
 
-    `drop_unseen`: leave out unknown puts/CAS whose value nobody ever saw, i.e. assume they
-    never took effect. A linearization found that way is a valid linearization of the whole
-    history (those writes "never happened"), so it proves OK; it cannot prove a violation.
+    `drop_unseen`: leave out unknown puts/CAS whose value nobody ever saw (and unknown deletes
+    and revokes without evidence), i.e. assume they never took effect. A linearization found
+    that way is a valid linearization of the whole history (those writes "never happened"), so
+    it proves OK; it cannot prove a violation.
+    `settle_s`: likewise an assumption that can only prove OK: an unknown outcome takes effect
+    within `settle_s` seconds of its call or never (a timed-out request is usually settled by
+    the next election), which keeps it from being a candidate at every later point.
     """
-    keys = key_space(history)
+    keys = tuple(sorted(set(key_space(history)) | set(start[0] if start else ())))
     index = {k: i for i, k in enumerate(keys)}
-    static = _session_violations(history) + _read_violations(history)
+    static = _session_violations(history)
+    if start is None:  # with a start state, values written before it have no writer here
+        static += _read_violations(history)
     patched, patched_ret = _observed_puts(history)
     observed = _observed_values(history)
+    evidenced = _unexplained_deletes(history) if drop_unseen else set()
+    missing_leases = {op.request.lease for op in history.operations
+                      if op.definite_failure and "lease not found" in op.error}
     has_stale = False
     used_leases = {
         op.request.lease
@@ -321,6 +342,11 @@ def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> P
                 if drop_unseen:
                     continue
                 value = UNSEEN
+            if drop_unseen and req.kind == OpKind.DELETE and req.key not in evidenced:
+                continue
+            if (drop_unseen and req.kind == OpKind.LEASE_REVOKE and not evidenced
+                    and req.lease not in missing_leases):
+                continue
             twin = (req.kind, req.key, value, req.lease, req.expected_mod_revision)
         if i in patched:
             outcome = Outcome.KNOWN
@@ -348,7 +374,10 @@ def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> P
             deleted=0 if resp is None else resp.deleted,
             read=read,
         )
-        items.append(Item(op.call, ret, call, twin))
+        optional = False
+        if settle_s is not None and outcome == Outcome.UNKNOWN:
+            ret, optional = op.call + settle_s, True
+        items.append(Item(op.call, ret, call, twin, optional))
     made: set[int] = set()
     for it in items:
         c = it.payload
@@ -363,8 +392,35 @@ def prepare(history: History, revision: int = 1, drop_unseen: bool = False) -> P
             made.add(c.revision)
     highest = max((it.payload.revision for it in items if it.payload.outcome == Outcome.KNOWN),
                   default=revision)
-    model = EtcdModel(len(keys), has_stale, revision, frozenset(made), highest)
+    static += _gaps(history, items, made, highest, revision)
+    first = None
+    if start is not None:
+        first = (tuple(entry_of(start[0][k]) if k in start[0] else None for k in keys), start[1])
+    model = EtcdModel(len(keys), has_stale, revision, frozenset(made), highest, first)
     return Prepared(keys, items, model, static, patched)
+
+
+def _gaps(history: History, items: list[Item[Call]], made: set[int], highest: int,
+          first: int) -> list[tuple[tuple[int, ...], str]]:
+    """A revision nobody could have made, when no write's outcome is unknown."""
+    fillers = {OpKind.PUT, OpKind.CAS, OpKind.DELETE, OpKind.LEASE_REVOKE}
+    if any(it.payload.outcome == Outcome.UNKNOWN and it.payload.kind in fillers
+           for it in items):
+        return []
+    revokes = {it.payload.revision for it in items
+               if it.payload.kind == OpKind.LEASE_REVOKE and it.payload.outcome == Outcome.KNOWN}
+    for gap in range(first + 1, highest + 1):
+        if gap in made or gap in revokes:
+            continue
+        seen_by = min(
+            (it.payload.index for it in items
+             if it.payload.outcome == Outcome.KNOWN and it.payload.revision >= gap),
+            key=lambda i: history.operations[i].ret,
+        )
+        return [((seen_by,), f"nobody made revision {gap} (no write's outcome is unknown), yet "
+                             f"this operation saw revision {history.operations[seen_by].response.revision}"
+                             if history.operations[seen_by].response else "")]
+    return []
 
 
 def _session_violations(history: History) -> list[tuple[tuple[int, ...], str]]:
@@ -425,6 +481,23 @@ def _read_violations(history: History) -> list[tuple[tuple[int, ...], str]]:
                 found.append(((ws[0], i), f"read {kv.key}={kv.value!r} at mod_revision "
                               f"{kv.mod_revision}, but its write made revision {w.response.revision}"))
     return found
+
+
+def _unexplained_deletes(history: History) -> set[str]:
+    """Keys a watch saw deleted at a revision no acknowledged write made: unknown deletes or
+    revokes there may have happened. (Without that evidence the quick search assumes not.)"""
+    made = set()
+    for op in history.operations:
+        r = op.response
+        if r is not None and op.request.kind in (OpKind.PUT, OpKind.CAS, OpKind.DELETE):
+            made.add(r.revision)
+    keys: set[str] = set()
+    for w in history.watches:
+        for resp in w.responses:
+            for e in resp.events:
+                if e.type == EventType.DELETE and e.kv.mod_revision not in made:
+                    keys.add(e.kv.key)
+    return keys
 
 
 def _observed_values(history: History) -> set[tuple[str, str]]:
@@ -542,16 +615,29 @@ class Revision:
     # The operation's effect was acknowledged (or proven by an observation), so the watch
     # checks may hold watches to it; an unknown write the search chose to place is not.
     certain: bool
-    # Each change's `before` came from a certain write (or the empty start): prev_kv checkable.
-    certain_before: tuple[bool, ...]
+    # Per change: no write of unknown outcome ever touched the key, so its create_revision,
+    # version and previous value are the same in every linearization (checkable exactly).
+    exact: tuple[bool, ...]
 
 
-def replay(prepared: Prepared, order: Iterable[int]) -> dict[int, Revision]:
-    """Apply the linearization `order` (item indices) and record every revision it made."""
+def replay(prepared: Prepared, order: Iterable[int], history: History) -> dict[int, Revision]:
+    """Apply the linearization `order` (item indices) and record every revision it made.
+
+    A key is "shaky" when any write of unknown outcome (not proven by an observation) touched
+    or may have touched it, including those the search left out as never applied.
+    """
     model = prepared.model
     state = model.init()
     keys = prepared.keys
-    certain_key = [True] * len(keys)
+    index = {k: i for i, k in enumerate(keys)}
+    shaky: set[int] = set()
+    for i, op in enumerate(history.operations):
+        if not op.unknown or i in prepared.patched or op.request.kind in READS:
+            continue
+        if op.request.kind == OpKind.LEASE_REVOKE:
+            shaky.update(range(len(keys)))
+        elif op.request.key in index:
+            shaky.add(index[op.request.key])
     made: dict[int, Revision] = {}
     for i in order:
         call = prepared.items[i].payload
@@ -564,10 +650,8 @@ def replay(prepared: Prepared, order: Iterable[int]) -> dict[int, Revision]:
             )
             made[effect.state.revision] = Revision(
                 effect.state.revision, call.index, changes, certain,
-                tuple(certain_key[k] for k, _b, _a in effect.changes),
+                tuple(k not in shaky for k, _b, _a in effect.changes),
             )
-            for k, _b, _a in effect.changes:
-                certain_key[k] = certain
         state = effect.state
     return made
 

@@ -14,10 +14,12 @@ and its data dir and plays the page cache itself:
 * ``drop_unsynced()`` discards every pending page and size change: the power cut.
 
 Namespace operations (create, mkdir, rename, unlink, link, symlink, chmod, utimens) go to
-the backing dir at once, i.e. they are treated as durable immediately (a file system with a
-journal in ``data=ordered`` mode comes close). So a file created and renamed but never
-fsynced survives a drop *empty*: its data is what is lost, which is what an application that
-forgets an fsync before ``rename`` gets. Missing directory fsyncs are not detected.
+the backing dir at once and are treated as durable, with one exception: a regular file
+*created* through the mount stays "new" until it or its directory is fsynced (fsync of a new
+file commits its directory entry too, as ext4's journal does), and a drop deletes the new
+files, wherever renames have taken them. So a file written, renamed but never fsynced is
+gone after a drop, which is what an application that forgets an fsync before ``rename`` can
+get; a missing directory fsync after an fsynced file's rename is not detected.
 
 Pending state is kept per backing inode (not per path), so renames and several open handles
 of one file see one state; each pending file holds its own descriptor on the backing file,
@@ -174,6 +176,8 @@ class Overlay:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.states: dict[int, FileState] = {}
+        # inodes of regular files created through the mount whose creation is not durable yet
+        self.created: set[int] = set()
         self.synced_bytes = 0
         self.dropped_files = 0
 
@@ -190,6 +194,7 @@ class Overlay:
         return None if st is None else st.size
 
     def sync(self, ino: int) -> None:
+        self.created.discard(ino)  # fsync of a new file makes its name durable as well
         st = self.states.pop(ino, None)
         if st is None:
             return
@@ -201,6 +206,7 @@ class Overlay:
 
     def forget(self, ino: int) -> None:
         """The file is gone (last link removed): its pending data goes with it."""
+        self.created.discard(ino)
         st = self.states.pop(ino, None)
         if st is not None:
             os.close(st.fd)
@@ -209,6 +215,7 @@ class Overlay:
         inos = list(self.states)
         for ino in inos:
             self.sync(ino)
+        self.created.clear()
         return len(inos)
 
     def drop_all(self) -> int:
@@ -331,14 +338,17 @@ def _operations_class() -> type:
         # data ------------------------------------------------------------------------------
         def _open(self, full: str, flags: int, mode: int | None) -> int:
             extra = os.O_CREAT | (flags & os.O_EXCL) if mode is not None else 0
-            try:
-                fd = os.open(full, os.O_RDWR | extra, 0o600 if mode is None else mode)
-            except PermissionError:
-                fd = os.open(full, os.O_RDONLY)
             with self.overlay.lock:
+                new = mode is not None and not os.path.lexists(full)
+                try:
+                    fd = os.open(full, os.O_RDWR | extra, 0o600 if mode is None else mode)
+                except PermissionError:
+                    fd = os.open(full, os.O_RDONLY)
                 fh = self._next_fh
                 self._next_fh += 1
                 ino = os.fstat(fd).st_ino
+                if new:
+                    self.overlay.created.add(ino)
                 self.handles[fh] = Handle(fd, ino, bool(flags & _SYNC_FLAGS))
                 if flags & os.O_TRUNC:
                     self.overlay.state(ino, fd).truncate(0)
@@ -385,7 +395,10 @@ def _operations_class() -> type:
                 self.overlay.sync(self.handles[fi.fh].ino)
 
         def fsyncdir(self, path: str, datasync: int, fi: Any) -> None:
-            return None  # namespace changes are durable at once (see the module docstring)
+            """The directory's entries are durable now: its new files are no longer new."""
+            with self.overlay.lock, os.scandir(self._full(path)) as entries:
+                for entry in entries:
+                    self.overlay.created.discard(entry.inode())
 
         def flush(self, path: str, fi: Any) -> None:
             return None  # close(2) promises nothing about durability
@@ -402,6 +415,22 @@ def _operations_class() -> type:
                         os.close(h.fd)
                 self._released.notify_all()
 
+        def _remove_new_files(self) -> int:
+            """Delete, under whatever names they have now, the files whose creation was never
+            made durable (the tree is a member's data dir: small enough to walk)."""
+            if not self.overlay.created:
+                return 0
+            removed = 0
+            for top, _dirs, files in os.walk(self.root):
+                for name in files:
+                    full = os.path.join(top, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(full).st_ino in self.overlay.created:
+                            os.unlink(full)
+                            removed += 1
+            self.overlay.created.clear()
+            return removed
+
         # control ---------------------------------------------------------------------------
         def command(self, line: str) -> dict[str, Any]:
             cmd = line.strip()
@@ -411,6 +440,7 @@ def _operations_class() -> type:
                 if cmd == "stats":
                     return {"ok": True, "open": len(self.handles),
                             "pending_files": len(self.overlay.states),
+                            "new_files": len(self.overlay.created),
                             "pending_bytes": self.overlay.pending_bytes(),
                             "dropped_files": self.overlay.dropped_files}
                 if cmd == "sync":
@@ -423,8 +453,9 @@ def _operations_class() -> type:
                         return {"ok": False, "error": f"{len(self.handles)} files still open: "
                                 "drop only while nothing uses the mount"}
                     pending = self.overlay.pending_bytes()
+                    vanished = self._remove_new_files()
                     return {"ok": True, "dropped_files": self.overlay.drop_all(),
-                            "dropped_bytes": pending}
+                            "dropped_bytes": pending, "vanished_files": vanished}
             return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     return LazyOperations
@@ -478,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
 class DropResult:
     files: int  # files that had unsynced data or size changes
     bytes: int  # pending page bytes thrown away
+    vanished: int = 0  # files whose creation was never made durable, now deleted
 
 
 class LazyFS:
@@ -553,7 +585,8 @@ class LazyFS:
         # mount, so the next reader sees exactly the backing dir.
         self.stop(flush=False)
         self.start()
-        return DropResult(files=int(reply["dropped_files"]), bytes=int(reply["dropped_bytes"]))
+        return DropResult(files=int(reply["dropped_files"]), bytes=int(reply["dropped_bytes"]),
+                          vanished=int(reply["vanished_files"]))
 
     def stop(self, flush: bool = True) -> None:
         if self.proc is None:
@@ -561,7 +594,12 @@ class LazyFS:
         if self.proc.poll() is None:
             if flush:
                 self.command("sync")
-            self._unmount()
+            # SIGTERM rather than umount: libfuse then leaves its loop and detaches the mount
+            # itself, and closing /dev/fuse ends the session even where another mount
+            # namespace holds a copy of the mount (a process started with `ip netns exec`
+            # after this mount has one); an umount here would leave the daemon serving them.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=MOUNT_TIMEOUT_S)
             except subprocess.TimeoutExpired:

@@ -64,10 +64,18 @@ class Item(Generic[P]):
     # Unknown-outcome items with equal `twin` keys have the same effect in every state: the
     # search linearizes only the earliest-called pending one of them (symmetry reduction).
     twin: Hashable | None = None
+    # With a finite `ret`: the item may take effect before `ret` or never (an unknown outcome
+    # assumed to be settled by then). With ret = inf this is implied.
+    optional: bool = False
 
     def __post_init__(self) -> None:
         assert self.call <= self.ret, "an operation completes after it starts"
-        assert self.twin is None or math.isinf(self.ret), "only unknown outcomes are twins"
+        assert self.twin is None or self.maybe, "only unknown outcomes are twins"
+
+    @property
+    def maybe(self) -> bool:
+        """Whether the item may also never take effect."""
+        return self.optional or math.isinf(self.ret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +114,8 @@ def check(
         nxt[last] = node
         prv[node] = last
         last = node
-    optional = [math.isinf(it.ret) for it in items]
+    optional = [it.maybe for it in items]
+    endless = [math.isinf(it.ret) for it in items]
     # prev_twin[i]: the twin of item i called just before it, or -1.
     prev_twin = [-1] * n
     last_twin: dict[Hashable, int] = {}
@@ -129,7 +138,7 @@ def check(
     entry = nxt[0]
     while True:
         if entry == -1:
-            return SearchResult(Verdict.OK, tuple(i for i, _ in stack), -1, steps)
+            return SearchResult(Verdict.OK, tuple(i for i, _ in stack if i >= 0), -1, steps)
         i, is_ret = divmod(entry - 1, 2)
         if not is_ret:
             twin = prev_twin[i]
@@ -162,25 +171,52 @@ def check(
                     continue
             entry = nxt[entry]
             continue
-        if optional[i]:
+        if endless[i]:
             # Only unknown outcomes are left: they take effect after everything, i.e. unseen.
-            return SearchResult(Verdict.OK, tuple(j for j, _ in stack), -1, steps)
-        # Item i must have been linearized by now and was not: undo the last choice.
-        if len(stack) >= len(best) and (len(stack) > len(best) or best_stuck == -1):
-            best, best_stuck = tuple(j for j, _ in stack), i
-        if not stack:
-            return SearchResult(Verdict.ILLEGAL, best, best_stuck, steps)
-        j, state = stack.pop()
-        bits ^= 1 << j
-        placed[j] = 0
-        call, ret = 2 * j + 1, 2 * j + 2  # put back in reverse order of lifting
-        nxt[prv[ret]] = ret
-        if nxt[ret] != -1:
-            prv[nxt[ret]] = ret
-        nxt[prv[call]] = call
-        if nxt[call] != -1:
-            prv[nxt[call]] = call
-        entry = nxt[call]
+            return SearchResult(Verdict.OK, tuple(j for j, _ in stack if j >= 0), -1, steps)
+        if optional[i]:
+            # Its time is up without it taking effect: it never does (a forced step, recorded
+            # on the stack as -1 - i so that backtracking passes over it).
+            new_bits = bits | (1 << i)
+            key = (new_bits, state)
+            if key not in seen:
+                seen.add(key)
+                stack.append((-1 - i, state))
+                bits = new_bits
+                placed[i] = 1
+                call, ret = entry - 1, entry
+                nxt[prv[call]] = nxt[call]
+                if nxt[call] != -1:
+                    prv[nxt[call]] = prv[call]
+                nxt[prv[ret]] = nxt[ret]
+                if nxt[ret] != -1:
+                    prv[nxt[ret]] = prv[ret]
+                entry = nxt[0]
+                continue
+        else:
+            # Item i must have been linearized by now and was not: undo the last choice.
+            depth = sum(1 for j, _ in stack if j >= 0) if len(stack) >= len(best) else 0
+            if depth > len(best) or (best_stuck == -1 and depth >= len(best)):
+                best, best_stuck = tuple(j for j, _ in stack if j >= 0), i
+        while True:
+            if not stack:
+                return SearchResult(Verdict.ILLEGAL, best, best_stuck, steps)
+            j, state = stack.pop()
+            forced = j < 0
+            if forced:
+                j = -1 - j
+            bits ^= 1 << j
+            placed[j] = 0
+            call, ret = 2 * j + 1, 2 * j + 2  # put back in reverse order of lifting
+            nxt[prv[ret]] = ret
+            if nxt[ret] != -1:
+                prv[nxt[ret]] = ret
+            nxt[prv[call]] = call
+            if nxt[call] != -1:
+                prv[nxt[call]] = call
+            if not forced:
+                entry = nxt[call]
+                break
 
 
 @dataclass(frozen=True, slots=True)

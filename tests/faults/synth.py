@@ -249,7 +249,27 @@ def mutate(history: History, rng: random.Random) -> tuple[History, str] | None:
     if r is None:
         return None
     k = op.request.kind
-    if k in (OpKind.GET, OpKind.RANGE):
+    if k == OpKind.RANGE and not op.request.serializable and r.kvs and rng.random() < 0.4:
+        gone = rng.randrange(len(r.kvs))
+        new = replace(r, kvs=r.kvs[:gone] + r.kvs[gone + 1:])
+        what = f"range lost {r.kvs[gone].key}"
+    elif k == OpKind.GET and not op.request.serializable and r.kvs and rng.random() < 0.4:
+        kv = r.kvs[0]
+        older = [
+            o for o in ops[:i]
+            if o.request.kind == OpKind.PUT and o.request.key == kv.key and o.response is not None
+            and o.response.revision < kv.mod_revision and o.ret < op.call
+        ]
+        if not older:
+            return None
+        o = older[-1]
+        assert o.response is not None
+        stale = KeyValue(kv.key, o.request.value, o.response.revision,
+                         min(kv.create_revision, o.response.revision),
+                         max(1, kv.version - 1), o.request.lease)
+        new = replace(r, kvs=(stale,))
+        what = "read an overwritten value"
+    elif k in (OpKind.GET, OpKind.RANGE):
         if not r.kvs:
             return None
         kv = r.kvs[0]

@@ -229,7 +229,7 @@ class _LabCluster:
             r = self.ctl([h], "endpoint", "status", "-w", "json", timeout="1s")
             if r.returncode == 0:
                 (status,) = json.loads(r.stdout)
-                views[h.name] = int(status["Status"]["leader"])
+                views[h.name] = int(status["Status"].get("leader", 0))  # omitted when 0
         return views
 
     def member_id(self, host: netlab.Host) -> int:
@@ -272,6 +272,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[netlab.NetLab]:
         yield made
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("defects", ["", "read-local"], ids=["correct", "read-local"])
 def test_partitioned_old_leader_reads(lab: netlab.NetLab, tmp_path: Path, defects: str) -> None:
     """Partition the leader from its peers; the majority elects a new one and takes a write.

@@ -15,7 +15,7 @@ cancellation is checked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tests.faults.etcd_model import Revision, in_range
 from tests.faults.history import EventType, History, KeyValue, WatchEvent, WatchRecord
@@ -27,6 +27,7 @@ class WatchViolation:
     #                 event / filter / consistent
     watch: int  # index into History.watches
     detail: str
+    revision: int = 0  # where in the stream it happened (for showing the neighbourhood)
 
 
 def _event_text(e: WatchEvent) -> str:
@@ -50,8 +51,10 @@ def check_stream(w: WatchRecord, index: int) -> list[WatchViolation]:
     """The guarantees one stream can be judged on by itself."""
     found: list[WatchViolation] = []
 
+    at = [0]  # the revision being looked at, for the report
+
     def bad(guarantee: str, detail: str) -> None:
-        found.append(WatchViolation(guarantee, index, detail))
+        found.append(WatchViolation(guarantee, index, detail, at[0]))
 
     last = 0  # highest event revision so far
     last_response_rev = 0  # highest revision in an earlier response
@@ -60,16 +63,18 @@ def check_stream(w: WatchRecord, index: int) -> list[WatchViolation]:
     first = True
     for n, r in enumerate(w.responses):
         revs = [e.kv.mod_revision for e in r.events]
-        if revs and last_response_rev and revs[0] == last_response_rev:
-            bad("atomic", f"response #{n}: revision {revs[0]} was split across responses")
+        at[0] = revs[0] if revs else r.header_revision
         if revs != sorted(revs):
             bad("ordered", f"response #{n} has events out of revision order: {revs}")
         for e in r.events:
             rev = e.kv.mod_revision
+            at[0] = rev
             if not in_range(e.kv.key, w.key, w.range_end):
                 bad("filter", f"response #{n}: {_event_text(e)} is outside the watched range")
             if (rev, e.kv.key) in seen:
                 bad("unique", f"response #{n}: {_event_text(e)} was delivered before")
+            elif rev == last_response_rev:
+                bad("atomic", f"response #{n}: revision {rev} was split across responses")
             seen.add((rev, e.kv.key))
             if rev < last:
                 bad("ordered", f"response #{n}: {_event_text(e)} after revision {last}")
@@ -84,6 +89,7 @@ def check_stream(w: WatchRecord, index: int) -> list[WatchViolation]:
         if r.events:
             last_response_rev = max(revs)
         if r.progress_notify and not r.events:
+            at[0] = r.header_revision
             if r.header_revision < last:
                 bad("bookmarkable", f"response #{n}: progress notification at "
                     f"{r.header_revision} after an event at {last}")
@@ -115,6 +121,11 @@ def _span(w: WatchRecord) -> tuple[int, int]:
     return lo, hi
 
 
+def _own_fields(kv: KeyValue) -> KeyValue:
+    """The fields one write decides (not create_revision/version, which depend on history)."""
+    return replace(kv, create_revision=0, version=0)
+
+
 def _same_kv(got: KeyValue, want: KeyValue, deleted: bool) -> bool:
     if deleted:
         return got.key == want.key and got.mod_revision == want.mod_revision
@@ -125,14 +136,17 @@ def check_against(w: WatchRecord, index: int, made: dict[int, Revision]) -> list
     """The stream against the revisions of a found linearization."""
     found: list[WatchViolation] = []
 
+    at = [0]  # the revision being looked at, for the report
+
     def bad(guarantee: str, detail: str) -> None:
-        found.append(WatchViolation(guarantee, index, detail))
+        found.append(WatchViolation(guarantee, index, detail, at[0]))
 
     by_rev: dict[int, list[WatchEvent]] = {}
     for _n, e in _delivered(w):
         by_rev.setdefault(e.kv.mod_revision, []).append(e)
     top = max(made, default=0)
     for rev, events in by_rev.items():
+        at[0] = rev
         truth = made.get(rev)
         if truth is None:
             if rev <= top:
@@ -155,14 +169,18 @@ def check_against(w: WatchRecord, index: int, made: dict[int, Revision]) -> list
             else:
                 assert c.after is not None
                 want_kv = c.after
-            if not _same_kv(e.kv, want_kv, deleted):
+            exact = truth.exact[[ch.key for ch in truth.changes].index(c.key)]
+            if not exact:  # only what the write itself determines
+                got, want_kv = _own_fields(e.kv), _own_fields(want_kv)
+            else:
+                got = e.kv
+            if not _same_kv(got, want_kv, deleted):
                 bad("event", f"{_event_text(e)}: revision {rev} wrote {want_kv}")
-            if w.prev_kv:
-                k = [ch.key for ch in truth.changes].index(c.key)
-                if truth.certain_before[k] and e.prev_kv != c.before:
-                    bad("prev_kv", f"{_event_text(e)}: prev_kv {e.prev_kv}, the key was {c.before}")
+            if w.prev_kv and exact and e.prev_kv != c.before:
+                bad("prev_kv", f"{_event_text(e)}: prev_kv {e.prev_kv}, the key was {c.before}")
     lo, hi = _span(w)
     for rev in range(lo, hi + 1):
+        at[0] = rev
         truth = made.get(rev)
         if truth is None or not truth.certain:
             continue
