@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION
 from tests.e2e.cluster import FAST_TIMING, running_cluster, wait_for
 from tests.e2e.gateway_client import curl
-from tests.e2e.harness import Member, etcdctl, free_port, single_member
+from tests.e2e.harness import Member, etcdctl, find_binary, free_port, single_member
 
 pytestmark = pytest.mark.e2e
 
@@ -140,3 +141,78 @@ def test_grpc_handled_total_counts_outcomes(etcdpy_member: Member) -> None:
     assert seen[base % ("OK", "Put", "etcdserverpb.KV")] >= 1
     assert seen[base % ("OK", "Range", "etcdserverpb.KV")] >= 1
     assert seen[base % ("OutOfRange", "Range", "etcdserverpb.KV")] >= 1
+
+
+def _grpc_series(url: str) -> dict[str, float]:
+    return {name: value for name, value in metrics(url).items() if name.startswith("grpc_server")}
+
+
+def _series(kind: str, method: str, service: str, grpc_type: str, code: str = "") -> str:
+    labels = f"grpc_code={code}," if code else ""
+    return (f"grpc_server_{kind}_total{{{labels}grpc_method={method},grpc_service={service},"
+            f"grpc_type={grpc_type}}}")
+
+
+def _watch_until_event(member: Member, key: str) -> None:
+    """`etcdctl watch` until it prints the event of a put, then hang up (as a user does)."""
+    binary = find_binary("etcdctl")
+    assert binary
+    proc = subprocess.Popen([binary, "--endpoints", member.endpoint, "watch", key],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        # The watch is set up once etcdctl has the stream; a put is retried until it is seen.
+        def event_seen() -> bool:
+            etcdctl([member.endpoint], "put", key, "v")
+            return True
+
+        wait_for("a put", event_seen)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "PUT\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_stream_rpcs_are_counted_like_go_grpc_prometheus(etcdpy_member: Member,
+                                                          tmp_path: Path) -> None:
+    ep = [etcdpy_member.endpoint]
+    url = etcdpy_member.client_url
+    before = _grpc_series(url)
+    _watch_until_event(etcdpy_member, "watched")
+    lease = etcdctl(ep, "lease", "grant", "60").stdout.split()[1]
+    etcdctl(ep, "lease", "keep-alive", "--once", lease)
+    etcdctl(ep, "snapshot", "save", str(tmp_path / "s.db"))
+
+    watch = ("Watch", "etcdserverpb.Watch", "bidi_stream")
+    keepalive = ("LeaseKeepAlive", "etcdserverpb.Lease", "bidi_stream")
+    snapshot = ("Snapshot", "etcdserverpb.Maintenance", "server_stream")
+
+    def streams_finished() -> dict[str, float] | None:
+        seen = _grpc_series(url)
+        done = all(
+            sum(v for k, v in seen.items()
+                if k.startswith("grpc_server_handled_total") and f"grpc_method={m}," in k) >= 1
+            for m, _, _ in (watch, keepalive, snapshot))
+        return seen if done else None
+
+    after = wait_for("the streams to be counted as handled", streams_finished)
+    for rpc in (watch, keepalive, snapshot):
+        assert after[_series("started", *rpc)] == before[_series("started", *rpc)] + 1, rpc
+        assert after[_series("msg_received", *rpc)] >= 1, rpc
+    assert after[_series("msg_sent", *watch)] >= 2  # the created reply and the event
+    assert after[_series("msg_sent", *keepalive)] >= 1
+    # The snapshot's chunks and its SHA-256 trailer, all sent and the stream ended cleanly.
+    assert after[_series("msg_sent", *snapshot)] >= 2
+    assert after[_series("handled", *snapshot, code="OK")] == 1
+    # A unary RPC counts one message each way.
+    grant = ("LeaseGrant", "etcdserverpb.Lease", "unary")
+    assert after[_series("msg_received", *grant)] == after[_series("started", *grant)] >= 1
+    assert after[_series("msg_sent", *grant)] >= 1
+
+
+def test_grpc_series_are_the_ones_etcd_exports(real_etcd: Member, etcdpy_member: Member) -> None:
+    """Every method of etcd's services is exported from the start (zero until called), with
+    every code for handled, exactly as go-grpc-prometheus does in etcd."""
+    want = set(_grpc_series(real_etcd.client_url))
+    got = set(_grpc_series(etcdpy_member.client_url))
+    assert got == want, (sorted(want - got)[:10], sorted(got - want)[:10])
