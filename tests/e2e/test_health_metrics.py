@@ -44,7 +44,7 @@ def test_health_version_and_metrics_on_the_client_port(etcdpy_member: Member) ->
         "etcdserver": ETCD_SERVER_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION}
     for probe in ("/livez", "/readyz"):
         reply = curl(f"{url}{probe}", method="GET")
-        assert (reply.status, reply.body) == (200, "ok"), probe
+        assert (reply.status, reply.body) == (200, "ok\n"), probe
     assert curl(f"{url}/nothing", method="GET").status == 404
 
     before = metrics(url)
@@ -120,8 +120,19 @@ def test_health_without_a_leader_is_503_raft_no_leader(tmp_path: Path) -> None:
             # A serializable check reads local state: healthy without a leader, as in etcd.
             reply = curl(f"{survivor.client_url}/health?serializable=true", method="GET")
             assert (reply.status, reply.json()) == (200, HEALTHY)
-            assert curl(f"{survivor.client_url}/readyz", method="GET").status == 503
-            assert curl(f"{survivor.client_url}/livez", method="GET").status == 200
+            readyz = curl(f"{survivor.client_url}/readyz", method="GET")
+            assert readyz.status == 503
+            lines = readyz.body.split("\n")
+            assert lines[:2] == ["[+]data_corruption ok", "[+]serializable_read ok"]
+            assert lines[2].startswith("[-]linearizable_read failed: ")
+            assert lines[3:] == ["[+]non_learner ok", "", ""]
+            # The local checks pass: the member is alive, only not ready.
+            for path in ("/livez", "/readyz?exclude=linearizable_read",
+                         "/readyz/serializable_read"):
+                reply = curl(f"{survivor.client_url}{path}", method="GET")
+                assert (reply.status, reply.body) == (200, "ok\n"), path
+            assert curl(f"{survivor.client_url}/readyz/linearizable_read",
+                        method="GET").status == 503
             scraped = metrics(survivor.client_url)
             assert scraped["etcd_server_has_leader"] == 0
             assert scraped["etcd_server_health_failures_total"] >= 1
@@ -216,3 +227,43 @@ def test_grpc_series_are_the_ones_etcd_exports(real_etcd: Member, etcdpy_member:
     want = set(_grpc_series(real_etcd.client_url))
     got = set(_grpc_series(etcdpy_member.client_url))
     assert got == want, (sorted(want - got)[:10], sorted(got - want)[:10])
+
+
+def test_livez_and_readyz_as_etcd_3_5_11(etcdpy_member: Member) -> None:
+    """etcd 3.5.1 answers 404 here (see the differential test below); etcd 3.5.11+ (we report
+    3.5.17) serves named checks, their sub-paths, ?exclude= and ?verbose."""
+    url = etcdpy_member.client_url
+    ready = ["data_corruption", "serializable_read", "linearizable_read", "non_learner"]
+
+    def get(path: str) -> tuple[int, str]:
+        reply = curl(f"{url}{path}", method="GET")
+        if reply.status == 200:
+            assert reply.headers["content-type"] == "text/plain; charset=utf-8"
+            assert reply.headers["x-content-type-options"] == "nosniff"
+        return reply.status, reply.body
+
+    assert get("/livez?verbose") == (200, "[+]serializable_read ok\nok\n")
+    assert get("/readyz?verbose") == (200, "".join(f"[+]{c} ok\n" for c in ready) + "ok\n")
+    assert get("/readyz?verbose=1&exclude=non_learner&exclude=nosuchcheck") == (
+        200, "".join(f"[+]{c} ok\n" for c in ready[:3]) + "ok\n")
+    for check in ready:
+        assert get(f"/readyz/{check}") == (200, "ok\n")
+        assert get(f"/readyz/{check}?verbose") == (200, f"[+]{check} ok\nok\n")
+    assert get("/livez/serializable_read") == (200, "ok\n")
+    assert get("/livez/linearizable_read")[0] == 404
+    assert get("/readyz/")[0] == 404
+    reply = curl(f"{url}/readyz", method="POST")
+    assert (reply.status, reply.headers["allow"]) == (405, "GET")
+
+
+def test_health_answers_as_etcd(real_etcd: Member, etcdpy_member: Member) -> None:
+    def answer(member: Member, path: str, method: str = "GET") -> tuple[int, str, str]:
+        reply = curl(f"{member.client_url}{path}", method=method)
+        return reply.status, reply.headers.get("content-type", ""), reply.body
+
+    for path in ("/health", "/health?serializable=true", "/health?exclude=NOSPACE",
+                 "/health?exclude=NOSPACE&exclude=CORRUPT&serializable=false"):
+        assert answer(etcdpy_member, path) == answer(real_etcd, path), path
+    assert answer(etcdpy_member, "/health", "POST") == answer(real_etcd, "/health", "POST")
+    # etcd 3.5.1 has no /livez or /readyz (added in 3.5.11, which is what we follow).
+    assert answer(real_etcd, "/livez")[0] == answer(real_etcd, "/readyz")[0] == 404
