@@ -152,3 +152,23 @@ def test_hashkv_alarms_and_snapshot_save_as_etcd(pair: Pair, tmp_path: Path) -> 
         out = etcdctl([member.endpoint], "snapshot", "save", str(path))
         assert out.stdout == f"Snapshot saved at {path}\n"
         assert path.stat().st_size % 512 == 32
+
+
+def test_status_output_formats_follow_etcdutl() -> None:
+    from etcdpy.storage.backup import BackupStatus
+    from etcdpy.utl import format_status
+
+    status = BackupStatus(hash=0x24717457, revision=3, total_keys=8, total_size=20480)
+    # The shapes etcdutl 3.5.1 prints for `snapshot status -w ...`.
+    assert format_status(status, "simple") == "24717457, 3, 8, 20 kB"
+    assert json.loads(format_status(status, "json")) == {
+        "hash": 0x24717457, "revision": 3, "totalKey": 8, "totalSize": 20480}
+    assert format_status(status, "table").splitlines() == [
+        "+----------+----------+------------+------------+",
+        "|   HASH   | REVISION | TOTAL KEYS | TOTAL SIZE |",
+        "+----------+----------+------------+------------+",
+        "| 24717457 |        3 |          8 |      20 kB |",
+        "+----------+----------+------------+------------+",
+    ]
+    assert format_status(status, "fields").splitlines() == [
+        '"Hash" : 611415127', '"Revision" : 3', '"Keys" : 8', '"Size" : 20480']
