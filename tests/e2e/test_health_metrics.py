@@ -254,6 +254,14 @@ def test_livez_and_readyz_as_etcd_3_5_11(etcdpy_member: Member) -> None:
     assert get("/readyz/")[0] == 404
     reply = curl(f"{url}/readyz", method="POST")
     assert (reply.status, reply.headers["allow"]) == (405, "GET")
+    # Each check's last result and count, labelled as etcd 3.5.11+ labels them.
+    seen = metrics(url)
+    for check in ready:
+        assert seen[f"etcd_server_healthcheck{{name={check},type=readyz}}"] == 1
+        assert seen[f"etcd_server_healthchecks_total{{name={check},status=success,"
+                    f"type=readyz}}"] >= 3
+    assert seen["etcd_server_healthcheck{name=serializable_read,type=livez}"] == 1
+    assert not any("status=error" in name for name in seen)
 
 
 def test_health_answers_as_etcd(real_etcd: Member, etcdpy_member: Member) -> None:

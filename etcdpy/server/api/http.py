@@ -138,6 +138,7 @@ class ClientHttpHandler:
             if name in excluded:
                 continue
             error = await check()
+            self._metrics.health_checks.record(req.path[1:].partition("/")[0], name, not error)
             failed = failed or bool(error)
             lines.append(f"[-]{name} failed: {error}\n" if error else f"[+]{name} ok\n")
         report = "".join(lines)

@@ -105,6 +105,35 @@ class _PlainCounter(Collector):
         yield family
 
 
+class HealthChecks(Collector):
+    """etcd 3.5.11+'s `etcd_server_healthcheck{type,name}` (1 if the last run of that /livez
+    or /readyz check passed) and `etcd_server_healthchecks_total{type,name,status}`; a series
+    appears once its check has run, as in etcd."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def record(self, check_type: str, name: str, ok: bool) -> None:
+        self._last[(check_type, name)] = 1 if ok else 0
+        key = (name, "success" if ok else "error", check_type)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("etcd_server_healthcheck",
+                                  "The result of each kind of healthcheck.",
+                                  labels=["name", "type"])
+        for (check_type, name), value in sorted(self._last.items()):
+            gauge.add_metric([name, check_type], value)
+        yield gauge
+        total = CounterMetricFamily("etcd_server_healthchecks",
+                                    "The total number of each kind of healthcheck.",
+                                    labels=["name", "status", "type"])
+        for labels, count in sorted(self._counts.items()):
+            total.add_metric(list(labels), count)
+        yield total
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
@@ -235,6 +264,8 @@ class ServerMetrics:
                                              "The total number of failed health checks")
         self.registry.register(self.health_success)
         self.registry.register(self.health_failures)
+        self.health_checks = HealthChecks()
+        self.registry.register(self.health_checks)
         self.registry.register(GRPC_HANDLED)
 
     async def render(self) -> bytes:
