@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import select
 import signal
 import subprocess
 from pathlib import Path
@@ -165,19 +166,17 @@ def _series(kind: str, method: str, service: str, grpc_type: str, code: str = ""
 
 
 def _watch_until_event(member: Member, key: str) -> None:
-    """`etcdctl watch` until it prints the event of a put, then hang up (as a user does)."""
+    """`etcdctl watch` until it prints the event of a put, then hang up (as a user does). The
+    put comes first and the watch starts at revision 1, so the event is in its history."""
     binary = find_binary("etcdctl")
     assert binary
-    proc = subprocess.Popen([binary, "--endpoints", member.endpoint, "watch", key],
+    etcdctl([member.endpoint], "put", key, "v")
+    proc = subprocess.Popen([binary, "--endpoints", member.endpoint, "watch", key, "--rev", "1"],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        # The watch is set up once etcdctl has the stream; a put is retried until it is seen.
-        def event_seen() -> bool:
-            etcdctl([member.endpoint], "put", key, "v")
-            return True
-
-        wait_for("a put", event_seen)
         assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)  # bounded wait
+        assert ready, "etcdctl watch printed nothing"
         assert proc.stdout.readline() == "PUT\n"
     finally:
         proc.terminate()

@@ -223,7 +223,7 @@ def _counted_stream(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMeth
             async for response in responses:
                 GRPC_HANDLED.sent(method, grpc_type)
                 yield response
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
             code = grpc.StatusCode.CANCELLED
             raise
         except BaseException:
