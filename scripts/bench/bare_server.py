@@ -1,6 +1,6 @@
 """The bare grpc.aio KV server: the most a single Python process can serve, as a yardstick.
 
-Put and Range against a dict, no Raft, no disk, no MVCC: what is left is grpcio's and
+Put, Range and put-only Txn against a dict, no Raft, no disk, no MVCC: what is left is grpcio's and
 protobuf's own cost per request. The side-by-side benchmark (scripts/bench/driver.py) and the
 shared-port benchmark (scripts/bench_netshare.py) both measure against it.
 
@@ -23,7 +23,7 @@ MEMBER_ID = 0xB0A4D
 
 
 class BareKV(rpc_pb2_grpc.KVServicer):
-    """Put/Range into a dict, with a revision counter and a filled header like etcd's."""
+    """Put/Range/Txn(puts) into a dict, with a revision counter and a header like etcd's."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
@@ -57,6 +57,19 @@ class BareKV(rpc_pb2_grpc.KVServicer):
             kv.mod_revision = kv.create_revision = self.rev
             kv.version = 1
         resp.count = len(keys)
+        return resp
+
+    async def Txn(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        """Unconditional puts only (no compares, no reads): what benchmarks' Txns and the
+        generators' prefill send. One revision for the whole Txn, as in etcd."""
+        self.rev += 1
+        resp = rpc_pb2.TxnResponse(succeeded=True)
+        for op in request.success:
+            if op.WhichOneof("request") != "request_put":
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bare server: puts only")
+            self.data[op.request_put.key] = op.request_put.value
+            self._header(resp.responses.add().response_put.header)
+        self._header(resp.header)
         return resp
 
 

@@ -222,10 +222,15 @@ func ctxOp() (context.Context, context.CancelFunc) {
 func runKV(o opts, cs []*clientv3.Client, r *result) (int64, float64, *hist, *errs) {
 	val := strings.Repeat("v", o.valSize)
 	if o.workload == "range" || o.workload == "srange" {
-		// Every key a read may ask for exists, so reads return one KV like a real workload.
-		for i := 0; i < o.keySpace; i++ {
+		// Every key a read may ask for exists, so reads return one KV like a real workload;
+		// written in Txns of 100 so a slow sequential-put server is not kept waiting.
+		for lo := 0; lo < o.keySpace; lo += 100 {
+			ops := []clientv3.Op{}
+			for i := lo; i < lo+100 && i < o.keySpace; i++ {
+				ops = append(ops, clientv3.OpPut(key(o, "k", i), val))
+			}
 			ctx, cancel := ctxOp()
-			_, err := cs[i%len(cs)].Put(ctx, key(o, "k", i), val)
+			_, err := cs[0].Txn(ctx).Then(ops...).Commit()
 			cancel()
 			if err != nil {
 				fail("prefill: %v", err)

