@@ -82,6 +82,9 @@ def build_go() -> Path:
         if r.returncode != 0:
             raise RuntimeError(f"go build failed:\n{r.stderr[-4000:]}")
         tmp.replace(out)  # atomic: a concurrent run never sees half a binary
+    for stale in out.parent.glob("loadgen-*"):  # builds of older sources
+        if stale != out:
+            stale.unlink(missing_ok=True)
     return out
 
 
