@@ -83,3 +83,28 @@ def test_no_server_outlives_the_run(tmp_path: Path) -> None:
     run_bench(tmp_path, "--workloads", "seqput", "--generator", "py", "--duration", "0.3")
     mine = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert mine.stdout.strip() == ""
+
+
+def test_profile_summary_buckets_stacks(tmp_path: Path) -> None:
+    """py-spy raw lines are attributed by their frames: fsync under the state commit counts as
+    fsync, a pool worker waiting for work (unnamed libc futex leaf) as idle, a send as work."""
+    from scripts.bench import profile_summary as ps
+
+    loop = "thread (0x1): MainThread;run (asyncio/runners.py:118)"
+    worker = "thread (0x2): raft-log_0;_worker (concurrent/futures/thread.py:81)"
+    raw = tmp_path / "p.raw"
+    raw.write_text("\n".join([
+        f"{loop};WriteBatch.__exit__ (etcdpy/storage/mvcc/kvstore.py:489);fdatasync (libc.so.6) 6",
+        f"{loop};WriteBatch.__exit__ (etcdpy/storage/mvcc/kvstore.py:489) 2",
+        f"{loop};Handle._run (asyncio/events.py:80) 2",
+        f"{worker};0x7f39a06a3f16 (libc.so.6) 7",
+        f"{worker};LmdbRaftStorage.save (etcdpy/storage/raft_log.py:190);send (libc.so.6) 3",
+    ]) + "\n")
+    samples = ps.parse(raw)
+    assert {s.thread for s in samples} == {"MainThread", "raft-log_0"}
+    assert [ps.bucket(s.frames) for s in samples] == [
+        "fsync", "state LMDB commit (apply)", "grpc aio (cython/C core)", "idle wait",
+        "raft log LMDB write"]
+    text = ps.summarise(samples, top=3)
+    assert "MainThread: 10 samples" in text and "60.0%  fsync" in text
+    assert "70.0%  idle wait" in text

@@ -29,6 +29,7 @@ from types import FrameType
 
 from scripts.bench import generators, plot
 from scripts.bench.servers import Deployment, TargetSpec, cpu_seconds, disk_bytes, rss_bytes
+from tests.e2e.harness import find_binary
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_TARGETS = ("etcd-1", "etcdpy-1", "etcd-3", "etcdpy-3", "bare")
@@ -142,11 +143,40 @@ class Bench:
         return json.loads(lines[-1]), "", cpu
 
     # ---- one workload on one target -------------------------------------------------------
+    def profile(self, rnd: int, d: Deployment, w: Workload) -> list[subprocess.Popen[bytes]]:
+        """py-spy on every etcdpy member for the workload's duration (wall clock, idle threads
+        included, not pausing the process); raw collapsed stacks go to --out for
+        scripts/bench/profile_summary.py or any flamegraph tool."""
+        if not self.args.profile or d.spec.kind != "etcdpy":
+            return []
+        spy = find_binary("py-spy")
+        assert spy, "py-spy not found (pip install py-spy)"
+        procs = []
+        for m in d.members:
+            assert m.proc is not None
+            out = self.args.out / f"profile-{d.spec.name}-{w.name}-r{rnd}-{m.name}.raw"
+            procs.append(subprocess.Popen(
+                [spy, "record", "--pid", str(m.proc.pid), "--duration",
+                 str(max(1, int(self.args.duration))), "--rate", "100", "--threads", "--idle",
+                 "--nonblocking", "--format", "raw", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return procs
+
     def run_one(self, rnd: int, d: Deployment, w: Workload) -> None:
         flags = [f"--duration={self.args.duration:g}s"]
         pids = d.pids()
         cpu0 = cpu_seconds(pids)
-        res, err, gen_cpu = self.generate(w, d.endpoints, flags, self.args.duration + GEN_SLACK_S)
+        spies = self.profile(rnd, d, w)
+        try:
+            res, err, gen_cpu = self.generate(w, d.endpoints, flags,
+                                              self.args.duration + GEN_SLACK_S)
+        finally:
+            for spy in spies:
+                try:
+                    spy.wait(timeout=self.args.duration + 30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
         cpu = cpu_seconds(pids) - cpu0
         if res is None:
             run = Run(rnd, d.spec.name, w.name, False, first_error=err, generator_cpu_s=gen_cpu)
@@ -328,6 +358,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--load-keys", type=int, default=None, help="default 1000000 (quick: 2000)")
     ap.add_argument("--load-value", type=int, default=256, help="value bytes for the load")
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy every etcdpy member during every workload (perturbs results)")
     ap.add_argument("--out", default=None, help="directory for results.json and ratios.png")
     ap.add_argument("--tmp", default=None, help="parent of the data dirs (default: system tmp)")
     a = ap.parse_args(argv)
@@ -385,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                  "loadavg_before": load_before, "loadavg_after": loadavg(),
                  "rounds": args.rounds, "duration_s": args.duration,
                  "workloads": names, "targets": [t.name for t in targets],
-                 "skipped": skipped, "interrupted": interrupted},
+                 "skipped": skipped, "interrupted": interrupted,
+                 "profiled": args.profile},
         "summary": rows,
         "load": bench.loads,
         "load_ratios": load_ratios(bench.loads),
