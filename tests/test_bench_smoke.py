@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from scripts.bench import generators
+from tests.e2e.cluster import wait_for
 from tests.e2e.harness import find_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,3 +110,33 @@ def test_profile_summary_buckets_stacks(tmp_path: Path) -> None:
     text = ps.summarise(samples, top=3)
     assert "MainThread: 10 samples" in text and "60.0%  fsync" in text
     assert "70.0%  idle wait" in text
+
+
+def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
+    """SIGINT while a 3-member etcdpy cluster is under load: the driver stops every process it
+    started, removes the data dirs, still writes what it measured, and exits 130."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [str(RUN), "--quick", "--targets", "etcdpy-3", "--workloads", "put", "--duration", "60",
+         "--generator", "py", "--out", str(out), "--tmp", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # ends when the driver exits: bounded by its own run
+            if "starting etcdpy-3" in line:
+                break
+        servers = lambda: subprocess.run(  # noqa: E731
+            ["pgrep", "-f", f"{tmp_path}/etcdpy-bench-data"], capture_output=True, text=True,
+        ).stdout.split()
+        wait_for("three members running", lambda: len(servers()) >= 3 or None)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert servers() == []
+    assert not any(tmp_path.glob("etcdpy-bench-data-*"))
+    assert json.loads((out / "results.json").read_text())["meta"]["interrupted"] is True

@@ -388,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix="etcdpy-bench-data-", dir=args.tmp))
     args.tmp = str(tmp_root)
+    # Explicitly, also for SIGINT: a shell starts background jobs with SIGINT ignored, and
+    # Python then leaves it so; the benchmark must still stop cleanly when told to.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     gen = generators.choose(args.generator)
     bench = Bench(args, gen)
     bench.say(f"generator {gen.name} ({gen.why or 'asked for'}); load average "
