@@ -210,7 +210,15 @@ class Bench:
             if not todo:
                 continue
             self.say(f"round {rnd} starting {spec.name}")
-            d = self.deploy(spec, f"r{rnd}")
+            try:
+                d = self.deploy(spec, f"r{rnd}")
+            except (RuntimeError, TimeoutError) as exc:
+                # One target failing to start must not cost the other targets' results.
+                self.say(f"round {rnd} {spec.name} did not start: {exc}")
+                self.runs += [Run(rnd, spec.name, w.name, False, first_error=str(exc))
+                              for w in todo]
+                self.stop_all()
+                continue
             try:
                 for w in todo:
                     self.run_one(rnd, d, w)
@@ -225,7 +233,13 @@ class Bench:
             if spec.kind == "bare" or spec.members != 1:
                 continue
             self.say(f"load {spec.name}: {keys} keys of {self.args.load_value} bytes")
-            d = self.deploy(spec, "load")
+            try:
+                d = self.deploy(spec, "load")
+            except (RuntimeError, TimeoutError) as exc:
+                self.say(f"load {spec.name} did not start: {exc}")
+                self.loads.append({"target": spec.name, "error": str(exc)})
+                self.stop_all()
+                continue
             try:
                 res, err, _ = self.generate(
                     w, d.endpoints, [f"--total={keys}", f"--val-size={self.args.load_value}"],
@@ -237,7 +251,12 @@ class Bench:
                 time.sleep(1.0)  # let the last writes settle before measuring memory
                 rss = rss_bytes(d.pids())
                 data = disk_bytes(d.members[0].data_dir)
-                restart = d.restart_first()
+                try:
+                    restart = d.restart_first()
+                except (RuntimeError, TimeoutError) as exc:
+                    self.say(f"load {spec.name}: restart failed: {exc}")
+                    self.loads.append({"target": spec.name, "error": f"restart: {exc}"})
+                    continue
                 row: dict[str, float | str] = {
                     "target": spec.name, "keys": float(res["ops"]),  # type: ignore[arg-type]
                     "keys_per_s": float(res["ops_per_s"]),  # type: ignore[arg-type]
