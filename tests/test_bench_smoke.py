@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ TARGETS = ["etcd-1", "etcdpy-1", "bare"]
 pytestmark = pytest.mark.timeout(600)
 
 
-def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
     out = tmp_path / "out"
     r = subprocess.run(
         [str(RUN), "--quick", "--targets", ",".join(TARGETS), "--out", str(out),
@@ -38,7 +39,7 @@ def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:  # type: ignore[t
     return json.loads((out / "results.json").read_text()), r.stdout
 
 
-def check_rows(results: dict, workload: str) -> None:  # type: ignore[type-arg]
+def check_rows(results: dict[str, Any], workload: str) -> None:
     rows = {row["target"]: row for row in results["summary"] if row["workload"] == workload}
     assert set(rows) == set(TARGETS)
     for row in rows.values():

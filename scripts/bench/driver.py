@@ -85,6 +85,29 @@ class Run:
     extra: dict[str, float] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GenResult:
+    """The generator's JSON line (loadgen/main.go and pygen.py print the same fields)."""
+
+    ops: int
+    seconds: float
+    ops_per_s: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    errors: int
+    first_error: str
+    extra: dict[str, float]
+
+    @staticmethod
+    def parse(line: str) -> GenResult:
+        d = json.loads(line)
+        return GenResult(int(d["ops"]), float(d["seconds"]), float(d["ops_per_s"]),
+                         float(d["p50_ms"]), float(d["p99_ms"]), float(d["p999_ms"]),
+                         int(d["errors"]), str(d.get("first_error", "")),
+                         {str(k): float(v) for k, v in (d.get("extra") or {}).items()})
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, gen: generators.Generator) -> None:
         self.args = args
@@ -118,7 +141,7 @@ class Bench:
         self.live.clear()
 
     def generate(self, w: Workload, endpoints: list[str], flags: list[str],
-                 timeout_s: float) -> tuple[dict[str, object] | None, str, float]:
+                 timeout_s: float) -> tuple[GenResult | None, str, float]:
         """Run the generator once; returns (its JSON or None, error text, its CPU seconds)."""
         cmd = [*self.gen.argv, f"--endpoints={','.join(endpoints)}", f"--workload={w.name}",
                f"--clients={w.clients}", f"--conns={w.conns}", *w.flags, *flags]
@@ -140,7 +163,7 @@ class Bench:
         lines = [ln for ln in out.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:
             return None, f"generator exit {proc.returncode}: {err.strip()[-500:]}", cpu
-        return json.loads(lines[-1]), "", cpu
+        return GenResult.parse(lines[-1]), "", cpu
 
     # ---- one workload on one target -------------------------------------------------------
     def profile(self, rnd: int, d: Deployment, w: Workload) -> list[subprocess.Popen[bytes]]:
@@ -182,13 +205,9 @@ class Bench:
             run = Run(rnd, d.spec.name, w.name, False, first_error=err, generator_cpu_s=gen_cpu)
             self.say(f"round {rnd} {d.spec.name:9s} {w.name:7s} FAILED: {err}")
         else:
-            ops = int(res["ops"])  # type: ignore[call-overload]
-            run = Run(rnd, d.spec.name, w.name, True, ops, float(res["seconds"]),  # type: ignore[arg-type]
-                      float(res["ops_per_s"]), float(res["p50_ms"]),  # type: ignore[arg-type]
-                      float(res["p99_ms"]), float(res["p999_ms"]),  # type: ignore[arg-type]
-                      int(res["errors"]), str(res.get("first_error", "")),  # type: ignore[call-overload]
-                      cpu / ops * 1e6 if ops else 0.0, gen_cpu,
-                      res.get("extra"))  # type: ignore[arg-type]
+            run = Run(rnd, d.spec.name, w.name, True, res.ops, res.seconds, res.ops_per_s,
+                      res.p50_ms, res.p99_ms, res.p999_ms, res.errors, res.first_error,
+                      cpu / res.ops * 1e6 if res.ops else 0.0, gen_cpu, res.extra or None)
             self.say(f"round {rnd} {d.spec.name:9s} {w.name:7s} {run.ops_per_s:9.0f} ops/s  "
                      f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  "
                      f"server {run.server_cpu_us_per_op:5.0f} us/op  "
@@ -258,11 +277,10 @@ class Bench:
                     self.loads.append({"target": spec.name, "error": f"restart: {exc}"})
                     continue
                 row: dict[str, float | str] = {
-                    "target": spec.name, "keys": float(res["ops"]),  # type: ignore[arg-type]
-                    "keys_per_s": float(res["ops_per_s"]),  # type: ignore[arg-type]
+                    "target": spec.name, "keys": float(res.ops), "keys_per_s": res.ops_per_s,
                     "data_dir_mb": data / 2**20, "rss_mb": rss / 2**20,
                     "rss_after_restart_mb": rss_bytes(d.pids()) / 2**20,
-                    "restart_s": restart, "errors": float(res["errors"]),  # type: ignore[arg-type]
+                    "restart_s": restart, "errors": float(res.errors),
                 }
                 self.loads.append(row)
                 self.say(f"load {spec.name}: {row['keys_per_s']:.0f} keys/s, data dir "
@@ -433,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop_all()
         shutil.rmtree(tmp_root, ignore_errors=True)
     rows = summarise(bench.runs, names, [t.name for t in targets])
+    ratios = load_ratios(bench.loads)
     results = {
         "meta": {"git": git_head(), "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "generator": gen.name, "generator_why": gen.why, "cpus": os.cpu_count(),
@@ -443,12 +462,12 @@ def main(argv: list[str] | None = None) -> int:
                  "profiled": args.profile},
         "summary": rows,
         "load": bench.loads,
-        "load_ratios": load_ratios(bench.loads),
+        "load_ratios": ratios,
         "runs": [asdict(r) for r in bench.runs],
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print_table(rows, bench.loads)
-    png = plot.write(rows, results["load_ratios"], args.out / "ratios.png")  # type: ignore[arg-type]
+    png = plot.write(rows, ratios, args.out / "ratios.png")
     print(f"\nresults: {args.out / 'results.json'}")
     print(f"plot: {png}" if png else "plot: skipped (pip install matplotlib)")
     return 130 if interrupted else 0
