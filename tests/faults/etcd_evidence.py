@@ -31,14 +31,14 @@ def gaps(history: History, items: list[Item[Call]], made: set[int], highest: int
     for gap in range(first + 1, highest + 1):
         if gap in made or gap in revokes:
             continue
-        seen_by = min(
-            (it.payload.index for it in items
+        seen_rev, seen_by = min(
+            ((it.payload.revision, it.payload.index) for it in items
              if it.payload.outcome == Outcome.KNOWN and it.payload.revision >= gap),
-            key=lambda i: history.operations[i].ret,
+            key=lambda ri: history.operations[ri[1]].ret,
         )
-        return [((seen_by,), f"nobody made revision {gap} (no write's outcome is unknown), yet "
-                             f"this operation saw revision {history.operations[seen_by].response.revision}"
-                             if history.operations[seen_by].response else "")]
+        why = (f"nobody made revision {gap} (no write's outcome is unknown), yet this operation "
+               f"saw revision {seen_rev}")
+        return [((seen_by,), why)]
     return []
 
 
