@@ -19,7 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from etcdpy import ETCD_SERVER_VERSION, __version__, logutil
+from etcdpy import ETCD_SERVER_VERSION, __version__, logutil, testdefects
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
     bootstrap_or_restart,
@@ -27,6 +27,9 @@ from etcdpy.cluster.bootstrap import (
     load_removed,
     new_cluster,
 )
+from etcdpy.cluster.discovery import ERR_DUPLICATE_ID, ERR_FULL_CLUSTER, DiscoveryError
+from etcdpy.cluster.discovery_bootstrap import DiscoverySettings, discover_initial_cluster
+from etcdpy.cluster.discovery_v3 import V3DiscoveryConfig, endpoints_of
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
 from etcdpy.netshare import RelayMode, SharedPort, SharedPortOptions
@@ -37,6 +40,9 @@ from etcdpy.server.api import grpc_server
 from etcdpy.server.api.gateway import Gateway
 from etcdpy.server.api.http import ClientHttpHandler, Endpoints
 from etcdpy.server.api.metrics import ServerMetrics
+from etcdpy.server.api.v2keys import DEFAULT_STORE_PREFIX, V2Keys
+from etcdpy.server.auth import AuthStore
+from etcdpy.server.auth_jwt import AuthOptionsError, token_provider
 from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
@@ -81,7 +87,16 @@ def _retention(cfg: Config) -> float:
 def run(cfg: Config) -> None:
     logutil.setup(cfg.log_level)
     try:
-        asyncio.run(_serve(cfg))
+        defects = testdefects.from_environ()
+    except testdefects.UnknownDefectError as error:
+        log.fatal("invalid test defects", error=str(error))
+        sys.exit(1)
+    for line in testdefects.startup_warnings(defects, cfg.unsafe_no_fsync):
+        log.warning(line)
+    try:
+        asyncio.run(_serve(cfg, defects))
+    except DiscoveryError as error:
+        _discovery_failed(cfg, error)
     except BootstrapError as error:
         # etcd's two lines for a cluster it cannot start, then exit 1.
         log.warning("failed to start etcd", error=str(error))
@@ -89,7 +104,66 @@ def run(cfg: Config) -> None:
         sys.exit(1)
 
 
-async def _serve(cfg: Config) -> None:
+def _discovery_failed(cfg: Config, error: DiscoveryError) -> None:
+    """etcdmain's reaction to a failed discovery: its warnings, then exit 1."""
+    token = cfg.discovery or cfg.discovery_token
+    if error.cause == ERR_FULL_CLUSTER and cfg.discovery and cfg.discovery_fallback == "proxy":
+        log.warning("discovery cluster is full, falling back to proxy",
+                    **{"fallback-proxy": "proxy", "error": str(error)})
+        # etcd would now run a v2 proxy; etcdpy has none, so it says so and stops.
+        log.fatal("etcdpy does not support the v2 proxy that --discovery-fallback=proxy "
+                  "starts when the discovery cluster is full; use --discovery-fallback=exit "
+                  "(or a new discovery token)", error=str(error))
+        sys.exit(1)
+    if error.cause != ERR_FULL_CLUSTER:
+        log.warning("failed to start etcd", error=str(error))
+    if error.cause == ERR_DUPLICATE_ID:
+        log.warning("member has been registered with discovery service",
+                    name=cfg.name, **{"discovery-token": token, "error": error.cause})
+        log.warning("but could not find valid cluster configuration",
+                    **{"data-dir": cfg.resolved_data_dir})
+        log.warning("check data dir if previous bootstrap succeeded")
+        log.warning("or use a new discovery token if previous bootstrap failed")
+    else:
+        log.warning("failed to bootstrap; discovery token was already used",
+                    **{"discovery-token": token, "error": str(error)})
+        log.warning("do not reuse discovery token; generate a new one to bootstrap a cluster")
+    sys.exit(1)
+
+
+def discovery_settings(cfg: Config) -> DiscoverySettings:
+    """The bootstrap source the flags name, for `discover_initial_cluster`."""
+    v3 = None
+    if cfg.discovery_endpoints:
+        v3 = V3DiscoveryConfig(
+            token=cfg.discovery_token,
+            endpoints=endpoints_of(cfg.discovery_endpoints),
+            dial_timeout_s=cfg.discovery_dial_timeout.total_seconds(),
+            request_timeout_s=cfg.discovery_request_timeout.total_seconds(),
+            keepalive_time_s=cfg.discovery_keepalive_time.total_seconds(),
+            keepalive_timeout_s=cfg.discovery_keepalive_timeout.total_seconds(),
+            insecure_transport=cfg.discovery_insecure_transport,
+            insecure_skip_tls_verify=cfg.discovery_insecure_skip_tls_verify,
+            cert_file=cfg.discovery_cert,
+            key_file=cfg.discovery_key,
+            cacert_file=cfg.discovery_cacert,
+            user=cfg.discovery_user,
+            password=cfg.discovery_password,
+        )
+    return DiscoverySettings(
+        name=cfg.name,
+        advertise_peer_urls=tuple(str(u) for u in cfg.initial_advertise_peer_urls),
+        initial_cluster=cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
+        initial_cluster_token=cfg.initial_cluster_token,
+        discovery_url=cfg.discovery,
+        discovery_proxy=cfg.discovery_proxy,
+        srv_domain=cfg.discovery_srv,
+        srv_name=cfg.discovery_srv_name,
+        v3=v3,
+    )
+
+
+async def _serve(cfg: Config, defects: testdefects.Defect) -> None:
     data_dir = cfg.resolved_data_dir
     log.info(
         "starting an etcd server",
@@ -106,26 +180,33 @@ async def _serve(cfg: Config) -> None:
         },
     )
     quota = cfg.effective_quota_backend_bytes or DEFAULT_QUOTA_BYTES
+    settings = discovery_settings(cfg)
+    initial_cluster, token = settings.initial_cluster, settings.initial_cluster_token
     if cfg.is_new_cluster and not member_dir_exists(data_dir):
-        # Refuse bad clustering flags before anything is written to the data dir.
-        new_cluster(cfg.name, cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
-                    cfg.initial_cluster_token, [str(u) for u in cfg.initial_advertise_peer_urls])
+        # Discovery (only for a member without a data dir, as etcd) and the check of the
+        # clustering flags both happen before anything is written to the data dir.
+        if settings.discovers:
+            initial_cluster, token = await asyncio.to_thread(discover_initial_cluster,
+                                                             settings)
+        new_cluster(cfg.name, initial_cluster, token, list(settings.advertise_peer_urls))
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota))
+    envs = MemberEnvs(data_dir, EnvOptions(quota_backend_bytes=quota,
+                                            unsafe_no_fsync=cfg.unsafe_no_fsync))
     try:
-        await _serve_member(cfg, envs, quota)
+        await _serve_member(cfg, envs, quota, initial_cluster, token, defects)
     finally:
         envs.close()
 
 
-async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
+async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_cluster: str,
+                        token: str, defects: testdefects.Defect) -> None:
     raft_storage = LmdbRaftStorage(envs.raft)
     identity = bootstrap_or_restart(
         envs,
         raft_storage,
         cfg.name,
-        cfg.initial_cluster or cfg.initial_cluster_from_name(cfg.name),
-        cfg.initial_cluster_token,
+        initial_cluster,
+        token,
         [str(u) for u in cfg.initial_advertise_peer_urls],
         existing=not cfg.is_new_cluster,
     )
@@ -146,6 +227,11 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
     log.info("kvstore restored", **{"current-rev": store.current_rev})
     membership = MembershipView(load_members(envs), load_removed(envs))
 
+    try:
+        tokens = token_provider(cfg.auth_token, float(cfg.auth_token_ttl))
+    except (AuthOptionsError, OSError, ValueError) as error:
+        raise BootstrapError(str(error)) from None  # etcd refuses to start the same way
+    auth = AuthStore(envs.state, tokens, cfg.bcrypt_cost)
     settings = ServerSettings(
         member_id=member_id,
         cluster_id=identity.cluster_id,
@@ -166,9 +252,13 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         client_urls=tuple(str(u) for u in cfg.advertise_client_urls),
         max_learners=getattr(cfg, "experimental_max_learners", 1),
         strict_reconfig_check=cfg.strict_reconfig_check,
+        auth_token_ttl_s=float(cfg.auth_token_ttl),
+        bcrypt_cost=cfg.bcrypt_cost,
+        unsafe_read_local=bool(defects & testdefects.Defect.READ_LOCAL),
     )
     server = EtcdServer(settings, store, lessor, membership,
-                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images)
+                        lambda: (envs.state.file_bytes(), envs.state.in_use_bytes()), images,
+                        auth)
     transport = GrpcTransport(
         member_id,
         identity.cluster_id,
@@ -192,7 +282,9 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
             # are delivered again so the core rebuilds its configuration from them; the
             # applier skips what the state already holds.
             applied=raft_storage.snapshot().metadata.index,
-            check_quorum=True,
+            # Off only for the read-local test defect: a partitioned leader must keep
+            # believing it leads, so that its local reads are stale (testdefects.py).
+            check_quorum=not (defects & testdefects.Defect.READ_LOCAL),
             pre_vote=cfg.pre_vote,
             max_size_per_msg=1 << 20,
             max_inflight_msgs=512,  # etcd's maxInflightMsgs
@@ -201,7 +293,8 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int) -> None:
         raft_storage,
         logger=_raft_logger(),
     )
-    node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000)
+    node = RaftNode(rawnode, raft_storage, transport, server, cfg.heartbeat_interval / 1000,
+                    unsafe_forget_vote=bool(defects & testdefects.Defect.VOTE_NOT_PERSISTED))
     server.node = node
     server.raft_log = raft_storage
     if identity.voters == (member_id,):
@@ -250,7 +343,12 @@ class ClientPorts:
         sock_path = os.path.join(self._sock_dir, "grpc.sock")
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
-        handler = ClientHttpHandler(server, self._gateway, ServerMetrics(server))
+        self._v2keys: V2Keys | None = None
+        if cfg.enable_v2:
+            self._v2keys = V2Keys(f"unix:{sock_path}", server.settings.cluster_id,
+                                  cfg.experimental_enable_v2v3 or DEFAULT_STORE_PREFIX)
+        handler = ClientHttpHandler(server, self._gateway, ServerMetrics(server),
+                                    v2keys=self._v2keys)
         options = SharedPortOptions(relay=CLIENT_RELAY)
         self._fronts: list[SharedPort] = []
         shared = not cfg.listen_client_http_urls
@@ -277,6 +375,8 @@ class ClientPorts:
             await front.stop()  # also right for a front that never started
         self._fronts = []
         await self._gateway.close()
+        if self._v2keys is not None:
+            await self._v2keys.close()
         shutil.rmtree(self._sock_dir, ignore_errors=True)
 
 

@@ -82,6 +82,10 @@ ERR_CONFLICT_BOOTSTRAP_FLAGS = (
     "multiple discovery or bootstrap flags are set. "
     'Choose one of "initial-cluster", "discovery" or "discovery-srv"'
 )
+ERR_CONFLICT_BOOTSTRAP_FLAGS_36 = (
+    "multiple discovery or bootstrap flags are set. "
+    'Choose one of "initial-cluster", "discovery", "discovery-endpoints" or "discovery-srv"'
+)
 MAX_ELECTION_MS = 50000
 DEFAULT_QUOTA_BYTES = 2 * 1024**3
 ENV_PREFIX = "ETCD"
@@ -611,6 +615,61 @@ class Config:
     discovery_proxy: str = _opt(_S, "", _GC, "HTTP proxy for reaching the discovery service.")
     discovery_srv: str = _opt(_S, "", _GC, "DNS domain whose SRV records list the members.")
     discovery_srv_name: str = _opt(_S, "", _GC, "Suffix of the SRV service name queried.")
+    # etcd 3.6's v3 discovery (names, defaults and help as 3.6 has them).
+    discovery_token: str = _opt(
+        _S, "", _GC, "V3 discovery: discovery token for the etcd cluster to be bootstrapped."
+    )
+    discovery_endpoints: tuple[str, ...] = _opt(
+        Kind.STRINGS, "", _GC, "V3 discovery: List of gRPC endpoints of the discovery service."
+    )
+    discovery_dial_timeout: datetime.timedelta = _opt(
+        _D, "2s", _GC, "V3 discovery: dial timeout for client connections."
+    )
+    discovery_request_timeout: datetime.timedelta = _opt(
+        _D, "5s", _GC, "V3 discovery: timeout for discovery requests (excluding dial timeout)."
+    )
+    discovery_keepalive_time: datetime.timedelta = _opt(
+        _D, "2s", _GC, "V3 discovery: keepalive time for client connections."
+    )
+    discovery_keepalive_timeout: datetime.timedelta = _opt(
+        _D, "6s", _GC, "V3 discovery: keepalive timeout for client connections."
+    )
+    discovery_insecure_transport: bool = _opt(
+        _B, "true", _GC, "V3 discovery: disable transport security for client connections."
+    )
+    discovery_insecure_skip_tls_verify: bool = _opt(
+        _B,
+        "false",
+        _GC,
+        "V3 discovery: skip server certificate verification (CAUTION: this option should be "
+        "enabled only for testing purposes).",
+    )
+    discovery_cert: str = _opt(
+        _S, "", _GC, "V3 discovery: identify secure client using this TLS certificate file."
+    )
+    discovery_key: str = _opt(
+        _S, "", _GC, "V3 discovery: identify secure client using this TLS key file."
+    )
+    discovery_cacert: str = _opt(
+        _S,
+        "",
+        _GC,
+        "V3 discovery: verify certificates of TLS-enabled secure servers using this CA bundle.",
+    )
+    discovery_user: str = _opt(
+        _S,
+        "",
+        _GC,
+        "V3 discovery: username[:password] for authentication (prompt if password is not "
+        "supplied).",
+    )
+    discovery_password: str = _opt(
+        _S,
+        "",
+        _GC,
+        "V3 discovery: password for authentication (if this option is used, --user option "
+        "shouldn't include password).",
+    )
     strict_reconfig_check: bool = _opt(
         _B, "true", _GC, "Refuse membership changes that would lose quorum."
     )
@@ -895,7 +954,16 @@ class Config:
 
     @property
     def uses_discovery(self) -> bool:
-        return bool(self.discovery or self.discovery_srv)
+        return bool(self.discovery or self.discovery_srv or self.discovery_endpoints)
+
+    @property
+    def uses_v3_discovery_flags(self) -> bool:
+        """Any of 3.6's v3 discovery settings that cannot be mixed with v2 discovery's."""
+        return bool(
+            self.discovery_endpoints or self.discovery_token or self.discovery_cert
+            or self.discovery_key or self.discovery_cacert or self.discovery_user
+            or self.discovery_password
+        )
 
     @property
     def min_lease_ttl_seconds(self) -> int:
@@ -978,12 +1046,16 @@ class Config:
                     f'{flag} "{joined}" must be "host:port" (unexpected empty host ({empty[0]}))'
                 )
         bootstraps = sum(
-            bool(v) for v in (self.discovery, self.initial_cluster, self.discovery_srv)
+            bool(v) for v in (self.discovery, self.initial_cluster, self.discovery_srv,
+                              self.discovery_endpoints)
         )
         if self.initial_cluster_state not in ("new", "existing"):
             raise ConfigError(f'unexpected clusterState "{self.initial_cluster_state}"')
         if bootstraps > 1:
-            raise ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS)
+            # 3.5's text, unless 3.6's --discovery-endpoints is one of them (3.6's text).
+            raise ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS_36 if self.discovery_endpoints
+                              else ERR_CONFLICT_BOOTSTRAP_FLAGS)
+        self._validate_v3_discovery()
         if self.heartbeat_interval == 0:
             raise ConfigError("--heartbeat-interval must be >0 (set to 0ms)")
         if self.election_timeout == 0:
@@ -1016,6 +1088,17 @@ class Config:
         if self.log_level not in ("debug", "info", "warn", "error", "dpanic", "panic", "fatal"):
             # etcd 3.5.1 panics here (exit status 2); we keep the text and the status.
             raise ConfigError(f'unrecognized level: "{self.log_level}"', exit_code=2)
+
+    def _validate_v3_discovery(self) -> None:
+        """etcd 3.6's checks on its v3 discovery flags."""
+        if (self.discovery or self.discovery_proxy) and self.uses_v3_discovery_flags:
+            raise ConfigError(
+                "both v2 discovery settings (discovery, discovery-proxy) and v3 discovery "
+                "settings (discovery-token, discovery-endpoints, discovery-cert, discovery-key, "
+                "discovery-cacert, discovery-user, discovery-password) are set"
+            )
+        if bool(self.discovery_token) != bool(self.discovery_endpoints):
+            raise ConfigError("both --discovery-token and --discovery-endpoints must be set")
 
     def _validate_later_35(self) -> None:
         """Checks that later 3.5 releases (3.5.3+) added for the flags they introduced."""
@@ -1156,6 +1239,20 @@ NOT_IN_ETCD_3_5_1 = frozenset(
         "experimental-stop-grpc-service-on-defrag",
         "experimental-snapshot-catchup-entries",
         "emulated-etcd-version",
+        # etcd 3.6's v3 discovery
+        "discovery-token",
+        "discovery-endpoints",
+        "discovery-dial-timeout",
+        "discovery-request-timeout",
+        "discovery-keepalive-time",
+        "discovery-keepalive-timeout",
+        "discovery-insecure-transport",
+        "discovery-insecure-skip-tls-verify",
+        "discovery-cert",
+        "discovery-key",
+        "discovery-cacert",
+        "discovery-user",
+        "discovery-password",
     }
 )
 ALL_FLAGS: Mapping[str, FlagSpec] = {
@@ -1323,7 +1420,7 @@ def _config_from_flags_noting(
     if missing_advertise and not config.may_be_proxy:
         config = dataclasses.replace(config, advertise_client_urls=())
     # A discovery source replaces the default static cluster.
-    discovering = config.discovery or config.discovery_srv or config.discovery_srv_name
+    discovering = config.uses_discovery or config.discovery_srv_name
     if discovering and "initial-cluster" not in explicit:
         config = dataclasses.replace(config, initial_cluster="")
     config.validate(allow_proxy=config.may_be_proxy)

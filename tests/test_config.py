@@ -188,6 +188,9 @@ COMPANIONS = {
         "experimental-enable-lease-checkpoint": "true"
     },
     "enable-log-rotation": {"log-outputs": "/tmp/etcdpy-sample.log"},
+    # etcd 3.6: the v3 discovery token and endpoints come together.
+    "discovery-token": {"discovery-endpoints": "http://127.0.0.1:2379"},
+    "discovery-endpoints": {"discovery-token": "sample-token"},
 }
 
 

@@ -13,7 +13,9 @@ import json
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from etcdpy.cluster import srv
 from etcdpy.cluster.membership import (
     Member,
     compute_cluster_id,
@@ -84,7 +86,7 @@ def new_cluster(
         )
     me = mine[0]
     advertised = sorted(advertise_peer_urls)
-    if advertised != list(me.peer_urls):
+    if advertised != list(me.peer_urls) and not _same_endpoints(advertised, me.peer_urls):
         a, b = ",".join(advertised), ",".join(me.peer_urls)
         raise BootstrapError(
             f"--initial-cluster has {name}={b} but missing from "
@@ -94,6 +96,28 @@ def new_cluster(
     # Client URLs are not part of the bootstrap: every member publishes its own through Raft
     # once the cluster runs, so all members' records stay identical.
     return me, members
+
+
+def _same_endpoints(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two URL lists name the same scheme+IP:port endpoints once host names are
+    resolved (etcd's netutil.URLStringsEqual): SRV bootstrap names members by the SRV
+    targets, which a member may advertise by address or by another name."""
+
+    def resolved(urls: Sequence[str]) -> list[str] | None:
+        out = []
+        for url in urls:
+            parts = urlsplit(url)
+            try:
+                out.append(f"{parts.scheme}://" + srv.resolve_tcp(
+                    parts.hostname or "", parts.port or 80))
+            except (LookupError, ValueError):
+                return None
+        return sorted(out)
+
+    if len(a) != len(b):
+        return False
+    ra, rb = resolved(a), resolved(b)
+    return ra is not None and ra == rb
 
 
 def bootstrap_or_restart(

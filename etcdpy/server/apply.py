@@ -24,14 +24,17 @@ from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy.raft import ConfChange, Entry, EntryType
 from etcdpy.server import errors, txn
+from etcdpy.server.auth import AUTH_REQUESTS, AuthStore
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.mvcc_view import WriteTxnView, event_to_pb
+from etcdpy.storage.auth_store import AuthRecords
 from etcdpy.storage.errors import (
     CompactedError,
     FutureRevisionError,
     LeaseExistsError,
     LeaseNotFoundError,
 )
+from etcdpy.storage.lease_store import attached_keys
 from etcdpy.storage.mvcc.kvstore import KVStore, WriteBatch
 
 log = logutil.get("apply")
@@ -74,12 +77,14 @@ class Applier:
         conf_changes: ConfChangeSink,
         membership: MembershipView,
         min_lease_ttl_s: int,
+        auth: AuthStore | None = None,
     ) -> None:
         self._store = store
         self._lessor = lessor
         self._conf_changes = conf_changes
         self._membership = membership
         self._min_lease_ttl_s = min_lease_ttl_s
+        self._auth = auth
 
     def lease_exists(self, lease_id: int) -> bool:
         return self._lessor.lookup(lease_id) is not None
@@ -108,16 +113,22 @@ class Applier:
                         out.results.append((request_id, self._membership.sorted()))
                 elif entry.data:
                     request = internalpb.InternalRequest.FromString(entry.data)
-                    response = self._apply_request(batch, request, out)
+                    response = self._apply_request(batch, request, out, entry.index)
                     out.results.append((request.id, response))
                 # An empty normal entry is a new leader's first entry: nothing to do.
         out.revision = store.current_rev
         return out
 
     def _apply_request(
-        self, batch: WriteBatch, request: internalpb.InternalRequest, out: ApplyResult
+        self, batch: WriteBatch, request: internalpb.InternalRequest, out: ApplyResult,
+        index: int,
     ) -> Any:
         which = request.WhichOneof("request")
+        if which in AUTH_REQUESTS and self._auth is not None:
+            try:
+                return self._auth.apply(AuthRecords(batch.raw_txn, batch.dbs), request, index)
+            except errors.EtcdError as error:
+                return error
         if which == "compaction":
             return self._compact(batch, request.compaction, out)
         if which == "member_attributes_set":
@@ -126,6 +137,11 @@ class Applier:
         w = batch.txn()
         view = WriteTxnView(w)
         try:
+            if self._auth is not None and self._auth.enabled:
+                # etcd judges a write when it is applied, with the identity and auth
+                # revision recorded at proposal, so a permission revoked meanwhile counts.
+                self._auth.check_request(
+                    request, lambda lease_id: attached_keys(batch.raw_txn, batch.dbs, lease_id))
             return self._dispatch(which, request, view, w)
         except errors.EtcdError as error:
             return error

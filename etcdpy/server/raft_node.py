@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -81,8 +82,12 @@ class RaftNode:
         transport: Transport,
         state_machine: StateMachine,
         tick_interval_s: float,
+        unsafe_forget_vote: bool = False,
     ) -> None:
         self._rawnode = rawnode
+        # TEST-ONLY defect (ETCDPY_TEST_DEFECTS=vote-not-persisted): every hard state is saved
+        # with vote=0, so after a restart this member may vote again in a term it voted in.
+        self._unsafe_forget_vote = unsafe_forget_vote
         self._log_writer = log_writer
         self._transport = transport
         self._state_machine = state_machine
@@ -199,8 +204,11 @@ class RaftNode:
         if rd.messages:
             self._transport.send(self._merge_snapshots(rd.messages))
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+            hard_state = rd.hard_state
+            if hard_state is not None and self._unsafe_forget_vote:
+                hard_state = dataclasses.replace(hard_state, vote=0)  # the test-only defect
             await asyncio.get_running_loop().run_in_executor(
-                self._io, self._log_writer.save, rd.hard_state, rd.entries, rd.snapshot,
+                self._io, self._log_writer.save, hard_state, rd.entries, rd.snapshot,
                 rd.must_sync,
             )
         if rd.persisted_messages:

@@ -46,8 +46,17 @@ class SnapshotImages:
     def keep_incoming(self, meta: SnapshotMetadata, received: str) -> None:
         """Make a received image durable under the snapshot's name, before Raft sees it."""
         target = self._path(meta)
+        if self._env.durable:  # not under --unsafe-no-fsync
+            # The receiver only flushed it to the page cache: without this a power cut after
+            # the rename can leave an empty image under the name Raft is about to record.
+            fd = os.open(received, os.O_RDONLY)
+            try:
+                self._env.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(received, target)
-        _fsync_dir(self.dir)
+        if self._env.durable:
+            _fsync_dir(self.dir)
 
     def install(self, meta: SnapshotMetadata) -> bool:
         """Load the image of this snapshot into the state env; False when there is none."""

@@ -21,6 +21,10 @@ Durability policy (why each environment is opened the way it is):
   then leaves a meta page pointing at garbage.
 * ``kill -9`` never loses a committed LMDB transaction (the page cache survives),
   so only power loss needs the reasoning above.
+* ``--unsafe-no-fsync`` (``EnvOptions.unsafe_no_fsync``, etcd's flag of the same name)
+  drops all of that: ``sync=False`` (MDB_NOSYNC) and :meth:`LmdbEnv.sync` does nothing, so
+  a power cut loses acknowledged writes.  It exists for benchmarks and as the control the
+  fault tests must catch; ``durable`` tells the snapshot writers to skip their fsyncs too.
 
 Map sizes: LMDB reserves address space, not disk, so the map is large from the start
 (at least twice ``--quota-backend-bytes``) and :meth:`LmdbEnv.ensure_headroom` grows
@@ -57,10 +61,13 @@ class LmdbEnv:
     """One LMDB environment plus the handles of its named databases."""
 
     def __init__(
-        self, path: Path, db_names: tuple[bytes, ...], map_size: int, readonly: bool
+        self, path: Path, db_names: tuple[bytes, ...], map_size: int, readonly: bool,
+        unsafe_no_fsync: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
+        # False only under --unsafe-no-fsync: then nothing written for this env is fsynced
+        self.durable = not unsafe_no_fsync
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
@@ -69,7 +76,7 @@ class LmdbEnv:
             max_dbs=MAX_DBS,
             max_readers=MAX_READERS,
             readonly=readonly,
-            sync=True,
+            sync=self.durable,
             metasync=False,
             # readahead hurts random-access workloads larger than RAM
             readahead=False,
@@ -105,8 +112,15 @@ class LmdbEnv:
             return self.env.begin(write=write)
 
     def sync(self) -> None:
-        """Flush everything committed so far, meta page included, to stable storage."""
-        self.env.sync(True)
+        """Flush everything committed so far, meta page included, to stable storage
+        (nothing under --unsafe-no-fsync: a forced mdb_env_sync would flush even then)."""
+        if self.durable:
+            self.env.sync(True)
+
+    def fsync(self, fd: int) -> None:
+        """fsync a file that belongs with this env's data (snapshot images), unless unsafe."""
+        if self.durable:
+            os.fsync(fd)
 
     def used_bytes(self) -> int:
         info = self.env.info()
@@ -181,6 +195,7 @@ class DataDirLock:
 class EnvOptions:
     quota_backend_bytes: int = DEFAULT_QUOTA_BYTES
     raft_map_bytes: int = RAFT_MAP_BYTES
+    unsafe_no_fsync: bool = False  # etcd's --unsafe-no-fsync: never fsync anything
 
     def state_map_bytes(self) -> int:
         # room for the quota plus copy-on-write churn and free pages
@@ -201,11 +216,11 @@ class MemberEnvs:
         try:
             self.raft = LmdbEnv(
                 self.member_dir / schema.RAFT_ENV_DIR, schema.RAFT_DBS,
-                opts.raft_map_bytes, readonly,
+                opts.raft_map_bytes, readonly, opts.unsafe_no_fsync,
             )
             self.state = LmdbEnv(
                 self.member_dir / schema.STATE_ENV_DIR, schema.STATE_DBS,
-                opts.state_map_bytes(), readonly,
+                opts.state_map_bytes(), readonly, opts.unsafe_no_fsync,
             )
         except BaseException:
             if self._lock is not None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import lmdb
+
+from . import schema
+
 _KEY = struct.Struct(">q")
 _REC = struct.Struct(">qqq")
 
@@ -28,3 +32,19 @@ def encode_lease(rec: LeaseRecord) -> bytes:
 def decode_lease(b: bytes) -> LeaseRecord:
     i, ttl, rem = _REC.unpack(b)
     return LeaseRecord(i, ttl, rem)
+
+
+def attached_keys(txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database], lease_id: int
+                  ) -> list[bytes]:
+    """The user keys attached to a lease (the ``lease_keys`` DB), in key order; what a
+    permission check on a lease (revoke, put with a lease) needs to look at."""
+    prefix = lease_key(lease_id)
+    out: list[bytes] = []
+    cur = txn.cursor(dbs[schema.DB_LEASE_KEYS])
+    if cur.set_range(prefix):
+        for k, v in cur:
+            if k[:8] != prefix:
+                break
+            out.append(bytes(v))
+    out.sort()
+    return out

@@ -10,7 +10,8 @@ Two environments live under ``<data-dir>/member/``:
   from the stored consistent index repairs it exactly.
 
 The names mirror etcd's bbolt buckets where one exists (``key``, ``meta``,
-``lease``, ``members``, ``members_removed``, ``cluster``, ``alarm``), so the
+``lease``, ``members``, ``members_removed``, ``cluster``, ``alarm``, ``auth``,
+``authUsers``, ``authRoles``), so the
 revision DB can be hashed exactly like etcd's ``key`` bucket.
 """
 
@@ -45,6 +46,9 @@ DB_MEMBERS: Final = b"members"
 DB_MEMBERS_REMOVED: Final = b"members_removed"
 DB_CLUSTER: Final = b"cluster"
 DB_ALARM: Final = b"alarm"
+DB_AUTH: Final = b"auth"  # enabled flag and auth revision
+DB_AUTH_USERS: Final = b"authUsers"  # user name -> authpb.User
+DB_AUTH_ROLES: Final = b"authRoles"  # role name -> authpb.Role
 STATE_DBS: Final = (
     DB_KEY,
     DB_KINDEX_KEYS,
@@ -56,6 +60,9 @@ STATE_DBS: Final = (
     DB_MEMBERS_REMOVED,
     DB_CLUSTER,
     DB_ALARM,
+    DB_AUTH,
+    DB_AUTH_USERS,
+    DB_AUTH_ROLES,
 )
 
 # meta DB keys (names follow etcd's schema where etcd has the same notion)
@@ -70,5 +77,9 @@ META_SCHEMA_VERSION: Final = b"schema_version"
 
 CLUSTER_ID_KEY: Final = b"cluster_id"
 CLUSTER_VERSION_KEY: Final = b"clusterVersion"
+
+# auth DB keys (etcd's names)
+AUTH_ENABLED_KEY: Final = b"authEnabled"
+AUTH_REVISION_KEY: Final = b"authRevision"
 
 SCHEMA_VERSION: Final = 1

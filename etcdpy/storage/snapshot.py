@@ -33,7 +33,7 @@ def write_state_snapshot(env: LmdbEnv, dest: Path) -> int:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         env.env.copyfd(fd, compact=True)
-        os.fsync(fd)
+        env.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, dest)
@@ -52,28 +52,31 @@ def snapshot_consistent_index(path: Path) -> int:
         env.close()
 
 
-def install_state_snapshot(member_dir: Path, image: Path) -> None:
-    """Replace the (closed) state env of ``member_dir`` with the image file."""
+def install_state_snapshot(member_dir: Path, image: Path, durable: bool = True) -> None:
+    """Replace the (closed) state env of ``member_dir`` with the image file (no fsyncs when
+    not ``durable``: --unsafe-no-fsync)."""
     state_dir = member_dir / schema.STATE_ENV_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
     target = state_dir / "data.mdb"
     staging = state_dir / ("incoming" + SNAPSHOT_SUFFIX)
     shutil.copyfile(image, staging)
-    fd = os.open(staging, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if durable:
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     os.replace(staging, target)
     # the lock file describes readers of the old file; LMDB recreates it on open
     lock = state_dir / "lock.mdb"
     if lock.exists():
         lock.unlink()
-    dfd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if durable:
+        dfd = os.open(state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def load_state_image(env: LmdbEnv, image: Path) -> None:

@@ -14,9 +14,13 @@ import grpc
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.server import errors
+from etcdpy.server.auth import CURRENT_TOKEN
 from etcdpy.server.etcdserver import EtcdServer
 
 FORWARD_TIMEOUT_S = 5.0
+# Answers of the leader that are its verdict on the request itself, passed on as they are.
+VERDICTS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN})
 MAX_CHANNELS = 16  # leaders seen; bounded so a flapping cluster cannot grow it without end
 
 
@@ -62,18 +66,33 @@ class LeaderForwarder:
 
     async def time_to_live(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         try:
-            return await self._stub().LeaseTimeToLive(request, timeout=FORWARD_TIMEOUT_S)
-        except grpc.aio.AioRpcError:
+            return await self._stub().LeaseTimeToLive(request, timeout=FORWARD_TIMEOUT_S,
+                                                      metadata=_token_metadata())
+        except grpc.aio.AioRpcError as error:
+            if error.code() in VERDICTS:
+                # The leader judged the request (e.g. the user may not see the keys): that
+                # is the answer, not a reason to retry elsewhere.
+                verdict = errors.EtcdError(error.details())
+                verdict.code = error.code().name
+                raise verdict from None
             raise errors.LeaderChanged() from None
 
     async def member_promote(self, request: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
         """Only the leader can tell whether a learner has caught up."""
         stub = pb_grpc.ClusterStub(self._channel())
         try:
-            return await stub.MemberPromote(request, timeout=FORWARD_TIMEOUT_S)
+            return await stub.MemberPromote(request, timeout=FORWARD_TIMEOUT_S,
+                                            metadata=_token_metadata())
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 verdict = errors.EtcdError(error.details())  # keep the leader's answer
                 verdict.code = "FAILED_PRECONDITION"
                 raise verdict from None
             raise errors.LeaderChanged() from None
+
+
+def _token_metadata() -> tuple[tuple[str, str], ...]:
+    # Tokens are known to every member (Authenticate is replicated): the leader judges the
+    # forwarded request as the client's own.
+    token = CURRENT_TOKEN.get()
+    return (("token", token),) if token is not None else ()

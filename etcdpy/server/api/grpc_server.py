@@ -8,6 +8,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.v3electionpb import v3election_pb2_grpc as election_grpc
 from etcdpy._pb.v3lockpb import v3lock_pb2_grpc as lock_grpc
+from etcdpy.server.api.auth import AuthServicer
 from etcdpy.server.api.cluster import ClusterServicer
 from etcdpy.server.api.election import ElectionServicer
 from etcdpy.server.api.interceptor import (
@@ -55,6 +56,7 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), grpc_server)
     election_grpc.add_ElectionServicer_to_server(ElectionServicer(server), grpc_server)
     lock_grpc.add_LockServicer_to_server(LockServicer(server), grpc_server)
+    pb_grpc.add_AuthServicer_to_server(AuthServicer(server), grpc_server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     return grpc_server, health_servicer

@@ -18,8 +18,10 @@ import grpc
 from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, logutil
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.netshare import HttpRequest, HttpResponse
+from etcdpy.server import errors
 from etcdpy.server.api.gateway import CORS_HEADERS, Gateway
 from etcdpy.server.api.metrics import CONTENT_TYPE, ServerMetrics
+from etcdpy.server.api.v2keys import V2Keys
 from etcdpy.server.etcdserver import EtcdServer
 
 log = logutil.get("http")
@@ -39,14 +41,16 @@ class Endpoints(IntEnum):
 
 class ClientHttpHandler:
     def __init__(self, server: EtcdServer, gateway: Gateway, metrics: ServerMetrics,
-                 endpoints: Endpoints = Endpoints.CLIENT) -> None:
+                 endpoints: Endpoints = Endpoints.CLIENT, v2keys: V2Keys | None = None) -> None:
         self._server = server
         self._gateway = gateway
         self._metrics = metrics
         self._endpoints = endpoints
+        self._v2keys = v2keys  # --enable-v2: the v2 keys API subset discovery uses
 
     def for_endpoints(self, endpoints: Endpoints) -> ClientHttpHandler:
-        return ClientHttpHandler(self._server, self._gateway, self._metrics, endpoints)
+        return ClientHttpHandler(self._server, self._gateway, self._metrics, endpoints,
+                                 self._v2keys)
 
     async def __call__(self, req: HttpRequest) -> HttpResponse:
         if self._endpoints is Endpoints.METRICS:
@@ -79,6 +83,8 @@ class ClientHttpHandler:
                                    "etcdcluster": ETCD_CLUSTER_VERSION})
             if Gateway.handles(path):
                 return await self._gateway(req)
+            if self._v2keys is not None and V2Keys.handles(path):
+                return await self._v2keys(req)
         return HttpResponse.text(404, "404 page not found\n")
 
     async def _health(self, req: HttpRequest) -> HttpResponse:
@@ -122,7 +128,9 @@ class ClientHttpHandler:
                                    pb.RangeResponse, timeout),
                 timeout)
         except grpc.aio.AioRpcError as err:
-            if err.code() is not grpc.StatusCode.PERMISSION_DENIED:
+            # With auth enabled the anonymous read is refused; etcd counts that as healthy.
+            if err.code() is not grpc.StatusCode.PERMISSION_DENIED and \
+                    err.details() != errors.UserEmpty.message:
                 return f"QGET ERROR:{err.details()}"
         except TimeoutError:
             return "QGET ERROR:context deadline exceeded"

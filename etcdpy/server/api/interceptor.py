@@ -4,11 +4,16 @@
   every watch) makes a member without a leader answer `etcdserver: no leader` at once.
 * A learner serves only serializable Range and Status (`rpc not supported for learner`);
   the Range check needs the request, so it is done in the KV servicer.
+* Identity: the one place a request's auth token is taken from the metadata (`token`, or
+  `authorization` as the gateway and Swagger clients send it) and handed to the server for
+  the RPC's duration (`auth.CURRENT_TOKEN`). Membership changes and the maintenance RPCs
+  etcd reserves for root are refused here, with the errors etcd gives for each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +21,7 @@ import grpc
 
 from etcdpy.server import errors
 from etcdpy.server.api.metrics import GRPC_HANDLED
+from etcdpy.server.auth import CURRENT_TOKEN
 from etcdpy.server.etcdserver import EtcdServer
 
 # etcd accepts requests up to --max-request-bytes plus this much gRPC framing and metadata.
@@ -30,6 +36,34 @@ LEARNER_METHODS = frozenset({
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
 })
+
+
+# RPCs only a root user may call once auth is enabled, checked before the servicer runs.
+MEMBERSHIP_METHODS = frozenset({
+    "/etcdserverpb.Cluster/MemberAdd",
+    "/etcdserverpb.Cluster/MemberRemove",
+    "/etcdserverpb.Cluster/MemberUpdate",
+    "/etcdserverpb.Cluster/MemberPromote",
+})
+# etcd 3.5's maintenance server checks these itself (and its errors reach clients unmapped).
+MAINTENANCE_ADMIN_METHODS = frozenset({
+    "/etcdserverpb.Maintenance/Defragment",
+    "/etcdserverpb.Maintenance/Snapshot",
+    "/etcdserverpb.Maintenance/Hash",
+    "/etcdserverpb.Maintenance/HashKV",
+    "/etcdserverpb.Maintenance/Downgrade",
+})
+
+
+def token_of(metadata: Any) -> str | None:
+    """The auth token a client sent (clientv3 uses `token`; the gateway `authorization`)."""
+    fallback = None
+    for key, value in metadata or ():
+        if key == "token":
+            return str(value)
+        if key == "authorization" and fallback is None:
+            fallback = str(value)
+    return fallback
 
 
 def _abort_handler(handler: grpc.RpcMethodHandler, error: errors.EtcdError) -> Any:
@@ -68,10 +102,66 @@ class EtcdInterceptor(grpc.aio.ServerInterceptor):
             return _abort_handler(handler, errors.NotSupportedForLearner())
         if self._server.leader_id == 0 and _has_leader_flag(details.invocation_metadata):
             return _abort_handler(handler, errors.NoLeader())
+        handler = _with_identity(handler, token_of(details.invocation_metadata),
+                                 self._admin_check(method))
         if handler.unary_unary is not None:
             return _size_checked(handler, self._server.max_request_bytes + GRPC_OVERHEAD_BYTES,
                                  method)
         return handler
+
+
+    def _admin_check(self, method: str) -> Callable[[str | None], None] | None:
+        auth = self._server.auth
+        if method in MEMBERSHIP_METHODS:
+            return lambda token: auth.check_admin(auth.info(token))
+        if method in MAINTENANCE_ADMIN_METHODS:
+            return auth.check_maintenance_admin
+        return None
+
+
+def _with_identity(handler: grpc.RpcMethodHandler, token: str | None,
+                   check: Callable[[str | None], None] | None) -> grpc.RpcMethodHandler:
+    """Run the servicer with the request's token in `CURRENT_TOKEN` (the RPC's own task and
+    the tasks it starts see it), after the method's admin check if it has one."""
+
+    async def enter(context: grpc.aio.ServicerContext) -> None:
+        CURRENT_TOKEN.set(token)
+        if check is not None:
+            try:
+                check(token)
+            except errors.EtcdError as error:
+                await context.abort(grpc.StatusCode[error.code], error.message)
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await enter(context)
+        return await inner(request, context)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await enter(context)
+        result = inner(request, context)
+        if inspect.isasyncgen(result):
+            try:
+                async for item in result:
+                    yield item
+            finally:
+                # the RPC ended (or was cancelled): let the servicer clean up now, not at GC
+                await result.aclose()
+        else:  # a servicer that writes through the context instead of yielding
+            await result
+
+    kw = {"request_deserializer": handler.request_deserializer,
+          "response_serializer": handler.response_serializer}
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(unary, **kw)
+    if handler.unary_stream is not None:
+        inner = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(streaming, **kw)
+    if handler.stream_unary is not None:
+        inner = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(unary, **kw)
+    inner = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler(streaming, **kw)
 
 
 def _size_checked(handler: grpc.RpcMethodHandler, limit: int, method: str

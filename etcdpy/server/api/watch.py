@@ -13,7 +13,11 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy.server import errors
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES, lost_leader, requires_leader
+from etcdpy.server.auth_perms import PermType
 from etcdpy.server.etcdserver import EtcdServer
+
+# The cancel reason is the text of the gRPC error, as grpc-go prints it.
+PERMISSION_DENIED_REASON = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
 
 class WatchServicer(pb_grpc.WatchServicer):
@@ -32,6 +36,11 @@ class WatchServicer(pb_grpc.WatchServicer):
             async for request in request_iterator:
                 which = request.WhichOneof("request_union")
                 if which == "create_request":
+                    if not self._permitted(request.create_request):
+                        # etcd answers a watch the user may not read with a created-and-
+                        # canceled response; the stream stays usable for other watches.
+                        await stream.queue.put(_denied(request.create_request, hub.revision))
+                        continue
                     stream.create(request.create_request)
                 elif which == "cancel_request":
                     stream.cancel(request.cancel_request.watch_id)
@@ -73,3 +82,20 @@ class WatchServicer(pb_grpc.WatchServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             stream.close()
+
+    def _permitted(self, creq: pb.WatchCreateRequest) -> bool:
+        auth = self._server.auth
+        if not auth.enabled:
+            return True
+        try:
+            auth.check_op(auth.info(), PermType.READ, creq.key or b"\x00", creq.range_end)
+        except errors.EtcdError:
+            return False
+        return True
+
+
+def _denied(creq: pb.WatchCreateRequest, revision: int) -> pb.WatchResponse:
+    resp = pb.WatchResponse(watch_id=creq.watch_id, created=True, canceled=True,
+                            cancel_reason=PERMISSION_DENIED_REASON)
+    resp.header.revision = revision
+    return resp
