@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """What the shared-port front costs gRPC: unary Put-like RPCs, direct vs through the front.
 
-One server process runs a grpc.aio KV servicer (Put into a dict, as cheap as a server gets, so
-the relay's cost is not hidden behind real work) listening on a TCP port directly and on a Unix
-socket behind a `SharedPort` per relay mode (asyncio, splice threads, and a child process
-relaying with asyncio or splice). Client processes then
-drive each target in turn, several rounds interleaved so drift on a shared machine spreads over
+One server process runs the bare grpc.aio KV servicer (scripts/bench/bare_server.py: Put into a
+dict, as cheap as a server gets, so the relay's cost is not hidden behind real work) listening
+on a TCP port directly and on a Unix socket behind a `SharedPort` per relay mode (asyncio, splice
+threads, and a child process relaying with asyncio or splice). Client processes then drive each
+target in turn, several rounds interleaved so drift on a shared machine spreads over
 all targets, and the script prints throughput and latency per target plus ratios to direct.
 
     PYTHONPATH=. python scripts/bench_netshare.py [--clients 4] [--concurrency 16] [--seconds 4]
@@ -25,19 +25,7 @@ import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.netshare import HttpRequest, HttpResponse, RelayMode, SharedPort, SharedPortOptions
-
-
-class KV(rpc_pb2_grpc.KVServicer):
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.rev = 0
-
-    async def Put(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
-        self.rev += 1
-        self.data[request.key] = request.value
-        resp = rpc_pb2.PutResponse()
-        resp.header.revision = self.rev
-        return resp
+from scripts.bench import bare_server
 
 
 async def _no_http(req: HttpRequest) -> HttpResponse:
@@ -49,7 +37,7 @@ def serve(ready: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
         tmp = tempfile.mkdtemp(prefix="bench-netshare-")
         sock = os.path.join(tmp, "grpc.sock")
         server = grpc.aio.server()
-        rpc_pb2_grpc.add_KVServicer_to_server(KV(), server)
+        bare_server.add_to(server)
         direct = server.add_insecure_port("127.0.0.1:0")
         server.add_insecure_port(f"unix:{sock}")
         await server.start()

@@ -17,6 +17,7 @@ splice threads, or in a child process (`front.py`) that passes HTTP/1.1 sockets 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -39,8 +40,13 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class SharedPortOptions:
     relay: RelayMode = RelayMode.ASYNCIO  # see scripts/bench_netshare.py; PROCESS offloads
-    # With PROCESS: how the child relays (ASYNCIO or SPLICE).
-    process_relay: RelayMode = RelayMode.ASYNCIO
+    # With PROCESS: how the child relays (ASYNCIO or SPLICE). SPLICE by default: in the child
+    # the splice threads compete for the GIL with nothing else, and the bytes never enter
+    # Python (scripts/bench_client_port.py: server CPU per linearizable Range 1.02x a gRPC-only
+    # port, whole group 1.15x; an asyncio child 1.05x and 1.21x). ETCDPY_PROCESS_RELAY
+    # overrides it where the options are built without saying (as app.py builds them).
+    process_relay: RelayMode = field(default_factory=lambda: RelayMode[
+        os.environ.get("ETCDPY_PROCESS_RELAY", "SPLICE")])
     max_connections: int = 1024
     sniff_timeout_s: float = 10.0  # a client that sends nothing this long is disconnected
     backlog: int = 1024

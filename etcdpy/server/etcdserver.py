@@ -50,6 +50,7 @@ from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.snapshots import SnapshotImages
 from etcdpy.server.wait import Wait
 from etcdpy.server.watch import WatchHub
+from etcdpy.storage.env import LmdbEnv
 from etcdpy.storage.errors import CompactedError, FutureRevisionError, LeaseNotFoundError
 from etcdpy.storage.lease import NotPrimaryError
 from etcdpy.storage.mvcc.kvstore import KVStore
@@ -746,6 +747,12 @@ class EtcdServer:
         log.info("leadership transfer finished", **{
             "old-leader-member-id": format_id(self.member_id),
             "new-leader-member-id": format_id(target)})
+
+    @property
+    def state_env(self) -> LmdbEnv:
+        """The applied state's LMDB environment, for Maintenance (hash, defragment, snapshot),
+        which work on the whole file. Used on the event loop thread only."""
+        return self._store.env
 
     def status(self) -> pb.StatusResponse:
         assert self.node is not None

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -66,12 +68,21 @@ class LmdbEnv:
     ) -> None:
         self.path = path
         self.readonly = readonly
+        self._db_names = db_names
+        # Held while a copy of the file is being taken (snapshot images, defragmentation),
+        # so the environment is never closed and swapped under a copy running in a thread.
+        self.copy_lock = threading.Lock()
         # False only under --unsafe-no-fsync: then nothing written for this env is fsynced
         self.durable = not unsafe_no_fsync
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(
-            str(path),
+        self.dbs: dict[bytes, lmdb._Database] = {}
+        self.env = self._open(map_size)
+
+    def _open(self, map_size: int) -> lmdb.Environment:
+        readonly = self.readonly
+        env = lmdb.open(
+            str(self.path),
             map_size=map_size,
             max_dbs=MAX_DBS,
             max_readers=MAX_READERS,
@@ -88,16 +99,35 @@ class LmdbEnv:
         if not readonly:
             # reader slots of processes that died (kill -9) would pin old pages and
             # make the file grow; the owner clears them when it opens
-            self.env.reader_check()
-        self.dbs: dict[bytes, lmdb._Database] = {}
+            env.reader_check()
+        dbs: dict[bytes, lmdb._Database] = {}
         if readonly:
             # py-lmdb opens the handles in its own read transaction on a read-only env
-            for name in db_names:
-                self.dbs[name] = self.env.open_db(name, create=False)
+            for name in self._db_names:
+                dbs[name] = env.open_db(name, create=False)
         else:
-            with self.env.begin(write=True) as txn:
-                for name in db_names:
-                    self.dbs[name] = self.env.open_db(name, txn=txn, create=True)
+            with env.begin(write=True) as txn:
+                for name in self._db_names:
+                    dbs[name] = env.open_db(name, txn=txn, create=True)
+        # Updated in place: holders of `self.dbs` see the handles of the current file.
+        self.dbs.clear()
+        self.dbs.update(dbs)
+        return env
+
+    def reopen(self, swap: Callable[[], None] | None = None) -> None:
+        """Close the environment, run `swap` (which may replace data.mdb), and open it again.
+
+        Every transaction of the old handle is invalidated by the close, so the caller makes
+        sure none is open (the state env is only written and read on the event loop thread).
+        The environment is reopened even if `swap` fails.
+        """
+        map_size = self.map_size()
+        self.env.close()
+        try:
+            if swap is not None:
+                swap()
+        finally:
+            self.env = self._open(map_size)
 
     def db(self, name: bytes) -> lmdb._Database:
         return self.dbs[name]

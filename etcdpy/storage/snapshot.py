@@ -32,7 +32,8 @@ def write_state_snapshot(env: LmdbEnv, dest: Path) -> int:
     tmp = dest.with_name(dest.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        env.env.copyfd(fd, compact=True)
+        with env.copy_lock:  # not swapped (defragmented) while copied
+            env.env.copyfd(fd, compact=True)
         env.fsync(fd)
     finally:
         os.close(fd)

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 
-from tests.faults import etcd_model
+from tests.faults import etcd_model, etcd_prepare
 from tests.faults.history import History, KeyValue, Operation, OpKind
 from tests.faults.linearizability import Verdict, check
 
@@ -135,7 +135,7 @@ def _window_ops(history: History, lo: int, hi: int) -> list[Operation]:
 def _fails(ops: list[Operation], history: History, lo: int,
            start: tuple[dict[str, KeyValue], frozenset[int]], deadline: float) -> bool:
     sub = History(history.seed, history.keys, ops, [])
-    prepared = etcd_model.prepare(sub, revision=lo - 1, start=start)
+    prepared = etcd_prepare.prepare(sub, revision=lo - 1, start=start)
     if prepared.static:
         return True
     trial = min(deadline, time.monotonic() + _PER_TRIAL_S)

@@ -1,6 +1,6 @@
 """The one call the fault harness makes: is this history what etcd promises?
 
-`check_history` runs the linearizability search over the whole key space (etcd_model) and then
+`check_history` runs the linearizability search over the whole key space (etcd_model, etcd_prepare) and then
 the watch checks (watch_check) against the linearization it found. On a violation the history
 is shrunk to a small part that still fails, printed with times relative to the first call.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tests.faults import etcd_model, shrink, watch_check
+from tests.faults import etcd_prepare, shrink, watch_check
 from tests.faults.history import History, WatchResponse
 from tests.faults.linearizability import SearchResult, Verdict, check
 
@@ -45,18 +45,18 @@ class CheckResult:
 @dataclass(frozen=True, slots=True)
 class Linearized:
     verdict: Verdict
-    prepared: etcd_model.Prepared
+    prepared: etcd_prepare.Prepared
     result: SearchResult | None  # None: a static violation, no search needed
 
 
 def linearize(history: History, deadline: float) -> Linearized:
-    full = etcd_model.prepare(history)
+    full = etcd_prepare.prepare(history)
     if full.static:
         return Linearized(Verdict.ILLEGAL, full, None)
     if any(it.maybe for it in full.items):
-        # Cheaper assumptions first; each can only prove OK (see etcd_model.prepare).
-        for assumed in (etcd_model.prepare(history, drop_unseen=True),
-                        etcd_model.prepare(history, settle_s=_SETTLE_S)):
+        # Cheaper assumptions first; each can only prove OK (see etcd_prepare.prepare).
+        for assumed in (etcd_prepare.prepare(history, drop_unseen=True),
+                        etcd_prepare.prepare(history, settle_s=_SETTLE_S)):
             share = time.monotonic() + (deadline - time.monotonic()) / 4
             result = check(assumed.items, assumed.model, min(deadline, share))
             if result.verdict == Verdict.OK:
@@ -81,7 +81,7 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
         return CheckResult(False, "linearizability",
                            _header(history) + explain(history, time.monotonic() + budget))
     assert lin.result is not None
-    made = etcd_model.replay(lin.prepared, lin.result.order, history)
+    made = etcd_prepare.replay(lin.prepared, lin.result.order, history)
     violations = watch_check.check_watches(history, made)
     if violations:
         first = violations[0]
@@ -94,7 +94,7 @@ def check_history(history: History, timeout_s: float = 60.0) -> CheckResult:
             truth = made[first.revision]
             t0 = min((op.call for op in history.operations), default=0.0)
             lines.append(f"revision {first.revision} was made by: "
-                         + etcd_model.describe(history.operations[truth.operation], t0))
+                         + etcd_prepare.describe(history.operations[truth.operation], t0))
         return CheckResult(False, f"watch:{first.guarantee}", "\n".join(lines))
     return CheckResult(True, "", "")
 
@@ -107,12 +107,12 @@ def _header(history: History) -> str:
 # --- explaining ---------------------------------------------------------------------------------
 
 
-def explain_static(history: History, prepared: etcd_model.Prepared) -> str:
+def explain_static(history: History, prepared: etcd_prepare.Prepared) -> str:
     t0 = min((op.call for op in history.operations), default=0.0)
     lines: list[str] = []
     for involved, why in prepared.static[:5]:
         lines.append(f"{why}:")
-        lines.extend("  " + etcd_model.describe(history.operations[i], t0) for i in involved)
+        lines.extend("  " + etcd_prepare.describe(history.operations[i], t0) for i in involved)
     if len(prepared.static) > 5:
         lines.append(f"... and {len(prepared.static) - 5} more such findings")
     lines.append(f"replay: the seed is {history.seed}")
@@ -123,14 +123,14 @@ def explain(history: History, deadline: float) -> str:
     """The smallest failing part found, readably, with times relative to the first call."""
     window = shrink.shrink(history, deadline)
     sub = window.history
-    prepared = etcd_model.prepare(sub, revision=window.lo - 1,
+    prepared = etcd_prepare.prepare(sub, revision=window.lo - 1,
                                   start=window.start if window.lo > 2 else None)
     ops = sub.operations
     t0 = min((op.call for op in history.operations), default=0.0)
     lines: list[str] = []
     for involved, why in prepared.static[:5]:
         lines.append(f"{why}:")
-        lines.extend("  " + etcd_model.describe(ops[i], t0) for i in involved)
+        lines.extend("  " + etcd_prepare.describe(ops[i], t0) for i in involved)
     if prepared.static:
         lines.append(f"replay: the seed is {history.seed}")
         return "\n".join(lines)
@@ -148,7 +148,7 @@ def explain(history: History, deadline: float) -> str:
                  "true (times in s from the first call; '?': outcome unknown):")
     for i in core[:_MAX_SHOWN]:
         mark = "  <- cannot be placed" if i == stuck else ""
-        lines.append("  " + etcd_model.describe(ops[i], t0) + mark)
+        lines.append("  " + etcd_prepare.describe(ops[i], t0) + mark)
     if len(core) > _MAX_SHOWN:
         lines.append(f"  ... {len(core) - _MAX_SHOWN} more")
     ignored = sum(op.error == shrink.IGNORED for op in ops)
@@ -160,7 +160,7 @@ def explain(history: History, deadline: float) -> str:
         lines.append(f"with {len(unknown)} writes whose outcome is unknown (each may have taken "
                      "effect at any time after its call, or never)"
                      + (":" if len(unknown) <= 10 else ", e.g.:"))
-        lines.extend("  " + etcd_model.describe(ops[i], t0) for i in unknown[:10])
+        lines.extend("  " + etcd_prepare.describe(ops[i], t0) for i in unknown[:10])
     lines.append(f"replay: the seed is {history.seed}")
     return "\n".join(lines)
 

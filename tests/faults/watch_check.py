@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tests.faults.etcd_model import Revision, in_range
+from tests.faults.etcd_model import in_range
+from tests.faults.etcd_prepare import Revision
 from tests.faults.history import EventType, History, KeyValue, WatchEvent, WatchRecord
 
 

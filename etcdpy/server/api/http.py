@@ -4,14 +4,21 @@ and the JSON gateway under `/v3/` (an `etcdpy.netshare.HttpHandler`).
 `/health` checks what etcd 3.5's does, in its order: an active alarm (unless listed in
 `?exclude=`), a leader (unless `?serializable=true`), then a read of the key "health"
 (linearizable unless serializable). Its answer is `{"health":"true","reason":""}`, or 503 with
-etcd's reason (`ALARM NOSPACE`, `RAFT NO LEADER`, `QGET ERROR:...`).
+etcd's reason (`ALARM NOSPACE`, `RAFT NO LEADER`, `RANGE ERROR:...`).
+
+`/livez` and `/readyz` are etcd 3.5.11+'s probes (3.5.1 answers 404 for them; we report a
+later 3.5 and kubelet uses them): named checks run in order, each also served alone under
+`/livez/<name>`, `/readyz/<name>`; `?exclude=<name>` skips one (unknown names are ignored),
+`?verbose` lists the results before the final `ok`. A failure answers 503 with the list.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
@@ -68,8 +75,13 @@ class ClientHttpHandler:
         path = req.path
         if path == "/health":
             return await self._health(req)
-        if path in ("/livez", "/readyz"):
-            return await self._probe(req, path == "/readyz")
+        probe, sub, check = path[1:].partition("/")
+        if probe in ("livez", "readyz"):
+            checks = self._probe_checks(probe)
+            if not sub:
+                return await self._probe(req, checks)
+            if check in checks:
+                return await self._probe(req, {check: checks[check]})
         if path == "/metrics":
             if req.method != "GET":
                 return _not_allowed()
@@ -101,15 +113,64 @@ class ClientHttpHandler:
         self._metrics.health_success.inc()
         return _json(200, {"health": "true", "reason": ""}, _TEXT)
 
-    async def _probe(self, req: HttpRequest, ready: bool) -> HttpResponse:
-        # /livez: the process answers and its store reads; /readyz: it can also serve
-        # linearizable requests (etcd 3.6's probes, which kubelet uses).
+    def _probe_checks(self, probe: str) -> dict[str, Callable[[], Awaitable[str]]]:
+        """The named checks of /livez or /readyz, in etcd's order; each answers its error
+        ("" when it passes)."""
+        if probe == "livez":
+            return {"serializable_read": lambda: self._read_error(serializable=True)}
+        return {
+            "data_corruption": self._corruption_error,
+            # Both reads: which of the two fails tells a local problem from a lost quorum.
+            "serializable_read": lambda: self._read_error(serializable=True),
+            "linearizable_read": lambda: self._read_error(serializable=False),
+            "non_learner": self._learner_error,
+        }
+
+    async def _probe(self, req: HttpRequest,
+                     checks: dict[str, Callable[[], Awaitable[str]]]) -> HttpResponse:
         if req.method != "GET":
             return _not_allowed()
-        reason = await self.check(serializable=not ready, excluded={"NOSPACE"})
-        if reason:
-            return HttpResponse.text(503, f"[-]{reason}\nfailed\n")
-        return HttpResponse.text(200, "ok")
+        query = parse_qs(urlsplit(req.target).query, keep_blank_values=True)
+        excluded = {name for name in query.get("exclude", []) if name}
+        lines = []
+        failed = False
+        for name, check in checks.items():
+            if name in excluded:
+                continue
+            error = await check()
+            self._metrics.health_checks.record(req.path[1:].partition("/")[0], name, not error)
+            failed = failed or bool(error)
+            lines.append(f"[-]{name} failed: {error}\n" if error else f"[+]{name} ok\n")
+        report = "".join(lines)
+        if failed:  # the report is always given on failure (Go's http.Error adds a newline)
+            log.warning("health check failed", path=req.path, reason=report)
+            return HttpResponse.text(503, report + "\n")
+        return HttpResponse.text(200, (report if "verbose" in query else "") + "ok\n")
+
+    async def _corruption_error(self) -> str:
+        alarms = await self._active_alarms()
+        return "alarm activated: CORRUPT" if pb.AlarmType.CORRUPT in alarms else ""
+
+    async def _learner_error(self) -> str:
+        return "not supported for learner" if self._server.is_learner else ""
+
+    async def _read_error(self, serializable: bool) -> str:
+        timeout = self._server.settings.request_timeout_s
+        try:
+            await asyncio.wait_for(
+                self._gateway.call("/etcdserverpb.KV/Range",
+                                   pb.RangeRequest(key=b"health", serializable=serializable),
+                                   pb.RangeResponse, timeout),
+                timeout)
+        except grpc.aio.AioRpcError as err:
+            # etcd reads as root here: a read refused for want of a user or permission (auth
+            # enabled) does not make the member unhealthy.
+            if err.code() is not grpc.StatusCode.PERMISSION_DENIED and \
+                    err.details() != errors.UserEmpty.message:
+                return err.details() or err.code().name
+        except TimeoutError:
+            return "context deadline exceeded"
+        return ""
 
     async def check(self, serializable: bool, excluded: set[str]) -> str:
         """The first failing health check's reason, "" when healthy."""
@@ -120,21 +181,8 @@ class ClientHttpHandler:
                 return f"ALARM {name}"
         if not serializable and self._server.leader_id == 0:
             return "RAFT NO LEADER"
-        timeout = self._server.settings.request_timeout_s
-        try:
-            await asyncio.wait_for(
-                self._gateway.call("/etcdserverpb.KV/Range",
-                                   pb.RangeRequest(key=b"health", serializable=serializable),
-                                   pb.RangeResponse, timeout),
-                timeout)
-        except grpc.aio.AioRpcError as err:
-            # With auth enabled the anonymous read is refused; etcd counts that as healthy.
-            if err.code() is not grpc.StatusCode.PERMISSION_DENIED and \
-                    err.details() != errors.UserEmpty.message:
-                return f"QGET ERROR:{err.details()}"
-        except TimeoutError:
-            return "QGET ERROR:context deadline exceeded"
-        return ""
+        error = await self._read_error(serializable)
+        return f"RANGE ERROR:{error}" if error else ""
 
     async def _active_alarms(self) -> list[int]:
         try:

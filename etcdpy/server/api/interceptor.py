@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from etcdpy.server import errors
-from etcdpy.server.api.metrics import GRPC_HANDLED
+from etcdpy.server.api.metrics import GRPC_HANDLED, GrpcType
 from etcdpy.server.auth import CURRENT_TOKEN
 from etcdpy.server.etcdserver import EtcdServer
 
@@ -107,7 +107,7 @@ class EtcdInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return _size_checked(handler, self._server.max_request_bytes + GRPC_OVERHEAD_BYTES,
                                  method)
-        return handler
+        return _counted_stream(handler, method)
 
 
     def _admin_check(self, method: str) -> Callable[[str | None], None] | None:
@@ -172,6 +172,8 @@ def _size_checked(handler: grpc.RpcMethodHandler, limit: int, method: str
     inner = handler.unary_unary
 
     async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        GRPC_HANDLED.started(method, GrpcType.UNARY)
+        GRPC_HANDLED.received(method, GrpcType.UNARY)
         try:
             size = request.ByteSize()
             if size > limit:
@@ -181,6 +183,7 @@ def _size_checked(handler: grpc.RpcMethodHandler, limit: int, method: str
         except BaseException:
             GRPC_HANDLED.handled(method, context.code() or grpc.StatusCode.UNKNOWN)
             raise
+        GRPC_HANDLED.sent(method, GrpcType.UNARY)
         GRPC_HANDLED.handled(method, context.code() or grpc.StatusCode.OK)
         return response
 
@@ -189,6 +192,51 @@ def _size_checked(handler: grpc.RpcMethodHandler, limit: int, method: str
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _counted_stream(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """go-grpc-prometheus's stream counters for a streaming RPC: started, every message
+    received and sent, and the final code (a client hanging up is `Canceled`, as in grpc-go).
+    Servicers that are async generators are wrapped message by message; others (which send
+    with `context.write`) are counted as started and handled only."""
+    client_streaming = handler.stream_unary is not None or handler.stream_stream is not None
+    server_streaming = handler.unary_stream is not None or handler.stream_stream is not None
+    grpc_type = GrpcType.of(client_streaming, server_streaming)
+    inner = handler.stream_stream or handler.unary_stream or handler.stream_unary
+    if not server_streaming or not inspect.isasyncgenfunction(inner):
+        return handler
+
+    async def requests(source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in source:
+            GRPC_HANDLED.received(method, grpc_type)
+            yield request
+
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        GRPC_HANDLED.started(method, grpc_type)
+        if client_streaming:
+            request = requests(request)
+        else:
+            GRPC_HANDLED.received(method, grpc_type)
+        code: object = grpc.StatusCode.OK
+        responses = inner(request, context)
+        try:
+            async for response in responses:
+                GRPC_HANDLED.sent(method, grpc_type)
+                yield response
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except BaseException:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            GRPC_HANDLED.handled(method, context.code() or code, grpc_type)
+            await responses.aclose()  # the servicer cleans up now, not when collected
+
+    make = (grpc.stream_stream_rpc_method_handler if client_streaming
+            else grpc.unary_stream_rpc_method_handler)
+    return make(counted, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
 
 
 def _has_leader_flag(metadata: Any) -> bool:

@@ -9,12 +9,16 @@ tests, do not collide.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from enum import StrEnum
 
+import grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from etcdpy import ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION
+from etcdpy._pb.etcdserverpb import rpc_pb2
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.etcdserver import EtcdServer
 
@@ -101,6 +105,35 @@ class _PlainCounter(Collector):
         yield family
 
 
+class HealthChecks(Collector):
+    """etcd 3.5.11+'s `etcd_server_healthcheck{type,name}` (1 if the last run of that /livez
+    or /readyz check passed) and `etcd_server_healthchecks_total{type,name,status}`; a series
+    appears once its check has run, as in etcd."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def record(self, check_type: str, name: str, ok: bool) -> None:
+        self._last[(check_type, name)] = 1 if ok else 0
+        key = (name, "success" if ok else "error", check_type)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("etcd_server_healthcheck",
+                                  "The result of each kind of healthcheck.",
+                                  labels=["name", "type"])
+        for (check_type, name), value in sorted(self._last.items()):
+            gauge.add_metric([name, check_type], value)
+        yield gauge
+        total = CounterMetricFamily("etcd_server_healthchecks",
+                                    "The total number of each kind of healthcheck.",
+                                    labels=["name", "status", "type"])
+        for labels, count in sorted(self._counts.items()):
+            total.add_metric(list(labels), count)
+        yield total
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
@@ -113,31 +146,106 @@ def _go_code_name(code: object) -> str:
     return "OK" if name == "OK" else "".join(p.capitalize() for p in name.split("_"))
 
 
-class GrpcHandled(Collector):
-    """`grpc_server_handled_total`, counted by the client interceptor for every unary RPC,
-    with go-grpc-prometheus's labels (etcd exports it that way)."""
+class GrpcType(StrEnum):
+    """go-grpc-prometheus's `grpc_type` label."""
+
+    UNARY = "unary"
+    CLIENT_STREAM = "client_stream"
+    SERVER_STREAM = "server_stream"
+    BIDI_STREAM = "bidi_stream"
+
+    @classmethod
+    def of(cls, client_streaming: bool, server_streaming: bool) -> GrpcType:
+        if client_streaming:
+            return cls.BIDI_STREAM if server_streaming else cls.CLIENT_STREAM
+        return cls.SERVER_STREAM if server_streaming else cls.UNARY
+
+
+# The services etcd registers with go-grpc-prometheus before serving: their every method (and,
+# for handled, every code) is exported from the start with value 0. Election and Lock are
+# registered after that in etcd, so they appear only once called.
+_PREREGISTERED = tuple(
+    (rpc_pb2.DESCRIPTOR.services_by_name[name], None)
+    for name in ("Auth", "Cluster", "KV", "Lease", "Maintenance", "Watch")
+) + (
+    # grpcio's health service has grown a List method grpc-go's (in etcd 3.5) does not have.
+    (health_pb2.DESCRIPTOR.services_by_name["Health"], frozenset({"Check", "Watch"})),
+)
+_GO_CODES = tuple(_go_code_name(code) for code in grpc.StatusCode)
+
+_Method = tuple[str, str, str]  # (grpc_method, grpc_service, grpc_type), label order
+
+
+class GrpcServerMetrics(Collector):
+    """go-grpc-prometheus's server counters as etcd exports them: `grpc_server_started_total`,
+    `grpc_server_handled_total` (by code), `grpc_server_msg_received_total` and
+    `grpc_server_msg_sent_total`, for unary and streaming RPCs. The client interceptor counts;
+    plain dict increments on the loop thread, read at scrape time."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, str, str], int] = {}
+        self._started: dict[_Method, int] = {}
+        self._received: dict[_Method, int] = {}
+        self._sent: dict[_Method, int] = {}
+        self._handled: dict[tuple[str, str, str, str], int] = {}
+        for service, only in _PREREGISTERED:
+            for m in service.methods:
+                if only is not None and m.name not in only:
+                    continue
+                key = (m.name, service.full_name,
+                       GrpcType.of(m.client_streaming, m.server_streaming).value)
+                for table in (self._started, self._received, self._sent):
+                    table[key] = 0
+                for code in _GO_CODES:
+                    self._handled[(code, *key)] = 0
 
-    def handled(self, full_method: str, code: object) -> None:
+    @staticmethod
+    def _key(full_method: str, grpc_type: GrpcType) -> _Method:
         service, _, method = full_method.lstrip("/").partition("/")
-        key = (_go_code_name(code), method, service, "unary")
-        self._counts[key] = self._counts.get(key, 0) + 1
+        return (method, service, grpc_type.value)
+
+    def started(self, full_method: str, grpc_type: GrpcType) -> None:
+        key = self._key(full_method, grpc_type)
+        self._started[key] = self._started.get(key, 0) + 1
+
+    def received(self, full_method: str, grpc_type: GrpcType) -> None:
+        key = self._key(full_method, grpc_type)
+        self._received[key] = self._received.get(key, 0) + 1
+
+    def sent(self, full_method: str, grpc_type: GrpcType) -> None:
+        key = self._key(full_method, grpc_type)
+        self._sent[key] = self._sent.get(key, 0) + 1
+
+    def handled(self, full_method: str, code: object,
+                grpc_type: GrpcType = GrpcType.UNARY) -> None:
+        key = (_go_code_name(code), *self._key(full_method, grpc_type))
+        self._handled[key] = self._handled.get(key, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
+        per_method = ["grpc_method", "grpc_service", "grpc_type"]
+        for name, doc, table in (
+            ("grpc_server_started", "Total number of RPCs started on the server.",
+             self._started),
+            ("grpc_server_msg_received",
+             "Total number of RPC stream messages received on the server.", self._received),
+            ("grpc_server_msg_sent", "Total number of gRPC stream messages sent by the server.",
+             self._sent),
+        ):
+            family = CounterMetricFamily(name, doc, labels=per_method)
+            for labels, count in sorted(table.items()):
+                family.add_metric(list(labels), count)
+            yield family
+        handled = CounterMetricFamily(
             "grpc_server_handled",
             "Total number of RPCs completed on the server, regardless of success or failure.",
-            labels=["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
+            labels=["grpc_code", *per_method],
         )
-        for labels, count in sorted(self._counts.items()):
-            family.add_metric(list(labels), count)
-        yield family
+        for labels, count in sorted(self._handled.items()):
+            handled.add_metric(list(labels), count)
+        yield handled
 
 
 # One per process: the interceptor counts, every metrics endpoint reports.
-GRPC_HANDLED = GrpcHandled()
+GRPC_HANDLED = GrpcServerMetrics()
 
 
 class ServerMetrics:
@@ -156,6 +264,8 @@ class ServerMetrics:
                                              "The total number of failed health checks")
         self.registry.register(self.health_success)
         self.registry.register(self.health_failures)
+        self.health_checks = HealthChecks()
+        self.registry.register(self.health_checks)
         self.registry.register(GRPC_HANDLED)
 
     async def render(self) -> bytes:

@@ -1,0 +1,106 @@
+"""The bare grpc.aio KV server: the most a single Python process can serve, as a yardstick.
+
+Put, Range and put-only Txn against a dict, no Raft, no disk, no MVCC: what is left is grpcio's and
+protobuf's own cost per request. The side-by-side benchmark (scripts/bench/driver.py) and the
+shared-port benchmark (scripts/bench_netshare.py) both measure against it.
+
+    PYTHONPATH=. python -m scripts.bench.bare_server --port 23790
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import grpc
+
+from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+# Any fixed ids will do: clients only echo them; they make the header as big as etcd's.
+CLUSTER_ID = 0x1C0FFEE
+MEMBER_ID = 0xB0A4D
+
+
+class BareKV(rpc_pb2_grpc.KVServicer):
+    """Put/Range/Txn(puts) into a dict, with a revision counter and a header like etcd's."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.rev = 1  # etcd's first revision of an empty store
+
+    def _header(self, header: rpc_pb2.ResponseHeader) -> None:
+        header.cluster_id = CLUSTER_ID
+        header.member_id = MEMBER_ID
+        header.revision = self.rev
+        header.raft_term = 2
+
+    async def Put(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        self.rev += 1
+        self.data[request.key] = request.value
+        resp = rpc_pb2.PutResponse()
+        self._header(resp.header)
+        return resp
+
+    async def Range(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        resp = rpc_pb2.RangeResponse()
+        self._header(resp.header)
+        if request.range_end:  # a scan is rare here: benchmarks read single keys
+            keys = sorted(k for k in self.data
+                          if k >= request.key and (request.range_end == b"\0"
+                                                   or k < request.range_end))
+        else:
+            keys = [request.key] if request.key in self.data else []
+        for k in keys:
+            kv = resp.kvs.add()
+            kv.key, kv.value = k, self.data[k]
+            kv.mod_revision = kv.create_revision = self.rev
+            kv.version = 1
+        resp.count = len(keys)
+        return resp
+
+    async def Txn(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        """Unconditional puts only (no compares, no reads): what benchmarks' Txns and the
+        generators' prefill send. One revision for the whole Txn, as in etcd."""
+        self.rev += 1
+        resp = rpc_pb2.TxnResponse(succeeded=True)
+        for op in request.success:
+            if op.WhichOneof("request") != "request_put":
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bare server: puts only")
+            self.data[op.request_put.key] = op.request_put.value
+            self._header(resp.responses.add().response_put.header)
+        self._header(resp.header)
+        return resp
+
+
+def add_to(server: grpc.aio.Server) -> BareKV:
+    """Register a fresh BareKV on `server` and return it."""
+    kv = BareKV()
+    rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
+    return kv
+
+
+async def serve(host: str, port: int) -> None:
+    server = grpc.aio.server()
+    add_to(server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    print(f"bare grpc.aio KV server on {host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    args = ap.parse_args()
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

