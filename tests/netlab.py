@@ -7,8 +7,9 @@ same subnet. Each host also gets `/etc/netns/<ns>/resolv.conf` and `hosts`, whic
 exec` bind-mounts over `/etc`, so a program in the namespace resolves names exactly as it would
 on a real host with that configuration.
 
-Names carry the creating process's pid, so a lab left behind by a killed run is recognised and
-removed by the next one (`remove_stale_labs`).
+Names carry the creating process's pid (in base 36, so that every name fits Linux's 15-byte
+limit for interface names), so a lab left behind by a killed run is recognised and removed by
+the next one (`remove_stale_labs`).
 
 Needs root and iproute2; `unavailable_reason()` says why a lab cannot be built here.
 """
@@ -81,13 +82,25 @@ def remove_stale_labs() -> None:
             _ip("link", "del", name, check=False)
 
 
+def _pid_code(pid: int) -> str:
+    """The pid in base 36: at most 5 characters for any Linux pid (< 2**22)."""
+    assert 0 < pid < 36**5
+    code = ""
+    while pid:
+        pid, digit = divmod(pid, 36)
+        code = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + code
+    return code
+
+
 def _owner_pid(name: str) -> int | None:
-    # Names look like eplab<pid>x<tag>...; anything else is not ours.
-    if not name.startswith(NAME_PREFIX):
+    # Names look like eplab<pid in base 36>_<tag>...; anything else is not ours.
+    if not name.startswith(NAME_PREFIX) or "_" not in name:
         return None
-    rest = name[len(NAME_PREFIX) :]
-    digits = rest.split("x", 1)[0]
-    return int(digits) if digits.isdigit() else None
+    code = name[len(NAME_PREFIX) :].split("_", 1)[0]
+    try:
+        return int(code, 36)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +133,13 @@ class NetLab:
     ) -> NetLab:
         """Make one namespace per name, all on a new bridge, addresses .1, .2, ... in order."""
         assert host_names and len(set(host_names)) == len(host_names), "host names must be unique"
+        assert len(host_names) <= 9, "one digit of host index in interface names"
         assert tag.isalnum() and len(tag) <= 2, "tag keeps interface names within 15 bytes"
         network = ipaddress.IPv4Network(subnet)
         assert len(host_names) < network.num_addresses - 2
         remove_stale_labs()
-        base = f"{NAME_PREFIX}{os.getpid()}x{tag}"
-        # Interface names are limited to 15 bytes; pids reach 7 digits.
+        base = f"{NAME_PREFIX}{_pid_code(os.getpid())}_{tag}"
+        # Interface names are limited to 15 bytes: 5 + 5 + 1 + 2 + "v" + host index.
         bridge = f"{base}b"
         assert len(bridge) <= 15, bridge
         lab = cls(hosts=[], bridge=bridge, network=network)
@@ -145,6 +159,9 @@ class NetLab:
         veth = f"{base}v{index}"
         assert len(veth) <= 15, veth
         address = str(self.network.network_address + index)
+        # A lab of this process with the same tag may have just closed: the kernel dismantles
+        # a deleted namespace's links asynchronously, so its veth can still be there.
+        _ip("link", "del", veth, check=False)
         _ip("netns", "add", netns)
         (NETNS_ETC / netns).mkdir(parents=True, exist_ok=True)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
@@ -224,6 +241,8 @@ class NetLab:
             _stop(proc)
         self.processes.clear()
         for h in self.hosts:
+            # Delete the link first: deleting the namespace alone frees it only eventually.
+            _ip("link", "del", h.veth, check=False)
             _ip("netns", "del", h.netns, check=False)
             shutil.rmtree(NETNS_ETC / h.netns, ignore_errors=True)
         _ip("link", "del", self.bridge, check=False)
