@@ -703,26 +703,33 @@ class EtcdServer:
         return list(result)
 
     async def _publish_loop(self) -> None:
-        """Tell the cluster our name and client URLs through Raft (etcd's publish), until
-        the member records say so."""
+        """Tell the cluster our name and client URLs through Raft (etcd's publish).
+
+        Like etcd, the attributes are proposed on every start, even when the member records
+        already hold them, and clients are served only once that proposal is applied. Its
+        application is what proves this member has caught up: it has applied everything
+        committed before it, and a leader has committed an entry of its own term. Without it,
+        a single member restarted after acknowledging a write whose commit index was not yet
+        on disk would answer linearizable reads before re-committing that write (its
+        ReadIndex, as a lone voter, is its commit index from disk).
+        """
         wanted = internalpb.MemberAttributesSet(
             member_id=self.member_id, name=self.settings.name,
             client_urls=list(self.settings.client_urls),
         )
         while not self._stopped:
-            me = self.membership.members.get(self.member_id)
-            if me is not None and me.name == wanted.name and \
-                    list(me.client_urls) == list(wanted.client_urls):
-                log.info("published local member to cluster through raft", **{
-                    "local-member-id": format_id(self.member_id), "name": wanted.name,
-                    "client-urls": list(wanted.client_urls)})
-                if not self.published.done():
-                    self.published.set_result(None)
-                return
             if self.leader_id:
-                with contextlib.suppress(errors.EtcdError):
+                try:
                     await self._propose(internalpb.InternalRequest(member_attributes_set=wanted))
-                    continue
+                except errors.EtcdError:
+                    pass  # no leader after all, or a timeout: try again, as etcd does
+                else:
+                    log.info("published local member to cluster through raft", **{
+                        "local-member-id": format_id(self.member_id), "name": wanted.name,
+                        "client-urls": list(wanted.client_urls)})
+                    if not self.published.done():
+                        self.published.set_result(None)
+                    return
             await asyncio.sleep(0.2)
 
     # --- maintenance ---
