@@ -40,10 +40,13 @@ def test_token_carries_user_revision_and_expiry(tmp_path: Path, kind: str, metho
     tokens = token_provider(f"jwt,pub-key={pub},priv-key={priv},sign-method={method},ttl=10m",
                             300)
     assert isinstance(tokens, JwtTokens) and tokens.new_prefix() == ""
+    minted_after = int(time.time())
     token = tokens.mint("", 7, "alice", 12)
+    minted_before = time.time()
     claims = jwt.decode(token, pub.read_bytes(), algorithms=[method])
     assert claims["username"] == "alice" and claims["revision"] == 12
-    assert 590 <= claims["exp"] - time.time() <= 600
+    # The expiry is the minting time plus the ttl (exp is in whole seconds).
+    assert minted_after + 600 <= claims["exp"] <= minted_before + 600
     assert tokens.lookup(token, 99) == ("alice", 12)  # the token's revision, not the store's
     assert tokens.lookup(token[:-4] + "AAAA", 99) is None  # signature broken
     # A member holding only the public key verifies but cannot issue.
