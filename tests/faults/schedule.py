@@ -87,12 +87,12 @@ class Schedule:
 
 def usable_kinds(kinds: Sequence[FaultKind], size: int, netns: bool,
                  power: bool) -> list[FaultKind]:
-    # Power loss only for single members, as in etcd's LazyFS scenarios: every member started
-    # with `ip netns exec` holds a copy of the mounts that exist then, including the other
-    # members' LazyFS mounts, which keeps a remount from completing.
+    # Power loss at any size: members started with `ip netns exec` hold copies of the other
+    # members' LazyFS mounts, but LazyFS.stop ends a daemon by SIGTERM (closing /dev/fuse), so
+    # those copies do not keep it alive and a remount completes.
     out = [k for k in kinds if (netns or k not in NEEDS_NETNS)
            and (size > 1 or k not in NEEDS_PEERS)
-           and (power and size == 1 or k != FaultKind.POWER)]
+           and (power or k != FaultKind.POWER)]
     return out or [FaultKind.KILL]
 
 

@@ -48,6 +48,14 @@ def test_power_loss_only_when_available() -> None:
     assert FaultKind.POWER not in kinds
 
 
+def test_power_loss_at_every_cluster_size() -> None:
+    for size in (1, 3, 5):
+        kinds = set()
+        for seed in range(30):
+            kinds |= {st.kind for st in make_schedule(seed, sizes=(size,), power=True).steps}
+        assert FaultKind.POWER in kinds, size
+
+
 def test_read_local_defect_targets_the_leader_with_partitions() -> None:
     s = make_schedule(5, sizes=(3, 5), defect=Defect.READ_LOCAL)
     assert {st.kind for st in s.steps} == {FaultKind.PARTITION}
