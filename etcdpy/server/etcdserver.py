@@ -134,6 +134,10 @@ class EtcdServer:
         # entries), instead of waiting out an election timeout; 0 = do not.
         self.campaign_after_index = 0
         self.applied_index = store.consistent_index
+        # The last index Raft handed to apply() (or installed by snapshot); below the applied
+        # index after a restart, while Raft delivers again what the state already holds.
+        # The Raft log is only ever cut below it (None: not known yet, see _maybe_snapshot).
+        self._delivered_index: int | None = None
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._pending_reads: list[asyncio.Future[None]] = []
         self._read_wake = asyncio.Event()
@@ -361,11 +365,19 @@ class EtcdServer:
             raise errors.RequestTooLarge()
         future = self._wait.register(request.id)
         self.node.propose(request.id, data)
+        # A timer rather than asyncio.wait_for, which costs a task per request before 3.12.
+        timer = asyncio.get_running_loop().call_later(
+            self.settings.request_timeout_s, _time_out, future)
         try:
-            result = await asyncio.wait_for(future, self.settings.request_timeout_s)
+            result = await future
         except TimeoutError:
             self._wait.cancel(request.id)
             raise errors.Timeout() from None
+        except asyncio.CancelledError:
+            self._wait.cancel(request.id)  # the client went away
+            raise
+        finally:
+            timer.cancel()
         if isinstance(result, errors.EtcdError):
             raise result
         return result
@@ -437,7 +449,7 @@ class EtcdServer:
     def apply(self, entries: Sequence[Entry]) -> None:
         result = self.applier.apply(entries)
         self.applied_index = max(self.applied_index, entries[-1].index)
-        self._maybe_snapshot()
+        self._delivered_index = entries[-1].index
         self._maybe_campaign()
         if self.member_id in self.membership.removed and not self.failed.done():
             self.failed.set_exception(MemberRemoved())
@@ -464,6 +476,11 @@ class EtcdServer:
             assert self.node is not None
             self.node.call(lambda rawnode: rawnode.campaign())
 
+    def between_readies(self) -> None:
+        # Not from apply(): apply may run while the Raft log is being written (raft_node.py),
+        # and cutting the log must not race that write.
+        self._maybe_snapshot()
+
     def _maybe_snapshot(self) -> None:
         """Every `snapshot_count` applied entries, cut the Raft log (etcd's --snapshot-count).
 
@@ -474,13 +491,18 @@ class EtcdServer:
         if log_store is None:
             return
         snapshot_index = log_store.snapshot().metadata.index
-        if self.applied_index - snapshot_index <= self.settings.snapshot_count:
+        if self._delivered_index is None:
+            self._delivered_index = snapshot_index  # Raft's `applied` at start (app.py)
+        # Not the state's applied index: after a restart the state may be ahead of what Raft
+        # has delivered again, and the entries in between must stay in the log until it has.
+        index = min(self._delivered_index, self.applied_index)
+        if index - snapshot_index <= self.settings.snapshot_count:
             return
         self._store.env.sync()
         assert self.node is not None
-        snap = log_store.create_snapshot(self.applied_index, self.node.conf_state(), b"")
+        snap = log_store.create_snapshot(index, self.node.conf_state(), b"")
         log.info("saved snapshot", **{"snapshot-index": snap.metadata.index})
-        compact_to = self.applied_index - self.settings.snapshot_catchup_entries
+        compact_to = index - self.settings.snapshot_catchup_entries
         if compact_to > log_store.first_index():
             log_store.compact(compact_to)
             log.info("compacted Raft logs", **{"compact-index": compact_to})
@@ -493,6 +515,7 @@ class EtcdServer:
             raise RuntimeError(f"no state image for snapshot {snapshot.metadata.index}")
         self._store.refresh()
         self.applied_index = self._store.consistent_index
+        self._delivered_index = snapshot.metadata.index
         with self._store.read() as view:
             self._lessor.recover(view.leases())
         self.membership.replace(load_members(self._store.env), load_removed(self._store.env))
@@ -844,6 +867,11 @@ class EtcdServer:
             for future in done:
                 if not future.done():
                     future.set_result(None)
+
+
+def _time_out(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _valid_peer_url(url: str) -> bool:

@@ -10,9 +10,18 @@ Per Ready, in the order the durability contract needs (etcd's raftNode does the 
 1. `messages` go out first: a leader may replicate while it persists its own copy;
 2. snapshot, entries and hard state are written to the Raft log (fsynced when `must_sync`),
    in a worker thread so the loop keeps accepting requests meanwhile;
-3. `persisted_messages` (votes, append acknowledgements) leave only after that write;
-4. committed entries are applied in one batch; read states are handed over;
-5. `advance()`.
+3. while that write runs, the committed entries already in the log on disk are applied
+   (a pipeline: the log write of one batch overlaps the apply of the one before);
+4. `persisted_messages` (votes, append acknowledgements) leave only after the write;
+5. a snapshot is installed, then the committed entries that were in this Ready's write are
+   applied; read states are handed over; the state machine's between-Readies work runs
+   (Raft log snapshots and compaction, which must not race the log write);
+6. `advance()`.
+
+A hard state that only moves the commit index needs no fsync (`must_sync` is false): it is
+kept in memory and written with the next Ready that writes anything, so a quiet member does
+not pay a log commit per apply. Losing it in a crash only means the commit index is learned
+again (the state env records what was applied, and the applier skips it on replay).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -43,6 +53,11 @@ from etcdpy.raft import (
 log = logutil.get("raft")
 
 MAX_PROPOSALS_PER_ROUND = 4096  # bounds one iteration's work; the rest waits for the next
+# Group commit under load (see _gather_proposals)
+LINGER_S = float(os.environ.get("ETCDPY_LINGER_MS", "0")) / 1000
+LINGER_MIN_BATCH = int(os.environ.get("ETCDPY_LINGER_MIN", "3"))
+LINGER_TARGET = int(os.environ.get("ETCDPY_LINGER_TARGET", "64"))
+INLINE_WRITE_ENTRIES = int(os.environ.get("ETCDPY_INLINE_WRITE", "0"))
 
 
 class RaftLogWriter(Protocol):
@@ -50,6 +65,10 @@ class RaftLogWriter(Protocol):
         self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None,
         sync: bool,
     ) -> None: ...
+
+    def last_index(self) -> int:
+        """The last index written (and, for a written Ready that had entries, fsynced)."""
+        ...
 
 
 class Transport(Protocol):
@@ -71,6 +90,10 @@ class StateMachine(Protocol):
 
     def merge_snapshot(self, message: Message) -> Message:
         """An outgoing MsgSnap, re-labelled with what the state image sent along holds."""
+        ...
+
+    def between_readies(self) -> None:
+        """Work that must not overlap a Raft log write (log snapshots, compaction)."""
         ...
 
 
@@ -97,9 +120,16 @@ class RaftNode:
         self._read_requests: list[bytes] = []
         self._messages_in: list[Message] = []
         self._calls: list[Callable[[RawNode], None]] = []
-        self._wake = asyncio.Event()
+        # Wake-ups: a flag plus the future the loop sleeps on (cheaper than an Event waited
+        # with asyncio.wait_for, which makes a task per sleep before Python 3.12).
+        self._woken = False
+        self._sleeper: asyncio.Future[None] | None = None
         self._stopped = False
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raft-log")
+        # A commit-only hard state not yet written (see the module docstring); written with
+        # the next save, or on stop.
+        self._unsaved_hard_state: HardState | None = None
+        self._last_batch = 0  # proposals in the last batch handed to the core
         status = rawnode.status()
         self.term = status.hard_state.term
         self.lead = 0
@@ -110,25 +140,25 @@ class RaftNode:
 
     def propose(self, request_id: int, data: bytes) -> None:
         self._proposals.append((request_id, data))
-        self._wake.set()
+        self._wake()
 
     def propose_conf_change(self, request_id: int, change: ConfChange) -> None:
         self._conf_changes.append((request_id, change))
-        self._wake.set()
+        self._wake()
 
     def read_index(self, ctx: bytes) -> None:
         self._read_requests.append(ctx)
-        self._wake.set()
+        self._wake()
 
     def step(self, message: Message) -> None:
         """A message from a peer (transport side)."""
         self._messages_in.append(message)
-        self._wake.set()
+        self._wake()
 
     def call(self, fn: Callable[[RawNode], None]) -> None:
         """Run `fn(rawnode)` on the loop at the next iteration (transfer leader, campaign...)."""
         self._calls.append(fn)
-        self._wake.set()
+        self._wake()
 
     def status(self):  # type: ignore[no-untyped-def]
         return self._rawnode.status()
@@ -141,10 +171,11 @@ class RaftNode:
         try:
             while not self._stopped:
                 timeout = max(0.0, next_tick - loop.time())
-                if not self._wake.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                self._wake.clear()
+                if not self._woken:
+                    await self._sleep(loop, timeout)
+                self._woken = False
+                if self._proposals and LINGER_S and self._last_batch >= LINGER_MIN_BATCH:
+                    await self._gather_proposals(loop)
                 now = loop.time()
                 if now >= next_tick:
                     self._rawnode.tick()
@@ -157,10 +188,50 @@ class RaftNode:
                     self._feed_core()
         finally:
             self._io.shutdown(wait=True)
+            with contextlib.suppress(Exception):  # best effort: losing it is harmless
+                self._flush_unsaved_hard_state()
+
+    async def _gather_proposals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Under concurrent load, let proposals gather a little before a Ready is cut.
+
+        Without it a batch holds what arrived during the previous log write (two or three
+        requests at a few thousand per second), and every batch pays a log write, fsyncs and
+        a state commit. Only when the last batch had company (`LINGER_MIN_BATCH`), so a
+        lone client's put never waits; at most `LINGER_S`, or until `LINGER_TARGET` are in."""
+        deadline = loop.time() + LINGER_S
+        for _ in range(LINGER_TARGET):  # each turn is woken by a proposal or the deadline
+            remaining = deadline - loop.time()
+            if len(self._proposals) >= LINGER_TARGET or remaining <= 0 or self._stopped:
+                return
+            await self._sleep(loop, remaining)
+            self._woken = False
+
+    def _wake(self) -> None:
+        self._woken = True
+        sleeper = self._sleeper
+        if sleeper is not None and not sleeper.done():
+            sleeper.set_result(None)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Until `_wake()` or `timeout` seconds, whichever comes first."""
+        sleeper = loop.create_future()
+        self._sleeper = sleeper
+        timer = loop.call_later(timeout, _settle, sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self._sleeper = None
 
     def stop(self) -> None:
         self._stopped = True
-        self._wake.set()
+        self._wake()
+
+    def _flush_unsaved_hard_state(self) -> None:
+        """On the way out: the commit index held back from the log is written after all."""
+        hard_state, self._unsaved_hard_state = self._unsaved_hard_state, None
+        if hard_state is not None:
+            self._log_writer.save(hard_state, (), None, False)
 
     def _feed_core(self) -> None:
         rawnode = self._rawnode
@@ -182,8 +253,9 @@ class RaftNode:
         proposals = self._proposals[:MAX_PROPOSALS_PER_ROUND]
         del self._proposals[:MAX_PROPOSALS_PER_ROUND]
         if self._proposals:
-            self._wake.set()
+            self._wake()
         if proposals:
+            self._last_batch = len(proposals)
             try:
                 # One append and one MsgApp per follower for the whole batch.
                 rawnode.propose_many([data for _, data in proposals])
@@ -203,22 +275,53 @@ class RaftNode:
             self.committed_index = rd.hard_state.commit
         if rd.messages:
             self._transport.send(self._merge_snapshots(rd.messages))
-        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-            hard_state = rd.hard_state
-            if hard_state is not None and self._unsafe_forget_vote:
-                hard_state = dataclasses.replace(hard_state, vote=0)  # the test-only defect
-            await asyncio.get_running_loop().run_in_executor(
-                self._io, self._log_writer.save, hard_state, rd.entries, rd.snapshot,
-                rd.must_sync,
-            )
+        committed = rd.committed_entries
+        hard_state = rd.hard_state
+        if hard_state is not None and self._unsafe_forget_vote:
+            hard_state = dataclasses.replace(hard_state, vote=0)  # the test-only defect
+        if rd.snapshot is None and not rd.entries and not rd.must_sync:
+            # Nothing that needs the disk now: a commit-only hard state waits for the next
+            # write (see the module docstring).
+            if hard_state is not None:
+                self._unsaved_hard_state = hard_state
+            hard_state = None
+        elif hard_state is None:
+            hard_state = self._unsaved_hard_state
+        if rd.snapshot is not None or rd.entries or hard_state is not None:
+            self._unsaved_hard_state = None
+            # Read before the write starts: every entry up to here was fsynced by an earlier
+            # write (a write with entries always syncs), and committed entries are never
+            # overwritten.
+            durable = self._log_writer.last_index()
+            if (INLINE_WRITE_ENTRIES and not committed and rd.snapshot is None
+                    and len(rd.entries) <= INLINE_WRITE_ENTRIES and not self._proposals):
+                # A lone small write with nothing to overlap (a quiet server's put): the hop
+                # to the writer thread and back would cost more than it hides.
+                self._log_writer.save(hard_state, rd.entries, None, rd.must_sync)
+                write = None
+            else:
+                write = asyncio.get_running_loop().run_in_executor(
+                    self._io, self._log_writer.save, hard_state, rd.entries, rd.snapshot,
+                    rd.must_sync,
+                )
+            if committed and rd.snapshot is None:
+                # Entries already in the log on disk are applied while the write runs; the
+                # rest (a follower may get entries and their commit in one message) after.
+                split = _count_at_or_below(committed, durable)
+                if split:
+                    self._state_machine.apply(committed[:split])
+                    committed = committed[split:]
+            if write is not None:
+                await write
         if rd.persisted_messages:
             self._transport.send(self._merge_snapshots(rd.persisted_messages))
         if rd.snapshot is not None:
             self._state_machine.restore(rd.snapshot)
-        if rd.committed_entries:
-            self._state_machine.apply(rd.committed_entries)
+        if committed:
+            self._state_machine.apply(committed)
         if rd.read_states:
             self._state_machine.on_read_states(rd.read_states)
+        self._state_machine.between_readies()
         self._rawnode.advance()
 
     def _merge_snapshots(self, messages: Sequence[Message]) -> Sequence[Message]:
@@ -240,3 +343,15 @@ class RaftNode:
     def apply_conf_change(self, change: ConfChange):  # type: ignore[no-untyped-def]
         """Called by the state machine while applying a CONF_CHANGE entry (loop thread)."""
         return self._rawnode.apply_conf_change(change)
+
+
+def _count_at_or_below(entries: Sequence[Entry], index: int) -> int:
+    """How many of `entries` (consecutive indexes) have an index at or below `index`."""
+    if not entries or entries[0].index > index:
+        return 0
+    return min(len(entries), index - entries[0].index + 1)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -98,6 +98,11 @@ class LmdbRaftStorage:
             self._hs = HardState(*_HS.unpack(raw)) if raw else HardState()
             raw = txn.get(schema.RAFT_META_SNAPSHOT, db=self._meta)
             self._snap_meta = decode_snapshot_meta(raw) if raw else SnapshotMetadata()
+            if self._hs.commit < self._snap_meta.index:
+                # The driver writes a commit-only hard state lazily (raft_node.py), so a
+                # crash can leave it behind a snapshot taken of applied, hence committed,
+                # entries: the snapshot proves the commit.
+                self._hs = HardState(self._hs.term, self._hs.vote, self._snap_meta.index)
             raw = txn.get(schema.RAFT_META_LOG_START, db=self._meta)
             start_index, start_term = _START.unpack(raw) if raw else (0, 0)
             cur = txn.cursor(self._log)

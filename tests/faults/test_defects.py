@@ -117,6 +117,9 @@ class _StateMachine:
     def merge_snapshot(self, message: Message) -> Message:
         return message
 
+    def between_readies(self) -> None:
+        return None
+
 
 def _rawnode(log: LmdbRaftStorage) -> RawNode:
     # no pre-vote: the candidate's MsgVote below is the whole election

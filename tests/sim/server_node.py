@@ -26,6 +26,7 @@ from etcdpy.raft import (
     ConfChange,
     ConfState,
     Entry,
+    HardState,
     Message,
     RaftConfig,
     RawNode,
@@ -95,6 +96,9 @@ class ServerNode:
         self.state = StateType.FOLLOWER
         self.lead = 0
         self.restarts = 0
+        # RaftNode's commit-only hard state held back from the log (lost by a crash)
+        self.unsaved_hard_state: HardState | None = None
+        self.delivered: int | None = None  # EtcdServer._delivered_index
 
     @property
     def alive(self) -> bool:
@@ -168,14 +172,28 @@ class ServerNode:
         """kill -9: committed LMDB transactions stay, everything in memory goes."""
         self.r().envs.close()
         self.run = None
+        self.unsaved_hard_state = None
+        self.delivered = None
         self.state, self.lead = StateType.FOLLOWER, 0
 
     # --- the Ready steps (RaftNode._handle_ready, one at a time) -----------------------
 
+    def will_write(self, rd: Ready) -> bool:
+        """Whether RaftNode writes the log for this Ready (a commit-only hard state waits)."""
+        return rd.snapshot is not None or bool(rd.entries) or rd.must_sync
+
     def persist(self, rd: Ready) -> None:
+        """RaftNode's log write, with its lazy commit-only hard state."""
         snap = rd.snapshot if rd.snapshot is not None and not rd.snapshot.is_empty() else None
-        if snap is not None or rd.entries or rd.hard_state is not None:
-            self.r().raft_log.save(rd.hard_state, rd.entries, snap, rd.must_sync)
+        hard_state = rd.hard_state
+        if not self.will_write(rd):
+            if hard_state is not None:
+                self.unsaved_hard_state = hard_state
+            return
+        hard_state = hard_state or self.unsaved_hard_state
+        self.unsaved_hard_state = None
+        if snap is not None or rd.entries or hard_state is not None:
+            self.r().raft_log.save(hard_state, rd.entries, snap, rd.must_sync)
 
     def restore(self, snapshot: Snapshot) -> None:
         """EtcdServer.restore: load the state image, rebuild what derives from the state."""
@@ -183,6 +201,7 @@ class ServerNode:
         if not run.images.install(snapshot.metadata):
             raise RuntimeError(f"no state image for snapshot {snapshot.metadata.index}")
         run.store.refresh()
+        self.delivered = snapshot.metadata.index
         with run.store.read() as view:
             run.lessor.recover(view.leases())
         run.membership.replace(load_members(run.envs.state), load_removed(run.envs.state))
@@ -194,18 +213,25 @@ class ServerNode:
         if self.bug == "drop-last-apply" and len(entries) > 1:
             entries = entries[:-1]  # the state misses one entry the core thinks applied
         result = run.applier.apply(entries)
+        self.delivered = entries[-1].index
         if result.compacted_to:
             # The real server compacts in a background loop; here at once, on every member
             # alike, so that the hashes compared below see the same physical state.
             run.store.run_compaction()
-        self._maybe_snapshot()
         return result
+
+    def between_readies(self) -> None:
+        """EtcdServer.between_readies: after the Ready's log write and applies."""
+        self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
         """EtcdServer._maybe_snapshot: sync the state, record a snapshot, cut the log."""
         run = self.r()
-        applied = run.store.consistent_index
-        if applied - run.raft_log.snapshot().metadata.index <= SNAPSHOT_COUNT:
+        snapshot_index = run.raft_log.snapshot().metadata.index
+        if self.delivered is None:
+            self.delivered = snapshot_index
+        applied = min(self.delivered, run.store.consistent_index)
+        if applied - snapshot_index <= SNAPSHOT_COUNT:
             return
         if self.bug == "compact-without-snapshot":
             run.raft_log.compact(applied)  # restarts replay from a snapshot the log outran
