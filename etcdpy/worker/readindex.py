@@ -1,0 +1,82 @@
+"""Linearizable reads in a worker: one ReadIndex call to the member serves a whole batch.
+
+A read may use a ReadIndex answer only if the call was *sent after the read arrived*: then
+the member's barrier covers every write acknowledged before the read started. So reads that
+arrive while a call is in flight wait for the next call, and every read waiting when a call
+is sent shares it (the member's own `_read_loop` batches the same way). At most one call is
+in flight, so the member sees at most one ReadIndex request per worker at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from etcdpy._pb.workerpb import worker_pb2
+
+from .passthrough import Counters
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPoint:
+    """The member's answer: a read transaction holding `applied_index` is current."""
+
+    applied_index: int
+    raft_term: int
+
+
+ReadIndexCall = Callable[[worker_pb2.ReadIndexRequest], Awaitable[worker_pb2.ReadIndexResponse]]
+
+
+class ReadIndexBatcher:
+    def __init__(self, call: ReadIndexCall, counters: Counters) -> None:
+        self._call = call
+        self._counters = counters
+        # invariant: _waiting is None, or the future every read arrived since the last send
+        # waits on; it is resolved by the next call, never by one already in flight
+        self._waiting: asyncio.Future[ReadPoint] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.latest_term = 0  # the highest term any answer carried
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="worker-read-index")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
+
+    async def wait(self) -> ReadPoint:
+        """A read point from a ReadIndex call sent after this call began; raises the
+        member's error (grpc.aio.AioRpcError) if the call failed."""
+        if self._waiting is None:
+            self._waiting = asyncio.get_running_loop().create_future()
+            self._wake.set()
+        # shielded: one reader giving up (its client cancelled) must not fail the others
+        return await asyncio.shield(self._waiting)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._waiting = self._waiting, None
+            if batch is None:
+                continue
+            self._counters.read_index_calls += 1
+            try:
+                reply = await self._call(worker_pb2.ReadIndexRequest())
+            except grpc.aio.AioRpcError as error:
+                if not batch.done():
+                    batch.set_exception(error)
+                continue
+            self.latest_term = max(self.latest_term, reply.raft_term)
+            if not batch.done():
+                batch.set_result(ReadPoint(reply.applied_index, reply.raft_term))
