@@ -56,7 +56,11 @@ class LocalRange:
                 await fail_like(context, error)
             min_index, term = point.applied_index, point.raft_term
         async with grpc_errors(context):
-            read = self._reader.range(request, min_index)
+            try:
+                read = self._reader.range(request, min_index)
+            except errors.EtcdError:
+                self._counters.local_ranges += 1  # answered here, with the member's error
+                raise
         if read is None:
             return await self._pass.unary(RANGE_METHOD, raw, context)
         # A serializable read has no answer of its own: the newest term known, which the
