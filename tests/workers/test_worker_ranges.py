@@ -41,14 +41,19 @@ AFTER_COMPACT = [("get", "a1", "--rev=2"), ("get", "a1", "--rev=7"), ("get", "a"
 REPEAT = 3
 
 
-def _answer(member: Member, args: tuple[str, ...]) -> tuple[int, object, list[str]]:
-    """etcdctl's exit code, output (JSON without the member's ids) and error lines."""
+def _answer(member: Member, args: tuple[str, ...], terms: list[int] | None = None
+            ) -> tuple[int, object, list[str]]:
+    """etcdctl's exit code, output and error lines. From JSON the member's ids and term are
+    taken out (two members need not agree on them), the term into `terms`."""
     r = etcdctl([member.endpoint], *args, check=False)
     out: object = r.stdout
     if "json" in args and r.returncode == 0:
         doc = json.loads(r.stdout)
         doc["header"].pop("cluster_id")
         doc["header"].pop("member_id")
+        if terms is not None:
+            terms.append(int(doc["header"].pop("raft_term")))
+        doc["header"].pop("raft_term", None)
         out = doc
     return r.returncode, out, [line for line in r.stderr.splitlines() if line.startswith("Error")]
 
@@ -62,6 +67,7 @@ def test_etcdctl_gets_answer_as_without_workers(
     before = survey(workers.endpoint, WORKERS)
     member_before = member_ranges(workers.endpoint)
     ranges = 0
+    terms: list[int] = []
     for stage in (GETS, AFTER_COMPACT):
         if stage is AFTER_COMPACT:
             for m in (workers, plain):
@@ -69,9 +75,13 @@ def test_etcdctl_gets_answer_as_without_workers(
         for args in stage:
             expected = _answer(plain, args)
             for _ in range(REPEAT):
-                assert _answer(workers, args) == expected, args
+                assert _answer(workers, args, terms) == expected, args
                 ranges += 1
     assert any(code != 0 for code, _, _ in [_answer(plain, ("get", "a1", "--rev=999"))])
+
+    # the term in the headers is the member's own, whichever process answered
+    status = json.loads(etcdctl([workers.endpoint], "endpoint", "status", "-w", "json").stdout)
+    assert terms and set(terms) == {int(status[0]["Status"]["raftTerm"])}, terms
 
     after = survey(workers.endpoint, WORKERS)
     by_member = member_ranges(workers.endpoint) - member_before
