@@ -59,6 +59,8 @@ class ReadIndexBatcher:
         member's error (grpc.aio.AioRpcError) if the call failed."""
         if self._waiting is None:
             self._waiting = asyncio.get_running_loop().create_future()
+            # if every reader gave up before the answer, nobody else looks at the error
+            self._waiting.add_done_callback(_retrieve)
             self._wake.set()
         # shielded: one reader giving up (its client cancelled) must not fail the others
         return await asyncio.shield(self._waiting)
@@ -80,3 +82,8 @@ class ReadIndexBatcher:
             self.latest_term = max(self.latest_term, reply.raft_term)
             if not batch.done():
                 batch.set_result(ReadPoint(reply.applied_index, reply.raft_term))
+
+
+def _retrieve(future: asyncio.Future[ReadPoint]) -> None:
+    if not future.cancelled():
+        future.exception()
