@@ -77,6 +77,10 @@ def test_streams_txn_members_status_and_errors_through_a_worker(with_workers: Me
         ):
             assert _error(lambda s=stub_call: s(kv_w)) == _error(lambda s=stub_call: s(kv_m))
 
+        # A method nobody serves: the member's answer, whatever the worker assumed its shape.
+        assert _error(lambda: on_worker.unary_unary("/etcdserverpb.KV/Nope")(b"")) == _error(
+            lambda: on_member.unary_unary("/etcdserverpb.KV/Nope")(b""))
+
         after = stats(on_worker)
         assert after.pid == before.pid and after.is_worker
         assert after.proxied_calls > before.proxied_calls
