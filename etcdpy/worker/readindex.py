@@ -2,9 +2,11 @@
 
 A read may use a ReadIndex answer only if the call was *sent after the read arrived*: then
 the member's barrier covers every write acknowledged before the read started. So reads that
-arrive while a call is in flight wait for the next call, and every read waiting when a call
-is sent shares it (the member's own `_read_loop` batches the same way). At most one call is
-in flight, so the member sees at most one ReadIndex request per worker at a time.
+arrive while a call is in flight wait for a later call, and every read waiting when a call
+is sent shares it (the member's own `_read_loop` batches the same way). Up to MAX_IN_FLIGHT
+calls may be in flight, so a read that just missed a call need not wait for its answer
+before its own call leaves (under load the member's answer takes a while); the bound keeps
+what one worker asks of the member small.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import grpc
 from etcdpy._pb.workerpb import worker_pb2
 
 from .passthrough import Counters
+
+MAX_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class ReadIndexBatcher:
         # waits on; it is resolved by the next call, never by one already in flight
         self._waiting: asyncio.Future[ReadPoint] | None = None
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._calls: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self.latest_term = 0  # the highest term any answer carried
 
@@ -51,6 +57,10 @@ class ReadIndexBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for call in list(self._calls):
+            call.cancel()
+        if self._calls:
+            await asyncio.wait(list(self._calls))
         if self._waiting is not None and not self._waiting.done():
             self._waiting.cancel()
 
@@ -69,19 +79,30 @@ class ReadIndexBatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._waiting = self._waiting, None
-            if batch is None:
+            if self._waiting is None:
                 continue
+            await self._slots.acquire()
+            # reads that arrived while waiting for a slot join this batch: still before send
+            batch, self._waiting = self._waiting, None
+            assert batch is not None
+            task = asyncio.create_task(self._send(batch), name="worker-read-index-call")
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _send(self, batch: asyncio.Future[ReadPoint]) -> None:
+        try:
             self._counters.read_index_calls += 1
             try:
                 reply = await self._call(worker_pb2.ReadIndexRequest())
             except grpc.aio.AioRpcError as error:
                 if not batch.done():
                     batch.set_exception(error)
-                continue
+                return
             self.latest_term = max(self.latest_term, reply.raft_term)
             if not batch.done():
                 batch.set_result(ReadPoint(reply.applied_index, reply.raft_term))
+        finally:
+            self._slots.release()
 
 
 def _retrieve(future: asyncio.Future[ReadPoint]) -> None:

@@ -1,5 +1,6 @@
 """ReadIndexBatcher (in-process): one call serves every read waiting when it is sent, a read
-arriving while a call is in flight waits for the next one, and errors reach every waiter."""
+arriving while a call is in flight waits for a later one, at most MAX_IN_FLIGHT calls are in
+flight, and errors reach every waiter."""
 
 from __future__ import annotations
 
@@ -45,14 +46,19 @@ def test_reads_share_a_call_sent_after_they_arrived() -> None:
         assert member.sent == 1  # three reads, one call
         late = asyncio.create_task(batcher.wait())  # arrives while call 1 is in flight
         await _settle()
-        assert member.sent == 1
+        assert member.sent == 2  # its own call leaves at once (MAX_IN_FLIGHT is 2)...
+        later = [asyncio.create_task(batcher.wait()) for _ in range(2)]
+        await _settle()
+        assert member.sent == 2  # ...but no third while two are in flight
         member.release.put_nowait(None)
         assert await asyncio.gather(*first) == [ReadPoint(10, 3)] * 3
         await _settle()
-        assert member.sent == 2 and not late.done()  # the late read needs call 2
+        assert not late.done() and member.sent == 3  # call 1's answer is not for `late`
         member.release.put_nowait(None)
         assert await late == ReadPoint(20, 3)
-        assert counters.read_index_calls == 2 and batcher.latest_term == 3
+        member.release.put_nowait(None)
+        assert await asyncio.gather(*later) == [ReadPoint(30, 3)] * 2
+        assert counters.read_index_calls == 3 and batcher.latest_term == 3
         await batcher.stop()
 
     asyncio.run(scenario())
