@@ -60,7 +60,12 @@ class StateReader:
 
     def _open(self) -> LmdbEnv:
         self._inode = os.stat(self._dir / "data.mdb").st_ino
-        return LmdbEnv(self._dir, schema.STATE_DBS, self._map_size, readonly=True)
+        env = LmdbEnv(self._dir, schema.STATE_DBS, self._map_size, readonly=True)
+        # A worker killed inside a read transaction leaves its reader slot behind, pinning
+        # old pages so the file grows; the member clears such slots only when it opens the
+        # env, so the worker that replaces the dead one clears them.
+        env.env.reader_check()
+        return env
 
     def _reopen(self) -> None:
         self._env.close()
