@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
+
 import grpc
 import pytest
 
@@ -11,7 +14,15 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from tests.e2e.harness import Member, etcdctl
-from tests.workers.probe import channel_on, stats
+from tests.workers.probe import channel_on, stats, wait_until
+
+
+def _member_count(endpoint: str, method: str, code: str) -> int:
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    pattern = re.compile(r'^grpc_server_handled_total\{([^}]*)\} (\d+)', re.M)
+    return sum(int(n) for labels, n in pattern.findall(text)
+               if f'grpc_method="{method}"' in labels and f'grpc_code="{code}"' in labels)
 
 
 def _error(call: object) -> tuple[grpc.StatusCode, str]:
@@ -39,6 +50,9 @@ def test_streams_txn_members_status_and_errors_through_a_worker(with_workers: Me
         assert [(e.type, e.kv.key, e.kv.value, e.kv.mod_revision) for e in event.events] == [
             (mvccpb.Event.PUT, b"w/1", b"one", put.header.revision)]
         stream.cancel()
+        # the client's cancel reached the member: its Watch ended as Canceled
+        wait_until("the member to see the cancel",
+                   lambda: _member_count(endpoint, "Watch", "Canceled") == 1)
 
         # Lease grant, keep-alive (bidirectional), time-to-live, revoke.
         lease = pb_grpc.LeaseStub(on_worker)
