@@ -88,10 +88,11 @@ def test_etcdctl_gets_answer_as_without_workers(
     by_workers = {pid: s.local_ranges - (before.workers[pid].local_ranges
                                          if pid in before.workers else 0)
                   for pid, s in after.workers.items()}
-    # Every Range was answered exactly once: by the member or locally by a worker, and each
-    # of the three processes answered some.
+    # Every Range was answered exactly once: by the member or locally by a worker, and both
+    # the member and the workers answered some. (Not every worker: which process accepts a
+    # connection is the kernel's choice, and an idle one may lose most races.)
     assert by_member + sum(by_workers.values()) == ranges, (by_member, by_workers, ranges)
-    assert by_member > 0 and all(n > 0 for n in by_workers.values()), (by_member, by_workers)
+    assert by_member > 0 and sum(by_workers.values()) > 0, (by_member, by_workers)
 
 
 def test_linearizable_reads_see_every_acknowledged_write(with_workers: Member) -> None:
