@@ -54,6 +54,7 @@ from etcdpy.storage.mvcc.kvstore import KVStore
 from etcdpy.storage.raft_log import LmdbRaftStorage
 from etcdpy.worker import service as worker_service
 from etcdpy.worker.pool import ReadWorkers, WorkerSettings
+from etcdpy.worker.status import MemberStatus
 
 log = logutil.get("")
 
@@ -360,6 +361,8 @@ class ClientPorts:
             relay=SharedPortOptions().process_relay,
         )
         self._workers: list[ReadWorkers] = []
+        self._member_status = lambda: MemberStatus(server.term, server.leader_id,
+                                                   server.is_learner)
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
         self._v2keys: V2Keys | None = None
@@ -393,7 +396,8 @@ class ClientPorts:
             await front.start()
         if self._worker_settings.count:
             for front in self._client_fronts:
-                workers = ReadWorkers(self._worker_settings, front.listener, front.serve_other)
+                workers = ReadWorkers(self._worker_settings, front.listener, front.serve_other,
+                                      self._member_status)
                 workers.start()
                 self._workers.append(workers)
             log.info("started read workers", **{"read-workers": self._worker_settings.count,

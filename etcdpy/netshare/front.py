@@ -6,6 +6,8 @@ only accepts and relays uses the machine's other core instead.
 
 Protocol between parent and child: the parent binds the listening socket (so bind errors and
 port 0 behave as in-process) and passes it to the child with a SOCK_SEQPACKET control socket.
+The parent may send the child small messages on it (the port front gets none; read workers
+get the member's status).
 The child accepts, relays gRPC connections to the Unix socket itself, and sends every other
 connection back over the control socket as one message: the bytes it already read, plus the
 connection's file descriptor (SCM_RIGHTS). The parent serves those with its HTTP handler.
@@ -36,6 +38,7 @@ from .accept import Acceptor, RelayMode
 log = logutil.get("netshare")
 
 MAX_PREFIX = 64  # the sniffed bytes are at most the 24-byte HTTP/2 preface
+MAX_MESSAGE = 256  # a message from the parent to the child (FrontProcess.send)
 SEND_RETRIES = 100  # a full control socket is waited on this many times 10 ms, then dropped
 
 
@@ -44,13 +47,14 @@ SEND_RETRIES = 100  # a full control socket is waited on this many times 10 ms, 
 
 async def serve_front_child(
     listen_fd: int, control_fd: int, unix_path: str, relay: RelayMode, max_connections: int,
-    sniff_timeout_s: float,
+    sniff_timeout_s: float, on_message: Callable[[bytes], None] | None = None,
 ) -> None:
     """The child's accept loop: relay HTTP/2 connections to `unix_path`, pass every other one
     back to the parent; return when the control socket reaches end of file (parent gone).
 
     Read workers (`etcdpy.worker`) run this next to their own gRPC server, with `unix_path`
-    naming that server instead of the member's."""
+    naming that server instead of the member's, and get the parent's messages (FrontProcess.
+    send) in `on_message`."""
     loop = asyncio.get_running_loop()
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
@@ -59,9 +63,20 @@ async def serve_front_child(
     parent_gone = loop.create_future()
 
     def on_control_readable() -> None:
-        # The parent never writes: readable means end of file (or an error), i.e. stop.
-        if not parent_gone.done():
-            parent_gone.set_result(None)
+        # A message from the parent, or end of file (or an error): the parent is gone, stop.
+        for _ in range(64):  # bounded work per wake-up; the reader fires again if more wait
+            try:
+                message = control.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                if not parent_gone.done():
+                    parent_gone.set_result(None)
+                return
+            if on_message is not None:
+                on_message(message)
 
     loop.add_reader(control.fileno(), on_control_readable)
 
@@ -208,6 +223,18 @@ class FrontProcess:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
+
+    def send(self, message: bytes) -> bool:
+        """Send the child one small message (its `on_message` gets it); False if there is no
+        child right now or its socket is full (the message is dropped, not queued)."""
+        assert 0 < len(message) <= MAX_MESSAGE
+        if self._control is None:
+            return False
+        try:
+            self._control.send(message)
+        except OSError:  # full (BlockingIOError) or the child just died
+            return False
+        return True
 
     def _on_control(self) -> None:
         control = self._control

@@ -24,6 +24,7 @@ from etcdpy.server.api.errors import grpc_errors
 from .passthrough import Counters, PassThrough, fail_like
 from .reader import StateReader, complete_header
 from .readindex import ReadIndexBatcher
+from .status import StatusView
 
 RANGE_METHOD = "/etcdserverpb.KV/Range"
 STATS_METHOD = "/etcdpy.internal.Worker/Stats"
@@ -32,11 +33,12 @@ MEMBER_KEYS = frozenset({"token", "authorization", "hasleader"})
 
 
 class LocalRange:
-    def __init__(self, reader: StateReader, read_index: ReadIndexBatcher,
+    def __init__(self, reader: StateReader, read_index: ReadIndexBatcher, status: StatusView,
                  passthrough: PassThrough, cluster_id: int, member_id: int, max_bytes: int,
                  counters: Counters) -> None:
         self._reader = reader
         self._read_index = read_index
+        self._status = status
         self._pass = passthrough
         self._cluster_id = cluster_id
         self._member_id = member_id
@@ -63,9 +65,11 @@ class LocalRange:
                 raise
         if read is None:
             return await self._pass.unary(RANGE_METHOD, raw, context)
-        # A serializable read has no answer of its own: the newest term known, which the
-        # applied entries in the transaction also carry.
-        term = term or max(self._read_index.latest_term, read.raft_term)
+        # A serializable read has no answer of its own: the newest term known (the member's
+        # pushed status; terms only grow, so also any later one a ReadIndex answer or the
+        # applied entries in the transaction carry).
+        term = term or max(self._status.current.raft_term, self._read_index.latest_term,
+                           read.raft_term)
         complete_header(read.response.header, self._cluster_id, self._member_id, term)
         self._counters.local_ranges += 1
         return read.response.SerializeToString()

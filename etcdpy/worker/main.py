@@ -29,6 +29,7 @@ from .local import LocalRange, local_handlers
 from .passthrough import Counters, PassThrough
 from .reader import StateReader
 from .readindex import ReadIndexBatcher
+from .status import StatusView
 
 log = logutil.get("worker")
 
@@ -53,12 +54,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     counters = Counters()
+    status = StatusView()
     reader = StateReader(Path(args.state_dir), args.map_size)
     channel = grpc.aio.insecure_channel(f"unix:{args.member_unix}", options=CHANNEL_OPTIONS)
     passthrough = PassThrough(channel, counters)
     batcher = ReadIndexBatcher(worker_pb2_grpc.WorkerStub(channel).ReadIndex, counters)
-    local_range = LocalRange(reader, batcher, passthrough, args.cluster_id, args.member_id,
-                             args.max_request_bytes + GRPC_OVERHEAD_BYTES, counters)
+    local_range = LocalRange(reader, batcher, status, passthrough, args.cluster_id,
+                             args.member_id, args.max_request_bytes + GRPC_OVERHEAD_BYTES,
+                             counters)
     server = grpc.aio.server(options=server_options(args.max_request_bytes,
                                                     args.keepalive_min_time))
     server.add_generic_rpc_handlers([local_handlers(local_range, counters), passthrough])
@@ -70,7 +73,8 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("read worker serving", index=args.index, pid=os.getpid())
     try:
         await serve_front_child(args.listen_fd, args.control_fd, args.unix,
-                                RelayMode(args.relay), args.max_connections, args.sniff_timeout)
+                                RelayMode(args.relay), args.max_connections, args.sniff_timeout,
+                                status.on_message)
     finally:
         log.info("read worker stopping", index=args.index, pid=os.getpid(), **{
             "local-ranges": counters.local_ranges, "proxied-calls": counters.proxied_calls,

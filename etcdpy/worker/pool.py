@@ -8,13 +8,18 @@ connections it accepts, which the member serves as if it had accepted them itsel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from etcdpy.netshare.accept import RelayMode
 from etcdpy.netshare.front import ChildProgram, FrontProcess
+
+from .status import CHECK_INTERVAL_S, RESEND_S, MemberStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +44,14 @@ class WorkerSettings:
 
 class ReadWorkers:
     def __init__(self, settings: WorkerSettings, listener: socket.socket,
-                 on_other: Callable[[socket.socket, bytes], Awaitable[None]]) -> None:
+                 on_other: Callable[[socket.socket, bytes], Awaitable[None]],
+                 status: Callable[[], MemberStatus]) -> None:
         self._settings = settings
         self._listener = listener
         self._on_other = on_other
+        self._status = status
         self._procs: list[FrontProcess] = []
+        self._pusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         s = self._settings
@@ -68,12 +76,30 @@ class ReadWorkers:
                                 s.max_connections, s.sniff_timeout_s, program)
             proc.start()
             self._procs.append(proc)
+        self._pusher = asyncio.create_task(self._push_status(), name="read-workers-status")
 
     @property
     def pids(self) -> list[int | None]:
         return [proc.pid for proc in self._procs]
 
+    async def _push_status(self) -> None:
+        """Send the status to every worker when it changes, and every RESEND_S regardless."""
+        sent, sent_at = None, 0.0
+        while True:
+            status = self._status()
+            now = time.monotonic()
+            if status != sent or now - sent_at >= RESEND_S:
+                message = status.encode()
+                for proc in self._procs:
+                    proc.send(message)
+                sent, sent_at = status, now
+            await asyncio.sleep(CHECK_INTERVAL_S)
+
     async def stop(self) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
         for proc in self._procs:
             await proc.stop()
         self._procs = []
