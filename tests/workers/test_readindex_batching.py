@@ -12,7 +12,7 @@ import pytest
 from etcdpy._pb.workerpb import worker_pb2
 from etcdpy.worker.methods import Shape, shape_of
 from etcdpy.worker.passthrough import Counters
-from etcdpy.worker.readindex import ReadIndexBatcher, ReadPoint
+from etcdpy.worker.readindex import MAX_IN_FLIGHT, ReadIndexBatcher, ReadPoint
 
 
 class FakeMember:
@@ -44,20 +44,19 @@ def test_reads_share_a_call_sent_after_they_arrived() -> None:
         first = [asyncio.create_task(batcher.wait()) for _ in range(3)]
         await _settle()
         assert member.sent == 1  # three reads, one call
-        late = asyncio.create_task(batcher.wait())  # arrives while call 1 is in flight
+        late = [asyncio.create_task(batcher.wait()) for _ in range(2)]  # during call 1
         await _settle()
-        assert member.sent == 2  # its own call leaves at once (MAX_IN_FLIGHT is 2)...
-        later = [asyncio.create_task(batcher.wait()) for _ in range(2)]
-        await _settle()
-        assert member.sent == 2  # ...but no third while two are in flight
+        assert member.sent == MAX_IN_FLIGHT == 1  # no second call while one is in flight
         member.release.put_nowait(None)
         assert await asyncio.gather(*first) == [ReadPoint(10, 3)] * 3
         await _settle()
-        assert not late.done() and member.sent == 3  # call 1's answer is not for `late`
+        assert member.sent == 2 and not any(t.done() for t in late)  # call 1 was too early
         member.release.put_nowait(None)
-        assert await late == ReadPoint(20, 3)
+        assert await asyncio.gather(*late) == [ReadPoint(20, 3)] * 2
+        again = asyncio.create_task(batcher.wait())
+        await _settle()
         member.release.put_nowait(None)
-        assert await asyncio.gather(*later) == [ReadPoint(30, 3)] * 2
+        assert await again == ReadPoint(30, 3)
         assert counters.read_index_calls == 3 and batcher.latest_term == 3
         await batcher.stop()
 
