@@ -53,6 +53,7 @@ from etcdpy.storage.lease import Lessor
 from etcdpy.storage.mvcc.kvstore import KVStore
 from etcdpy.storage.raft_log import LmdbRaftStorage
 from etcdpy.worker import service as worker_service
+from etcdpy.worker.control import ReadIndexAnswers
 from etcdpy.worker.pool import ReadWorkers, WorkerSettings
 from etcdpy.worker.status import MemberStatus
 
@@ -363,6 +364,7 @@ class ClientPorts:
         self._workers: list[ReadWorkers] = []
         self._member_status = lambda: MemberStatus(server.term, server.leader_id,
                                                    server.is_learner)
+        self._read_index = ReadIndexAnswers(server)
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
         self._v2keys: V2Keys | None = None
@@ -397,7 +399,7 @@ class ClientPorts:
         if self._worker_settings.count:
             for front in self._client_fronts:
                 workers = ReadWorkers(self._worker_settings, front.listener, front.serve_other,
-                                      self._member_status)
+                                      self._member_status, self._read_index.on_message)
                 workers.start()
                 self._workers.append(workers)
             log.info("started read workers", **{"read-workers": self._worker_settings.count,
@@ -407,6 +409,7 @@ class ClientPorts:
         for workers in self._workers:  # first: they hand connections to the fronts
             await workers.stop()
         self._workers = []
+        await self._read_index.stop()
         for front in self._fronts:
             await front.stop()  # also right for a front that never started
         self._fronts = []

@@ -156,9 +156,13 @@ class FrontProcess:
         max_connections: int,
         sniff_timeout_s: float,
         program: ChildProgram | None = None,
+        on_message: Callable[[bytes], None] | None = None,
     ) -> None:
         assert relay in (RelayMode.ASYNCIO, RelayMode.SPLICE)
         self._program = program or ChildProgram()
+        # called with each message the child sends without a connection (a read worker's
+        # requests); answers go back with send()
+        self._on_message = on_message
         self._listener = listener
         self._unix_path = unix_path
         self._relay = relay
@@ -250,6 +254,8 @@ class FrontProcess:
             if not prefix and not fds:
                 self._child_lost("control socket closed")
                 return
+            if not fds and self._on_message is not None:
+                self._on_message(prefix)
             for fd in fds:
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)

@@ -19,12 +19,12 @@ from pathlib import Path
 import grpc
 
 from etcdpy import logutil
-from etcdpy._pb.workerpb import worker_pb2_grpc
 from etcdpy.netshare.accept import RelayMode
 from etcdpy.netshare.front import add_child_arguments, serve_front_child
 from etcdpy.server.api.grpc_server import server_options
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES
 
+from .control import ControlReadIndex
 from .local import LocalRange, local_handlers
 from .passthrough import Counters, PassThrough
 from .reader import StateReader
@@ -58,7 +58,14 @@ async def serve(args: argparse.Namespace) -> None:
     reader = StateReader(Path(args.state_dir), args.map_size)
     channel = grpc.aio.insecure_channel(f"unix:{args.member_unix}", options=CHANNEL_OPTIONS)
     passthrough = PassThrough(channel, counters)
-    batcher = ReadIndexBatcher(worker_pb2_grpc.WorkerStub(channel).ReadIndex, counters)
+    read_index = ControlReadIndex(os.dup(args.control_fd))
+
+    def on_message(message: bytes) -> None:
+        """The member's messages: read index answers and status."""
+        if not read_index.on_message(message):
+            status.on_message(message)
+
+    batcher = ReadIndexBatcher(read_index, counters)
     local_range = LocalRange(reader, batcher, status, passthrough, args.cluster_id,
                              args.member_id, args.max_request_bytes + GRPC_OVERHEAD_BYTES,
                              counters)
@@ -74,13 +81,14 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await serve_front_child(args.listen_fd, args.control_fd, args.unix,
                                 RelayMode(args.relay), args.max_connections, args.sniff_timeout,
-                                status.on_message)
+                                on_message)
     finally:
         log.info("read worker stopping", index=args.index, pid=os.getpid(), **{
             "local-ranges": counters.local_ranges, "proxied-calls": counters.proxied_calls,
             "read-index-calls": counters.read_index_calls})
         await server.stop(grace=1.0)
         await batcher.stop()
+        read_index.close()
         await channel.close()
         reader.close()
         with contextlib.suppress(FileNotFoundError):

@@ -45,11 +45,13 @@ class WorkerSettings:
 class ReadWorkers:
     def __init__(self, settings: WorkerSettings, listener: socket.socket,
                  on_other: Callable[[socket.socket, bytes], Awaitable[None]],
-                 status: Callable[[], MemberStatus]) -> None:
+                 status: Callable[[], MemberStatus],
+                 on_request: Callable[[bytes, Callable[[bytes], bool]], None]) -> None:
         self._settings = settings
         self._listener = listener
         self._on_other = on_other
         self._status = status
+        self._on_request = on_request  # (a worker's message, how to answer that worker)
         self._procs: list[FrontProcess] = []
         self._pusher: asyncio.Task[None] | None = None
 
@@ -72,8 +74,14 @@ class ReadWorkers:
                 name=f"read worker {index}",
             )
             unix_path = os.path.join(s.sock_dir, f"worker-{port}-{index}.sock")
+            slot: list[FrontProcess] = []  # the process, for answers to its requests
+
+            def on_message(message: bytes, slot: list[FrontProcess] = slot) -> None:
+                self._on_request(message, slot[0].send)
+
             proc = FrontProcess(self._listener, unix_path, s.relay, self._on_other,
-                                s.max_connections, s.sniff_timeout_s, program)
+                                s.max_connections, s.sniff_timeout_s, program, on_message)
+            slot.append(proc)
             proc.start()
             self._procs.append(proc)
         self._pusher = asyncio.create_task(self._push_status(), name="read-workers-status")

@@ -4,10 +4,10 @@ A read may use a ReadIndex answer only if the call was *sent after the read arri
 the member's barrier covers every write acknowledged before the read started. So reads that
 arrive while a call is in flight wait for a later call, and every read waiting when a call
 is sent shares it (the member's own `_read_loop` batches the same way). MAX_IN_FLIGHT bounds
-the calls in flight. It is 1: each call costs the member a whole gRPC call, as much as a
-Range, so fewer, larger batches leave it more time for everything else; with 2 in flight a
-loaded member got batches of ~4 reads instead of ~10 and the worker served a quarter fewer
-linearizable reads (scripts/bench range, 256 clients).
+the calls in flight. It is 1: fewer, larger batches cost the member least. (Over gRPC, 2 in
+flight made a loaded member's batches ~4 reads instead of ~10 and cost a quarter of the
+worker's linearizable reads; over the control socket, control.py, 2 measured within noise of
+1 on scripts/bench's range workload.)
 """
 
 from __future__ import annotations

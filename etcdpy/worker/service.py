@@ -1,7 +1,7 @@
-"""The member's side of etcdpy.internal.Worker: the read index its workers ask for.
-
-Registered on the member's gRPC server (its private Unix socket is where the workers' channel
-goes) only when read workers are configured.
+"""The member's side of etcdpy.internal.Worker, registered on its gRPC server only when read
+workers are configured: Stats (is_worker false: tests tell the member's connections from a
+worker's by it) and ReadIndex, the same read index the workers get over their control
+sockets (control.py; cheaper for a loaded member than a gRPC call), for tools and tests.
 """
 
 from __future__ import annotations
