@@ -13,6 +13,7 @@ import pytest
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
+from etcdpy._pb.workerpb import worker_pb2, worker_pb2_grpc
 from tests.e2e.harness import Member, etcdctl
 from tests.workers.probe import channel_on, stats, wait_until
 
@@ -79,6 +80,10 @@ def test_streams_txn_members_status_and_errors_through_a_worker(with_workers: Me
         assert members_w == members_m
         status_w = pb_grpc.MaintenanceStub(on_worker).Status(pb.StatusRequest())
         status_m = pb_grpc.MaintenanceStub(on_member).Status(pb.StatusRequest())
+        # the member's gRPC ReadIndex (for tools) answers what its Status says
+        point = worker_pb2_grpc.WorkerStub(on_member).ReadIndex(worker_pb2.ReadIndexRequest())
+        assert point.raft_term == status_m.raftTerm
+        assert point.applied_index >= status_m.raftAppliedIndex > 0
         assert (status_w.header.member_id, status_w.leader, status_w.raftTerm,
                 status_w.version) == (status_m.header.member_id, status_m.leader,
                                       status_m.raftTerm, status_m.version)
