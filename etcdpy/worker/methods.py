@@ -1,9 +1,9 @@
 """Which call shape every gRPC method has, so the pass-through can register a matching handler.
 
 The shapes come from the service descriptors of etcdpy's own protos (the private pool), plus
-grpc.health.v1, which grpcio ships. A method not in the table is passed through as a
-bidirectional stream: the HTTP/2 frames are the same for every shape, so that is correct for
-any method, only slower than the exact shape.
+grpc.health.v1, which grpcio ships: every method the member serves. A worker does not pass
+other methods on (the member would not know them either); `shape_of` calls them
+bidirectional streams, the one shape whose frames fit any call.
 """
 
 from __future__ import annotations
