@@ -477,8 +477,8 @@ class EtcdServer:
             self.node.call(lambda rawnode: rawnode.campaign())
 
     def between_readies(self) -> None:
-        # Not from apply(): apply may run while the Raft log is being written (raft_node.py),
-        # and cutting the log must not race that write.
+        # Once per Ready, after its log write and applies (raft_node.py): cutting the log
+        # never races a write.
         self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:

@@ -10,13 +10,15 @@ Per Ready, in the order the durability contract needs (etcd's raftNode does the 
 1. `messages` go out first: a leader may replicate while it persists its own copy;
 2. snapshot, entries and hard state are written to the Raft log (fsynced when `must_sync`),
    in a worker thread so the loop keeps accepting requests meanwhile;
-3. while that write runs, the committed entries already in the log on disk are applied
-   (a pipeline: the log write of one batch overlaps the apply of the one before);
-4. `persisted_messages` (votes, append acknowledgements) leave only after the write;
-5. a snapshot is installed, then the committed entries that were in this Ready's write are
-   applied; read states are handed over; the state machine's between-Readies work runs
-   (Raft log snapshots and compaction, which must not race the log write);
-6. `advance()`.
+3. `persisted_messages` (votes, append acknowledgements) leave only after that write;
+4. a snapshot is installed, committed entries are applied in one batch, read states are
+   handed over; then the state machine's between-Readies work runs (Raft log snapshots and
+   compaction, kept out of apply so that they never race a log write);
+5. `advance()`.
+
+Applying while the next write runs (a pipeline) was tried and measured: it shortens each
+round, so batches shrink and the state commit that blocks the loop runs more often; with 256
+clients it lost 10-20% of put throughput, so the rounds stay sequential.
 
 A hard state that only moves the commit index needs no fsync (`must_sync` is false): it is
 kept in memory and written with the next Ready that writes anything, so a quiet member does
@@ -29,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -53,11 +54,6 @@ from etcdpy.raft import (
 log = logutil.get("raft")
 
 MAX_PROPOSALS_PER_ROUND = 4096  # bounds one iteration's work; the rest waits for the next
-# Group commit under load (see _gather_proposals)
-LINGER_S = float(os.environ.get("ETCDPY_LINGER_MS", "0")) / 1000
-LINGER_MIN_BATCH = int(os.environ.get("ETCDPY_LINGER_MIN", "3"))
-LINGER_TARGET = int(os.environ.get("ETCDPY_LINGER_TARGET", "64"))
-INLINE_WRITE_ENTRIES = int(os.environ.get("ETCDPY_INLINE_WRITE", "0"))
 
 
 class RaftLogWriter(Protocol):
@@ -65,10 +61,6 @@ class RaftLogWriter(Protocol):
         self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None,
         sync: bool,
     ) -> None: ...
-
-    def last_index(self) -> int:
-        """The last index written (and, for a written Ready that had entries, fsynced)."""
-        ...
 
 
 class Transport(Protocol):
@@ -129,7 +121,6 @@ class RaftNode:
         # A commit-only hard state not yet written (see the module docstring); written with
         # the next save, or on stop.
         self._unsaved_hard_state: HardState | None = None
-        self._last_batch = 0  # proposals in the last batch handed to the core
         status = rawnode.status()
         self.term = status.hard_state.term
         self.lead = 0
@@ -174,8 +165,6 @@ class RaftNode:
                 if not self._woken:
                     await self._sleep(loop, timeout)
                 self._woken = False
-                if self._proposals and LINGER_S and self._last_batch >= LINGER_MIN_BATCH:
-                    await self._gather_proposals(loop)
                 now = loop.time()
                 if now >= next_tick:
                     self._rawnode.tick()
@@ -190,21 +179,6 @@ class RaftNode:
             self._io.shutdown(wait=True)
             with contextlib.suppress(Exception):  # best effort: losing it is harmless
                 self._flush_unsaved_hard_state()
-
-    async def _gather_proposals(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Under concurrent load, let proposals gather a little before a Ready is cut.
-
-        Without it a batch holds what arrived during the previous log write (two or three
-        requests at a few thousand per second), and every batch pays a log write, fsyncs and
-        a state commit. Only when the last batch had company (`LINGER_MIN_BATCH`), so a
-        lone client's put never waits; at most `LINGER_S`, or until `LINGER_TARGET` are in."""
-        deadline = loop.time() + LINGER_S
-        for _ in range(LINGER_TARGET):  # each turn is woken by a proposal or the deadline
-            remaining = deadline - loop.time()
-            if len(self._proposals) >= LINGER_TARGET or remaining <= 0 or self._stopped:
-                return
-            await self._sleep(loop, remaining)
-            self._woken = False
 
     def _wake(self) -> None:
         self._woken = True
@@ -255,7 +229,6 @@ class RaftNode:
         if self._proposals:
             self._wake()
         if proposals:
-            self._last_batch = len(proposals)
             try:
                 # One append and one MsgApp per follower for the whole batch.
                 rawnode.propose_many([data for _, data in proposals])
@@ -275,7 +248,6 @@ class RaftNode:
             self.committed_index = rd.hard_state.commit
         if rd.messages:
             self._transport.send(self._merge_snapshots(rd.messages))
-        committed = rd.committed_entries
         hard_state = rd.hard_state
         if hard_state is not None and self._unsafe_forget_vote:
             hard_state = dataclasses.replace(hard_state, vote=0)  # the test-only defect
@@ -289,36 +261,16 @@ class RaftNode:
             hard_state = self._unsaved_hard_state
         if rd.snapshot is not None or rd.entries or hard_state is not None:
             self._unsaved_hard_state = None
-            # Read before the write starts: every entry up to here was fsynced by an earlier
-            # write (a write with entries always syncs), and committed entries are never
-            # overwritten.
-            durable = self._log_writer.last_index()
-            if (INLINE_WRITE_ENTRIES and not committed and rd.snapshot is None
-                    and len(rd.entries) <= INLINE_WRITE_ENTRIES and not self._proposals):
-                # A lone small write with nothing to overlap (a quiet server's put): the hop
-                # to the writer thread and back would cost more than it hides.
-                self._log_writer.save(hard_state, rd.entries, None, rd.must_sync)
-                write = None
-            else:
-                write = asyncio.get_running_loop().run_in_executor(
-                    self._io, self._log_writer.save, hard_state, rd.entries, rd.snapshot,
-                    rd.must_sync,
-                )
-            if committed and rd.snapshot is None:
-                # Entries already in the log on disk are applied while the write runs; the
-                # rest (a follower may get entries and their commit in one message) after.
-                split = _count_at_or_below(committed, durable)
-                if split:
-                    self._state_machine.apply(committed[:split])
-                    committed = committed[split:]
-            if write is not None:
-                await write
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self._log_writer.save, hard_state, rd.entries, rd.snapshot,
+                rd.must_sync,
+            )
         if rd.persisted_messages:
             self._transport.send(self._merge_snapshots(rd.persisted_messages))
         if rd.snapshot is not None:
             self._state_machine.restore(rd.snapshot)
-        if committed:
-            self._state_machine.apply(committed)
+        if rd.committed_entries:
+            self._state_machine.apply(rd.committed_entries)
         if rd.read_states:
             self._state_machine.on_read_states(rd.read_states)
         self._state_machine.between_readies()
@@ -343,13 +295,6 @@ class RaftNode:
     def apply_conf_change(self, change: ConfChange):  # type: ignore[no-untyped-def]
         """Called by the state machine while applying a CONF_CHANGE entry (loop thread)."""
         return self._rawnode.apply_conf_change(change)
-
-
-def _count_at_or_below(entries: Sequence[Entry], index: int) -> int:
-    """How many of `entries` (consecutive indexes) have an index at or below `index`."""
-    if not entries or entries[0].index > index:
-        return 0
-    return min(len(entries), index - entries[0].index + 1)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -95,9 +95,6 @@ class CrashAt(IntEnum):
     AFTER_SEND = 1  # `messages` are out, nothing saved
     AFTER_SAVE = 2  # the log write is done, `persisted_messages` not sent
     AFTER_APPLY = 3  # applied (state committed), advance() never called
-    # the entries already durable in the log applied while this Ready's write was still
-    # running, and the write never finished
-    AFTER_EARLY_APPLY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +260,7 @@ class ServerSimulation:
             return CrashAt.NONE
         if self.rng.random() >= p * 3:
             return CrashAt.NONE
-        return self.rng.choice((CrashAt.AFTER_SEND, CrashAt.AFTER_EARLY_APPLY,
-                                CrashAt.AFTER_SAVE, CrashAt.AFTER_APPLY))
+        return self.rng.choice((CrashAt.AFTER_SEND, CrashAt.AFTER_SAVE, CrashAt.AFTER_APPLY))
 
     def _handle_ready(self, node: ServerNode, rd: Ready) -> None:
         run = node.r()
@@ -282,17 +278,6 @@ class ServerSimulation:
         if crash is CrashAt.AFTER_SEND:
             self._crash(node, "killed before saving a Ready")
             return self._maybe_quick_restart(node)
-        committed = rd.committed_entries
-        if committed and rd.snapshot is None and node.will_write(rd):
-            # RaftNode applies what the log already holds while the write runs.
-            durable = run.raft_log.last_index()
-            early = [e for e in committed if e.index <= durable]
-            if early:
-                self._apply(node, early, run.raw.status().hard_state.term)
-                committed = committed[len(early):]
-            if crash is CrashAt.AFTER_EARLY_APPLY:
-                self._crash(node, "killed while writing a Ready, its durable entries applied")
-                return self._maybe_quick_restart(node)
         node.persist(rd)
         if crash is CrashAt.AFTER_SAVE:
             self._crash(node, "killed after saving, before sending")
@@ -314,8 +299,8 @@ class ServerSimulation:
             self.agreement.observe(node.id, st)
             self._event(f"node {node.id} installs snapshot {md.term}/{md.index}, rev "
                         f"{st.revision}")
-        if committed:
-            self._apply(node, committed, run.raw.status().hard_state.term)
+        if rd.committed_entries:
+            self._apply(node, rd.committed_entries, run.raw.status().hard_state.term)
         node.between_readies()
         if crash is CrashAt.AFTER_APPLY:
             self._crash(node, "killed after applying, before advance")
