@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,6 +52,10 @@ from etcdpy.storage.env import EnvOptions, MemberEnvs, member_dir_exists
 from etcdpy.storage.lease import Lessor
 from etcdpy.storage.mvcc.kvstore import KVStore
 from etcdpy.storage.raft_log import LmdbRaftStorage
+from etcdpy.worker import service as worker_service
+from etcdpy.worker.control import ReadIndexAnswers
+from etcdpy.worker.pool import ReadWorkers, WorkerSettings
+from etcdpy.worker.status import MemberStatus
 
 log = logutil.get("")
 
@@ -307,7 +312,9 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         log.info("serving peer traffic", address=_host_port(str(url)))
     client, health = grpc_server.build(server, cfg.max_request_bytes,
                                        cfg.grpc_keepalive_min_time.total_seconds())
-    ports = ClientPorts(cfg, server, client)
+    if cfg.etcdpy_read_workers:
+        worker_service.register(server, client)
+    ports = ClientPorts(cfg, server, client, envs.state.path, quota)
     server.start()
 
     async def serve_clients() -> None:
@@ -338,9 +345,26 @@ class ClientPorts:
     to ports of its own, when gRPC binds the client ports directly; --listen-metrics-urls
     serve /metrics and the health checks."""
 
-    def __init__(self, cfg: Config, server: EtcdServer, client: Any) -> None:
+    def __init__(self, cfg: Config, server: EtcdServer, client: Any, state_dir: Path,
+                 quota: int) -> None:
         self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-client-")
         sock_path = os.path.join(self._sock_dir, "grpc.sock")
+        self._worker_settings = WorkerSettings(
+            count=cfg.etcdpy_read_workers,
+            member_unix=sock_path,
+            sock_dir=self._sock_dir,
+            state_dir=str(state_dir),
+            map_size=EnvOptions(quota_backend_bytes=quota).state_map_bytes(),
+            cluster_id=server.cluster_id,
+            member_id=server.member_id,
+            max_request_bytes=cfg.max_request_bytes,
+            keepalive_min_time_s=cfg.grpc_keepalive_min_time.total_seconds(),
+            relay=SharedPortOptions().process_relay,
+        )
+        self._workers: list[ReadWorkers] = []
+        self._member_status = lambda: MemberStatus(server.term, server.leader_id,
+                                                   server.is_learner)
+        self._read_index = ReadIndexAnswers(server)
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
         self._v2keys: V2Keys | None = None
@@ -351,11 +375,14 @@ class ClientPorts:
                                     v2keys=self._v2keys)
         options = SharedPortOptions(relay=CLIENT_RELAY)
         self._fronts: list[SharedPort] = []
+        self._client_fronts: list[SharedPort] = []  # the ones read workers share
         shared = not cfg.listen_client_http_urls
         for url in cfg.listen_client_urls:
             if shared:
                 host, port = _split_host_port(str(url))
-                self._fronts.append(SharedPort(host, port, sock_path, handler, options))
+                front = SharedPort(host, port, sock_path, handler, options)
+                self._fronts.append(front)
+                self._client_fronts.append(front)
             elif client.add_insecure_port(_host_port(str(url))) == 0:
                 raise OSError(f"cannot listen on {url}")
         for url in cfg.listen_client_http_urls:
@@ -369,8 +396,20 @@ class ClientPorts:
     async def start(self) -> None:
         for front in self._fronts:
             await front.start()
+        if self._worker_settings.count:
+            for front in self._client_fronts:
+                workers = ReadWorkers(self._worker_settings, front.listener, front.serve_other,
+                                      self._member_status, self._read_index.on_message)
+                workers.start()
+                self._workers.append(workers)
+            log.info("started read workers", **{"read-workers": self._worker_settings.count,
+                                                "ports": len(self._client_fronts)})
 
     async def stop(self) -> None:
+        for workers in self._workers:  # first: they hand connections to the fronts
+            await workers.stop()
+        self._workers = []
+        await self._read_index.stop()
         for front in self._fronts:
             await front.stop()  # also right for a front that never started
         self._fronts = []

@@ -907,6 +907,15 @@ class Config:
         "etcd version reported to clients (they gate features on it).",
         yaml_path=("emulated-etcd-version",),
     )
+    etcdpy_read_workers: int = _opt(
+        _U,
+        "0",
+        Group.ETCDPY,
+        "etcdpy only: worker processes that share each client port and answer Range from the "
+        "data dir read-only (linearizable reads ask this process for a read index; everything "
+        "else is passed to it). 0 serves everything from this process.",
+        yaml_path=("etcdpy-read-workers",),
+    )
 
     # --- bookkeeping (not flags)
     config_file: str = ""
@@ -1100,6 +1109,18 @@ class Config:
         if bool(self.discovery_token) != bool(self.discovery_endpoints):
             raise ConfigError("both --discovery-token and --discovery-endpoints must be set")
 
+    def _validate_read_workers(self) -> None:
+        """Read workers share the plain client ports that gRPC and HTTP/1.1 share; they speak
+        neither TLS nor a port of gRPC alone, so those combinations are refused up front."""
+        if not self.etcdpy_read_workers:
+            return
+        if self.cert_file or self.key_file or self.auto_tls or self.client_cert_auth:
+            raise ConfigError("--etcdpy-read-workers cannot be used with client TLS")
+        if self.listen_client_http_urls:
+            raise ConfigError(
+                "--etcdpy-read-workers cannot be used with --listen-client-http-urls"
+            )
+
     def _validate_later_35(self) -> None:
         """Checks that later 3.5 releases (3.5.3+) added for the flags they introduced."""
         if self.experimental_enable_lease_checkpoint_persist and not (
@@ -1127,6 +1148,7 @@ class Config:
             )
         if self.tls_min_version == "TLS1.3" and self.cipher_suites:
             raise ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
+        self._validate_read_workers()
         if not re.fullmatch(r"3\.[0-9]+\.[0-9]+", self.emulated_etcd_version):
             raise ConfigError(
                 f'invalid --emulated-etcd-version "{self.emulated_etcd_version}" '
@@ -1239,6 +1261,7 @@ NOT_IN_ETCD_3_5_1 = frozenset(
         "experimental-stop-grpc-service-on-defrag",
         "experimental-snapshot-catchup-entries",
         "emulated-etcd-version",
+        "etcdpy-read-workers",
         # etcd 3.6's v3 discovery
         "discovery-token",
         "discovery-endpoints",

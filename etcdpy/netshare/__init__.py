@@ -83,6 +83,16 @@ class SharedPort:
         assert self._listener is not None, "start() first"
         return int(self._listener.getsockname()[1])
 
+    @property
+    def listener(self) -> socket.socket:
+        """The bound listening socket (read workers accept on it too, see etcdpy.worker)."""
+        assert self._listener is not None, "start() first"
+        return self._listener
+
+    async def serve_other(self, conn: socket.socket, prefix: bytes) -> None:
+        """Serve a non-HTTP/2 connection another process accepted on this port."""
+        await self._serve_http(conn, prefix)
+
     async def start(self) -> None:
         """Bind and serve; raises OSError when the address cannot be bound."""
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

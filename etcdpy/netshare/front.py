@@ -6,6 +6,8 @@ only accepts and relays uses the machine's other core instead.
 
 Protocol between parent and child: the parent binds the listening socket (so bind errors and
 port 0 behave as in-process) and passes it to the child with a SOCK_SEQPACKET control socket.
+The parent may send the child small messages on it (the port front gets none; read workers
+get the member's status).
 The child accepts, relays gRPC connections to the Unix socket itself, and sends every other
 connection back over the control socket as one message: the bytes it already read, plus the
 connection's file descriptor (SCM_RIGHTS). The parent serves those with its HTTP handler.
@@ -20,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from etcdpy import logutil
 
@@ -34,24 +38,45 @@ from .accept import Acceptor, RelayMode
 log = logutil.get("netshare")
 
 MAX_PREFIX = 64  # the sniffed bytes are at most the 24-byte HTTP/2 preface
+MAX_MESSAGE = 256  # a message from the parent to the child (FrontProcess.send)
 SEND_RETRIES = 100  # a full control socket is waited on this many times 10 ms, then dropped
 
 
 # --- child side ---
 
 
-async def _child_main(args: argparse.Namespace) -> None:
+async def serve_front_child(
+    listen_fd: int, control_fd: int, unix_path: str, relay: RelayMode, max_connections: int,
+    sniff_timeout_s: float, on_message: Callable[[bytes], None] | None = None,
+) -> None:
+    """The child's accept loop: relay HTTP/2 connections to `unix_path`, pass every other one
+    back to the parent; return when the control socket reaches end of file (parent gone).
+
+    Read workers (`etcdpy.worker`) run this next to their own gRPC server, with `unix_path`
+    naming that server instead of the member's, and get the parent's messages (FrontProcess.
+    send) in `on_message`."""
     loop = asyncio.get_running_loop()
-    listener = socket.socket(fileno=args.listen_fd)
+    listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
-    control = socket.socket(fileno=args.control_fd)
+    control = socket.socket(fileno=control_fd)
     control.setblocking(False)
     parent_gone = loop.create_future()
 
     def on_control_readable() -> None:
-        # The parent never writes: readable means end of file (or an error), i.e. stop.
-        if not parent_gone.done():
-            parent_gone.set_result(None)
+        # A message from the parent, or end of file (or an error): the parent is gone, stop.
+        for _ in range(64):  # bounded work per wake-up; the reader fires again if more wait
+            try:
+                message = control.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                if not parent_gone.done():
+                    parent_gone.set_result(None)
+                return
+            if on_message is not None:
+                on_message(message)
 
     loop.add_reader(control.fileno(), on_control_readable)
 
@@ -67,10 +92,7 @@ async def _child_main(args: argparse.Namespace) -> None:
         finally:
             conn.close()  # the parent holds its own descriptor now
 
-    acceptor = Acceptor(
-        listener, args.unix, RelayMode(args.relay), hand_back, args.max_connections,
-        args.sniff_timeout,
-    )
+    acceptor = Acceptor(listener, unix_path, relay, hand_back, max_connections, sniff_timeout_s)
     acceptor.start()
     try:
         await parent_gone
@@ -79,8 +101,8 @@ async def _child_main(args: argparse.Namespace) -> None:
         await acceptor.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="etcdpy.netshare.front")
+def add_child_arguments(ap: argparse.ArgumentParser) -> None:
+    """The command-line arguments FrontProcess gives every child program."""
     ap.add_argument("--listen-fd", type=int, required=True)
     ap.add_argument("--control-fd", type=int, required=True)
     ap.add_argument("--unix", required=True)
@@ -88,6 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-connections", type=int, default=1024)
     ap.add_argument("--sniff-timeout", type=float, default=10.0)
     ap.add_argument("--log-level", default="warn")
+
+
+async def _child_main(args: argparse.Namespace) -> None:
+    await serve_front_child(args.listen_fd, args.control_fd, args.unix, RelayMode(args.relay),
+                            args.max_connections, args.sniff_timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="etcdpy.netshare.front")
+    add_child_arguments(ap)
     args = ap.parse_args(argv)
     logutil.setup(args.log_level)
     # The parent decides when we stop (by closing the control socket); a terminal's Ctrl-C
@@ -99,8 +131,21 @@ def main(argv: list[str] | None = None) -> None:
 # --- parent side ---
 
 
+@dataclass(frozen=True, slots=True)
+class ChildProgram:
+    """Which program a FrontProcess runs: a module taking `add_child_arguments`'s arguments
+    (and `args` after them), and what the logs call it."""
+
+    module: str = "etcdpy.netshare.front"
+    args: tuple[str, ...] = ()
+    name: str = "port front process"
+
+
 class FrontProcess:
-    """Runs and supervises the child; calls `on_other(sock, prefix)` for handed-back sockets."""
+    """Runs and supervises the child; calls `on_other(sock, prefix)` for handed-back sockets.
+
+    `unix_path` is where the child relays gRPC connections (the member's socket for the
+    port front, the worker's own for a read worker)."""
 
     def __init__(
         self,
@@ -110,8 +155,14 @@ class FrontProcess:
         on_other: Callable[[socket.socket, bytes], Awaitable[None]],
         max_connections: int,
         sniff_timeout_s: float,
+        program: ChildProgram | None = None,
+        on_message: Callable[[bytes], None] | None = None,
     ) -> None:
         assert relay in (RelayMode.ASYNCIO, RelayMode.SPLICE)
+        self._program = program or ChildProgram()
+        # called with each message the child sends without a connection (a read worker's
+        # requests); answers go back with send()
+        self._on_message = on_message
         self._listener = listener
         self._unix_path = unix_path
         self._relay = relay
@@ -129,13 +180,15 @@ class FrontProcess:
         try:
             self._proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "etcdpy.netshare.front",
+                    sys.executable, "-m", self._program.module,
                     "--listen-fd", str(self._listener.fileno()),
                     "--control-fd", str(child_end.fileno()),
                     "--unix", self._unix_path,
                     "--relay", str(int(self._relay)),
                     "--max-connections", str(self._max_connections),
                     "--sniff-timeout", str(self._sniff_timeout_s),
+                    "--log-level", _log_level(),
+                    *self._program.args,
                 ],
                 pass_fds=(self._listener.fileno(), child_end.fileno()),
                 env=_child_env(),
@@ -149,6 +202,11 @@ class FrontProcess:
         parent_end.setblocking(False)
         self._control = parent_end
         asyncio.get_running_loop().add_reader(parent_end.fileno(), self._on_control)
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None between a death and its restart)."""
+        return self._proc.pid if self._proc is not None else None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -170,6 +228,18 @@ class FrontProcess:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
 
+    def send(self, message: bytes) -> bool:
+        """Send the child one small message (its `on_message` gets it); False if there is no
+        child right now or its socket is full (the message is dropped, not queued)."""
+        assert 0 < len(message) <= MAX_MESSAGE
+        if self._control is None:
+            return False
+        try:
+            self._control.send(message)
+        except OSError:  # full (BlockingIOError) or the child just died
+            return False
+        return True
+
     def _on_control(self) -> None:
         control = self._control
         assert control is not None
@@ -184,6 +254,8 @@ class FrontProcess:
             if not prefix and not fds:
                 self._child_lost("control socket closed")
                 return
+            if not fds and self._on_message is not None:
+                self._on_message(prefix)
             for fd in fds:
                 conn = socket.socket(fileno=fd)
                 conn.setblocking(False)
@@ -202,7 +274,7 @@ class FrontProcess:
         if self._stopping or self._control is None:
             return
         asyncio.get_running_loop().remove_reader(self._control.fileno())
-        log.error("port front process exited; restarting it", reason=why)
+        log.error(f"{self._program.name} exited; restarting it", reason=why)
         self._control.close()
         self._control = None
         if self._proc is not None:
@@ -216,6 +288,12 @@ class FrontProcess:
     def _restart(self) -> None:
         if not self._stopping and self._control is None:
             self.start()
+
+
+def _log_level() -> str:
+    """The parent's --log-level, for the child (whose lines join the parent's stderr)."""
+    level = logging.getLogger("etcdpy").getEffectiveLevel()
+    return next((name for name, value in logutil.LEVELS.items() if value == level), "warn")
 
 
 def _child_env() -> dict[str, str]:

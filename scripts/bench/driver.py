@@ -389,7 +389,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="comma list of seqput,put,range,srange,txnput,watch,lease,load "
                          "(default all; quick: seqput,put,range)")
     ap.add_argument("--targets", default=",".join(ALL_TARGETS),
-                    help=f"comma list of {','.join(ALL_TARGETS)}")
+                    help=f"comma list of {','.join(ALL_TARGETS)}; also etcdpy-1w / "
+                         "etcdpy-1wN: one member with 1 / N read workers (--etcdpy-read-workers)")
     ap.add_argument("--generator", choices=("auto", "go", "py"), default="auto",
                     help="auto: the Go clientv3 generator if it builds, else Python")
     ap.add_argument("--load-keys", type=int, default=None, help="default 1000000 (quick: 2000)")

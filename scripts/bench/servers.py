@@ -31,22 +31,39 @@ COMMON_FLAGS = ("--log-level", "error")
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """What to start: `kind` is "etcd", "etcdpy" or "bare"; `members` is 1 or 3 (bare: 1)."""
+    """What to start: `kind` is "etcd", "etcdpy" or "bare"; `members` is 1 or 3 (bare: 1);
+    `workers` is etcdpy's --etcdpy-read-workers (0: off). Names: etcd-1, etcdpy-3, bare,
+    and etcdpy-1w (one read worker) or etcdpy-1wN (N of them)."""
 
     kind: str
     members: int
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.workers >= 0 and (self.kind == "etcdpy" or not self.workers)
 
     @property
     def name(self) -> str:
-        return "bare" if self.kind == "bare" else f"{self.kind}-{self.members}"
+        if self.kind == "bare":
+            return "bare"
+        suffix = "" if not self.workers else "w" if self.workers == 1 else f"w{self.workers}"
+        return f"{self.kind}-{self.members}{suffix}"
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Flags this target adds to COMMON_FLAGS."""
+        return ("--etcdpy-read-workers", str(self.workers)) if self.workers else ()
 
     @staticmethod
     def parse(name: str) -> TargetSpec:
         if name == "bare":
             return TargetSpec("bare", 1)
-        kind, _, n = name.partition("-")
+        kind, _, rest = name.partition("-")
+        n, w, count = rest.partition("w")
         assert kind in ("etcd", "etcdpy") and n in ("1", "3"), f"unknown target {name!r}"
-        return TargetSpec(kind, int(n))
+        assert not w or (kind == "etcdpy" and (count == "" or count.isdigit())), (
+            f"unknown target {name!r} (read workers: etcdpy-1w or etcdpy-1wN)")
+        return TargetSpec(kind, int(n), (int(count or 1) if w else 0))
 
 
 def probe(endpoint: str, timeout_s: float = 1.0) -> bool:
@@ -163,7 +180,7 @@ class Deployment:
             return
         self.members = [
             Member(self.spec.kind, f"m{i + 1}", self.base_dir / f"m{i + 1}.data",
-                   free_port(), free_port(), list(COMMON_FLAGS))
+                   free_port(), free_port(), [*COMMON_FLAGS, *self.spec.flags])
             for i in range(self.spec.members)
         ]
         spec = ",".join(f"{m.name}={m.peer_url}" for m in self.members)

@@ -1,0 +1,3 @@
+from etcdpy.worker.main import main
+
+main()
