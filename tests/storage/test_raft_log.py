@@ -72,6 +72,20 @@ def test_compact_keeps_dummy_term_and_reopen(tmp_path: Path) -> None:
         assert (s.member_id(), s.cluster_id()) == (0x1234, 0xABCD)
 
 
+def test_a_snapshot_ahead_of_the_written_commit_index_counts_as_committed(tmp_path: Path) -> None:
+    """The driver writes a commit-only hard state lazily, so a crash can leave the stored
+    commit index behind a snapshot of applied entries; on reopen the snapshot proves the
+    commit (the core refuses an applied index beyond the commit index)."""
+    with MemberEnvs(tmp_path, SMALL) as e:
+        s = LmdbRaftStorage(e.raft)
+        s.save(HardState(2, 1, 4), _ents(1, 11, 2))
+        s.create_snapshot(8, ConfState(voters=(1,)), b"")
+    with MemberEnvs(tmp_path, SMALL) as e:
+        s = LmdbRaftStorage(e.raft)
+        assert s.hard_state() == HardState(2, 1, 8)
+        assert s.initial_state()[0].commit == 8
+
+
 def test_snapshots(tmp_path: Path) -> None:
     with MemberEnvs(tmp_path, SMALL) as e:
         s = LmdbRaftStorage(e.raft)
