@@ -490,7 +490,7 @@ class EtcdServer:
         log_store = self.raft_log
         if log_store is None:
             return
-        snapshot_index = log_store.snapshot().metadata.index
+        snapshot_index = log_store.snapshot_metadata().index  # cached: this runs every Ready
         if self._delivered_index is None:
             self._delivered_index = snapshot_index  # Raft's `applied` at start (app.py)
         # Not the state's applied index: after a restart the state may be ahead of what Raft

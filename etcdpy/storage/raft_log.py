@@ -171,6 +171,10 @@ class LmdbRaftStorage:
                 expect += 1
         return out
 
+    def snapshot_metadata(self) -> SnapshotMetadata:
+        """The stored snapshot's index, term and configuration, without reading its data."""
+        return self._snap_meta
+
     def snapshot(self) -> Snapshot:
         with self._env.begin() as txn:
             data = txn.get(schema.RAFT_META_SNAPSHOT_DATA, db=self._meta) or b""
