@@ -7,7 +7,6 @@ and once more, unconditionally, at the end, so a failure in between still leaves
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -15,11 +14,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from tests.e2e.cluster import wait_for
 from tests.faults.cluster import FaultCluster, FaultMember
 from tests.faults.schedule import FaultKind, Step
 
 RESTART_WAIT_S = 20.0
+RESTART_BACKOFF_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +34,29 @@ def _nothing() -> None:
 
 def _restart(cluster: FaultCluster, victims: list[FaultMember]) -> None:
     """Start the victims again and give them a bounded time to come up, so the next fault
-    hits a member that runs rather than one still starting (no error if it is slow)."""
-    for m in victims:
-        if not m.running:
-            m.restart()
-    for m in victims:
-        with contextlib.suppress(TimeoutError):
-            wait_for(f"{m.name} answering", lambda m=m: cluster.grpc_status(m) is not None,
-                     timeout_s=RESTART_WAIT_S, interval_s=0.1)
+    hits a member that runs rather than one still starting (no error if it is slow).
+
+    A member that exits while starting is started again, as a supervisor (systemd's
+    Restart=on-failure) would: a joining member asks the others for the member list and,
+    as in etcd, gives up if they are down or still replaying their log. One that keeps
+    exiting is left down when the time is up, and the final settle reports it."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    waiting = list(victims)
+    while waiting and time.monotonic() < deadline:
+        for m in waiting:
+            if not m.running:
+                m.restart()
+        time.sleep(0.1)
+        waiting = [m for m in waiting if not _answers(cluster, m)]
+        if any(not m.running for m in waiting):
+            time.sleep(RESTART_BACKOFF_S)
+
+
+def _answers(cluster: FaultCluster, m: FaultMember) -> bool:
+    try:
+        return m.running and cluster.grpc_status(m, timeout_s=1.0) is not None
+    except grpc.RpcError:
+        return False
 
 
 def choose(cluster: FaultCluster, role: str, rng: random.Random) -> list[FaultMember]:
@@ -213,8 +227,7 @@ def heal_all(cluster: FaultCluster) -> None:
         if m.proxy is not None:
             m.proxy_command("heal")
         m.resume()
-        if not m.running:
-            m.restart()
+    _restart(cluster, [m for m in cluster.fmembers if not m.running])
 
 
 def _names(members: list[FaultMember]) -> str:
