@@ -267,8 +267,9 @@ class FaultCluster(Cluster):
         self.rules.clear()
 
     # --- membership -------------------------------------------------------------------------
-    def replace(self, victim: FaultMember) -> None:
-        """Remove `victim`, wipe its data dir, add it back (new ID) and start it as joining."""
+    def replace(self, victim: FaultMember, start: bool = True) -> None:
+        """Remove `victim`, wipe its data dir, add it back (new ID) and start it as joining
+        (or only make it ready to join: `restart()` then joins)."""
         self.remove(victim, via=next(m for m in self.fmembers if m is not victim and m.running))
         victim.kill()
         shutil.rmtree(victim.data_dir, ignore_errors=True)
@@ -287,7 +288,9 @@ class FaultCluster(Cluster):
         spec = line.split("=", 1)[1].strip().strip('"')
         self.retired.remove(victim)
         self.members.append(victim)
-        victim.start(spec, "existing")
+        victim.spec, victim.state = spec, "existing"
+        if start:
+            victim.restart()
 
 
 def _run(argv: Sequence[str], check: bool = True) -> None:
