@@ -269,6 +269,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         identity.cluster_id,
         server,
         listen_urls=[str(u) for u in cfg.listen_peer_urls],
+        advertise_urls=[str(u) for u in cfg.initial_advertise_peer_urls],
         http_handler=PeerHttpHandler(
             lambda: identity.cluster_id,
             lambda: [MemberInfo(m.id, m.name, m.peer_urls, m.client_urls, m.is_learner)
@@ -432,7 +433,9 @@ def _raft_logger() -> Any:
 
 def _follow_membership(membership: MembershipView, transport: GrpcTransport,
                        member_id: int) -> None:
-    """Keep the transport's peers equal to the other members."""
+    """Keep the transport's peers equal to the other members (a remote, learnt from a member
+    not yet known here, becomes a peer when the membership adds it, or goes when it is
+    removed)."""
 
     def sync(members: dict[int, Member]) -> None:
         known = transport.peers()
@@ -445,6 +448,9 @@ def _follow_membership(membership: MembershipView, transport: GrpcTransport,
                 transport.update_peer(peer_id, m.peer_urls)
         for peer_id in known:
             if peer_id not in members:
+                asyncio.ensure_future(transport.remove_peer(peer_id))
+        for peer_id in transport.remotes():  # learnt from a member since removed
+            if peer_id in membership.removed:
                 asyncio.ensure_future(transport.remove_peer(peer_id))
 
     membership.on_change = sync

@@ -13,6 +13,9 @@ from .backoff import BackoffPolicy
 MD_CLUSTER_ID = "x-etcd-cluster-id"
 MD_FROM = "x-server-from"
 MD_TO = "x-raft-to"
+# The sender's advertised peer URLs (etcd's X-PeerURLs): a member that fell behind the cluster's
+# membership learns from it where to answer a member it does not know yet (etcd's AddRemote).
+MD_PEER_URLS = "x-peerurls"
 # What a member answers a removed member's stream (NOT_FOUND); the sender that sees it stops
 # its node, as etcd's rafthttp does on 410 Gone.
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"

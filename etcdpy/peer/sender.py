@@ -33,6 +33,7 @@ from .options import (
     MAX_GRPC_MESSAGE,
     MD_CLUSTER_ID,
     MD_FROM,
+    MD_PEER_URLS,
     MD_TO,
     REMOVED_MESSAGE,
     TransportOptions,
@@ -85,8 +86,10 @@ class PeerSender:
         sink: MessageSink,
         opts: TransportOptions,
         rng: random.Random,
+        local_urls: Sequence[str] = (),
     ) -> None:
         assert urls, "a peer needs at least one URL"
+        self._local_urls = ",".join(local_urls)  # sent as MD_PEER_URLS when known
         self.peer_id = peer_id
         self.urls = tuple(urls)
         self._local_id = local_id
@@ -179,11 +182,12 @@ class PeerSender:
         self._queued_bytes = 0
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (
+        md = (
             (MD_CLUSTER_ID, f"{self._cluster_id():x}"),
             (MD_FROM, f"{self._local_id:x}"),
             (MD_TO, f"{self.peer_id:x}"),
         )
+        return (*md, (MD_PEER_URLS, self._local_urls)) if self._local_urls else md
 
     async def _run(self) -> None:
         failures = 0  # consecutive attempts that did not get an active stream

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -14,7 +15,7 @@ from etcdpy._pb.peerpb import peer_pb2_grpc as pb_grpc
 from etcdpy.raft import MessageType
 
 from .codec import CodecError, decode_message
-from .options import MD_CLUSTER_ID, MD_FROM, MD_TO, REMOVED_MESSAGE
+from .options import MD_CLUSTER_ID, MD_FROM, MD_PEER_URLS, MD_TO, REMOVED_MESSAGE
 from .sink import MessageSink
 from .snapshot import SnapshotWriter
 
@@ -23,6 +24,27 @@ log = logutil.get("peer")
 
 def _hex(value: int) -> str:
     return f"{value:x}"
+
+
+MAX_ADVERTISED_URLS = 16
+
+
+def advertised_urls(text: str | bytes | None) -> list[str]:
+    """The sender's peer URLs from its MD_PEER_URLS header; anything that is not an http(s)
+    URL with a host and a port is left out (the header is only a hint)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    urls = []
+    for url in (text or "").split(",")[:MAX_ADVERTISED_URLS]:
+        url = url.strip()
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and bool(parts.port)
+        except ValueError:
+            ok = False
+        if ok:
+            urls.append(url)
+    return urls
 
 
 def _parse_hex(text: str | bytes | None) -> int | None:
@@ -42,8 +64,10 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         sink: MessageSink,
         snapshot_dir: str,
         max_incoming_snapshots: int,
+        learn_remote: Callable[[int, Sequence[str]], None] = lambda peer_id, urls: None,
     ) -> None:
         self._local_id = local_id
+        self._learn_remote = learn_remote
         self._cluster_id = cluster_id
         self._sink = sink
         self._snapshot_dir = snapshot_dir
@@ -77,6 +101,11 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
                 from_id or 0)})
             await context.abort(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
         assert from_id is not None
+        # A sender we may not know yet (it joined while we were behind): learn where it is.
+        metadata = dict(context.invocation_metadata() or ())
+        urls = advertised_urls(metadata.get(MD_PEER_URLS))
+        if urls:
+            self._learn_remote(from_id, urls)
         return from_id
 
     async def Stream(  # noqa: N802 (gRPC method name)

@@ -75,6 +75,7 @@ class GrpcTransport:
         sink: MessageSink,
         *,
         listen_urls: Sequence[str] = (),
+        advertise_urls: Sequence[str] = (),
         http_handler: HttpHandler | None = None,
         snapshot_dir: str,
         options: TransportOptions | None = None,
@@ -85,11 +86,17 @@ class GrpcTransport:
         self.cluster_id = cluster_id
         self._sink = sink
         self._listen_urls = tuple(listen_urls)
+        self._advertise_urls = tuple(advertise_urls)  # told to every peer we send to
         self._http = http_handler or _no_http
         self._snapshot_dir = snapshot_dir
         self._opts = options or TransportOptions()
         self._rng = rng or random.Random()
         self._peers: dict[int, PeerSender] = {}
+        # Senders to members this one does not know yet (etcd's remotes): added when such a
+        # member sends us something, with the URLs it advertised, so that a member that was
+        # down while the membership changed can answer the new members and catch up. A remote
+        # becomes a peer when the membership adds it. invariant: _remotes <= _peers.keys()
+        self._remotes: set[int] = set()
         self._server: grpc.aio.Server | None = None
         self._fronts: list[SharedPort] = []
         self._tcp_ports: list[int] = []
@@ -108,7 +115,7 @@ class GrpcTransport:
         server = grpc.aio.server(options=_server_options())
         servicer = RaftPeerServicer(
             self.local_id, lambda: self.cluster_id, self._sink, self._snapshot_dir,
-            self._opts.max_incoming_snapshots,
+            self._opts.max_incoming_snapshots, self.add_remote,
         )
         pb_grpc.add_RaftPeerServicer_to_server(servicer, server)
         self._server = server
@@ -160,18 +167,37 @@ class GrpcTransport:
 
     def add_peer(self, peer_id: int, urls: Sequence[str]) -> None:
         assert peer_id != self.local_id, "a member does not send to itself"
+        if peer_id in self._remotes:  # known at last: the membership's URLs from now on
+            self._remotes.discard(peer_id)
+            self._peers[peer_id].set_urls(urls)
+            return
         if peer_id in self._peers:
             return
-        sender = PeerSender(
-            peer_id, urls, self.local_id, lambda: self.cluster_id, self._sink, self._opts,
-            self._rng,
-        )
-        self._peers[peer_id] = sender
-        sender.start()
+        self._peers[peer_id] = self._start_sender(peer_id, urls)
         log.info("added remote peer", **{"remote-peer-id": f"{peer_id:x}",
                                          "remote-peer-urls": list(urls)})
 
+    def add_remote(self, peer_id: int, urls: Sequence[str]) -> None:
+        """A member not (yet) in our membership sent us something, advertising `urls`: keep
+        a sender to it until the membership catches up (etcd's Transport.AddRemote)."""
+        if peer_id == self.local_id or peer_id in self._peers or not urls:
+            return
+        self._peers[peer_id] = self._start_sender(peer_id, urls)
+        self._remotes.add(peer_id)
+        log.info("added new remote peer", **{"local-member-id": f"{self.local_id:x}",
+                                             "remote-peer-id": f"{peer_id:x}",
+                                             "remote-peer-urls": list(urls)})
+
+    def _start_sender(self, peer_id: int, urls: Sequence[str]) -> PeerSender:
+        sender = PeerSender(
+            peer_id, urls, self.local_id, lambda: self.cluster_id, self._sink, self._opts,
+            self._rng, self._advertise_urls,
+        )
+        sender.start()
+        return sender
+
     async def remove_peer(self, peer_id: int) -> None:
+        self._remotes.discard(peer_id)
         sender = self._peers.pop(peer_id, None)
         if sender is not None:
             await sender.stop()
@@ -183,7 +209,11 @@ class GrpcTransport:
             sender.set_urls(urls)
 
     def peers(self) -> dict[int, tuple[str, ...]]:
-        return {pid: s.urls for pid, s in self._peers.items()}
+        """The members' senders (remotes excluded) and their URLs."""
+        return {pid: s.urls for pid, s in self._peers.items() if pid not in self._remotes}
+
+    def remotes(self) -> dict[int, tuple[str, ...]]:
+        return {pid: self._peers[pid].urls for pid in self._remotes}
 
     def active_since(self, peer_id: int) -> float | None:
         """Wall-clock time the current stream to `peer_id` became active; None if it is not."""

@@ -328,3 +328,47 @@ def test_stalled_peer_fills_its_window_then_drops_while_others_flow(tmp_path: Pa
             await asyncio.to_thread(thread.join, 30)
 
     asyncio.run(main())
+
+
+def test_unknown_sender_is_answered_at_the_urls_it_advertises(tmp_path: Path) -> None:
+    """etcd's AddRemote: member 2 knows member 1, member 1 does not know member 2 (it fell
+    behind the membership). 2's stream tells 1 where 2 is, so 1 can answer, until the
+    membership adds 2 as a peer (or says it was removed)."""
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        port2 = free_port()
+        url2 = f"http://127.0.0.1:{port2}"
+        t1 = make_transport(1, s1, str(tmp_path))
+        t2 = make_transport(2, s2, str(tmp_path), port=port2, advertise_urls=[url2])
+        try:
+            await t1.start()
+            await t2.start()
+            t1.send([app(1, 2, 1)])  # to an unknown member: dropped and counted
+            assert t1.unknown_target_drops == 1
+            t2.add_peer(1, [url_of(t1)])
+            t2.send([app(2, 1, 1)])
+            await wait_until(lambda: len(s1.processed) == 1, "delivery to member 1")
+            assert t1.remotes() == {2: (url2,)}
+            assert t1.peers() == {}, "a remote is not a member's peer"
+            t1.send([app(1, 2, 2)])
+            await wait_until(lambda: [m.index for m in s2.processed] == [2], "the answer")
+            t1.add_peer(2, [url2])  # the membership caught up: the remote becomes a peer
+            assert t1.remotes() == {} and t1.peers() == {2: (url2,)}
+            await t1.remove_peer(2)
+            assert t1.peers() == {} and t1.remotes() == {}
+        finally:
+            await t1.stop()
+            await t2.stop()
+    asyncio.run(main())
+
+
+def test_advertised_urls_keep_only_http_urls_with_a_port() -> None:
+    from etcdpy.peer.service import MAX_ADVERTISED_URLS, advertised_urls
+
+    assert advertised_urls("http://10.0.0.1:2380,https://h:2381") == [
+        "http://10.0.0.1:2380", "https://h:2381"]
+    assert advertised_urls(b"http://a:1, ftp://b:2,http://nohost,http://c:x,,garbage") == [
+        "http://a:1"]
+    assert advertised_urls(None) == [] and advertised_urls("") == []
+    many = ",".join(f"http://h{i}:1" for i in range(50))
+    assert len(advertised_urls(many)) == MAX_ADVERTISED_URLS
