@@ -213,6 +213,8 @@ class GrpcTransport:
         return {pid: s.urls for pid, s in self._peers.items() if pid not in self._remotes}
 
     def remotes(self) -> dict[int, tuple[str, ...]]:
+        """Senders to members not in our membership yet (see add_remote)."""
+        assert self._remotes <= self._peers.keys()
         return {pid: self._peers[pid].urls for pid in self._remotes}
 
     def active_since(self, peer_id: int) -> float | None:

@@ -372,3 +372,29 @@ def test_advertised_urls_keep_only_http_urls_with_a_port() -> None:
     assert advertised_urls(None) == [] and advertised_urls("") == []
     many = ",".join(f"http://h{i}:1" for i in range(50))
     assert len(advertised_urls(many)) == MAX_ADVERTISED_URLS
+
+
+def test_membership_promotes_a_remote_and_drops_a_removed_one(tmp_path: Path) -> None:
+    """app._follow_membership: a remote the membership then adds becomes a peer; a remote the
+    membership records as removed is dropped; the member itself is never a peer."""
+    from etcdpy.app import _follow_membership
+    from etcdpy.cluster.membership import Member
+    from etcdpy.server.membership import MembershipView
+
+    async def main() -> None:
+        t1 = make_transport(1, RecordingSink(), str(tmp_path))
+        url = f"http://127.0.0.1:{free_port()}"
+        try:
+            await t1.start()
+            view = MembershipView([Member(1, "m1", ("http://127.0.0.1:1",))])
+            _follow_membership(view, t1, 1)
+            t1.add_remote(5, [url])
+            t1.add_remote(6, [url])
+            assert set(t1.remotes()) == {5, 6} and t1.peers() == {}
+            view.replace([Member(1, "m1", ("http://127.0.0.1:1",)), Member(5, "m5", (url,))],
+                         removed=[6])
+            await wait_until(lambda: 6 not in t1.remotes(), "the removed remote dropped")
+            assert t1.remotes() == {} and t1.peers() == {5: (url,)}
+        finally:
+            await t1.stop()
+    asyncio.run(main())
