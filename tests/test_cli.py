@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import etcdpy
 from etcdpy import ETCD_SERVER_VERSION, __version__, cli
 from etcdpy import config as cfg
 from etcdpy.config import Config
@@ -36,6 +37,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     fake = types.ModuleType("etcdpy.app")
     fake.run = calls.append  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "etcdpy.app", fake)
+    # `from etcdpy import app` reads the package attribute first: once another test has
+    # imported the real etcdpy.app, the attribute must be replaced too.
+    monkeypatch.setattr(etcdpy, "app", fake, raising=False)
     return calls
 
 
