@@ -56,6 +56,7 @@ from etcdpy.worker import service as worker_service
 from etcdpy.worker.control import ReadIndexAnswers
 from etcdpy.worker.pool import ReadWorkers, WorkerSettings
 from etcdpy.worker.status import MemberStatus
+from etcdpy.worker.writes import WriteAnswers
 
 log = logutil.get("")
 
@@ -353,6 +354,7 @@ class ClientPorts:
         self._worker_settings = WorkerSettings(
             count=cfg.etcdpy_read_workers,
             member_unix=sock_path,
+            member_writes=os.path.join(self._sock_dir, "writes.sock"),
             sock_dir=self._sock_dir,
             state_dir=str(state_dir),
             map_size=EnvOptions(quota_backend_bytes=quota).state_map_bytes(),
@@ -366,6 +368,7 @@ class ClientPorts:
         self._member_status = lambda: MemberStatus(server.term, server.leader_id,
                                                    server.is_learner)
         self._read_index = ReadIndexAnswers(server)
+        self._write_answers = WriteAnswers(server)
         client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
         self._v2keys: V2Keys | None = None
@@ -398,6 +401,7 @@ class ClientPorts:
         for front in self._fronts:
             await front.start()
         if self._worker_settings.count:
+            await self._write_answers.start(self._worker_settings.member_writes)
             for front in self._client_fronts:
                 workers = ReadWorkers(self._worker_settings, front.listener, front.serve_other,
                                       self._member_status, self._read_index.on_message)
@@ -411,6 +415,7 @@ class ClientPorts:
             await workers.stop()
         self._workers = []
         await self._read_index.stop()
+        await self._write_answers.stop()
         for front in self._fronts:
             await front.stop()  # also right for a front that never started
         self._fronts = []

@@ -93,17 +93,20 @@ def stats_handler(counters: Counters) -> grpc.RpcMethodHandler:
                     ) -> worker_pb2.StatsResponse:
         return worker_pb2.StatsResponse(
             pid=os.getpid(), is_worker=True, local_ranges=counters.local_ranges,
-            proxied_calls=counters.proxied_calls, read_index_calls=counters.read_index_calls)
+            proxied_calls=counters.proxied_calls, read_index_calls=counters.read_index_calls,
+            batched_writes=counters.batched_writes)
 
     return grpc.unary_unary_rpc_method_handler(
         stats, request_deserializer=worker_pb2.StatsRequest.FromString,
         response_serializer=worker_pb2.StatsResponse.SerializeToString)
 
 
-def local_handlers(local_range: LocalRange, counters: Counters) -> grpc.GenericRpcHandler:
+def local_handlers(local_range: LocalRange, counters: Counters,
+                   writes: dict[str, grpc.RpcMethodHandler]) -> grpc.GenericRpcHandler:
     handlers = {
         RANGE_METHOD: grpc.unary_unary_rpc_method_handler(local_range.handle),
         STATS_METHOD: stats_handler(counters),
+        **writes,
     }
     return _ByPath(handlers)
 

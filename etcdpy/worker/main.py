@@ -25,11 +25,12 @@ from etcdpy.server.api.grpc_server import server_options
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES
 
 from .control import ControlReadIndex
-from .local import LocalRange, local_handlers
+from .local import MEMBER_KEYS, LocalRange, local_handlers
 from .passthrough import Counters, PassThrough
 from .reader import StateReader
 from .readindex import ReadIndexBatcher
 from .status import StatusView
+from .writes import BatchedWrites, ControlWrites
 
 log = logutil.get("worker")
 
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="etcdpy.worker")
     add_child_arguments(ap)
     ap.add_argument("--member-unix", required=True, help="the member's gRPC Unix socket")
+    ap.add_argument("--member-writes", required=True,
+                    help="the member's Unix socket for batched writes (writes.py)")
     ap.add_argument("--state-dir", required=True, help="<data-dir>/member/state")
     ap.add_argument("--map-size", type=int, required=True)
     ap.add_argument("--cluster-id", type=int, required=True)
@@ -69,14 +72,19 @@ async def serve(args: argparse.Namespace) -> None:
     local_range = LocalRange(reader, batcher, status, passthrough, args.cluster_id,
                              args.member_id, args.max_request_bytes + GRPC_OVERHEAD_BYTES,
                              counters)
+    control_writes = ControlWrites(args.member_writes)
+    writes = BatchedWrites(control_writes, passthrough,
+                           args.max_request_bytes + GRPC_OVERHEAD_BYTES, MEMBER_KEYS, counters)
     server = grpc.aio.server(options=server_options(args.max_request_bytes,
                                                     args.keepalive_min_time))
-    server.add_generic_rpc_handlers([local_handlers(local_range, counters), passthrough])
+    server.add_generic_rpc_handlers([local_handlers(local_range, counters, writes.handlers()),
+                                     passthrough])
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.unix)  # left by a worker that was killed
     server.add_insecure_port(f"unix:{args.unix}")
     await server.start()
     batcher.start()
+    control_writes.start()
     log.info("read worker serving", index=args.index, pid=os.getpid())
     try:
         await serve_front_child(args.listen_fd, args.control_fd, args.unix,
@@ -85,9 +93,11 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         log.info("read worker stopping", index=args.index, pid=os.getpid(), **{
             "local-ranges": counters.local_ranges, "proxied-calls": counters.proxied_calls,
-            "read-index-calls": counters.read_index_calls})
+            "read-index-calls": counters.read_index_calls,
+            "batched-writes": counters.batched_writes})
         await server.stop(grace=1.0)
         await batcher.stop()
+        await control_writes.stop()
         read_index.close()
         await channel.close()
         reader.close()

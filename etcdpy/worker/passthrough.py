@@ -28,6 +28,7 @@ class Counters:
     local_ranges: int = 0
     proxied_calls: int = 0
     read_index_calls: int = 0
+    batched_writes: int = 0
 
 
 def outgoing_metadata(context: grpc.aio.ServicerContext) -> Metadata:

@@ -26,6 +26,7 @@ from .status import CHECK_INTERVAL_S, RESEND_S, MemberStatus
 class WorkerSettings:
     count: int
     member_unix: str  # the member's gRPC Unix socket (the workers' channel goes there)
+    member_writes: str  # the member's socket for batched writes (writes.py)
     sock_dir: str  # where each worker's own gRPC Unix socket is made
     state_dir: str  # <data-dir>/member/state, opened read-only
     map_size: int
@@ -63,6 +64,7 @@ class ReadWorkers:
                 module="etcdpy.worker",
                 args=(
                     "--member-unix", s.member_unix,
+                    "--member-writes", s.member_writes,
                     "--state-dir", s.state_dir,
                     "--map-size", str(s.map_size),
                     "--cluster-id", str(s.cluster_id),

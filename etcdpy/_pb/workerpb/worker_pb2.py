@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _ETCDPY_POOL.AddSerializedFile(b'\n etcdpy/_pb/workerpb/worker.proto\x12\x0f\x65tcdpy.internal\"\x12\n\x10ReadIndexRequest\"=\n\x11ReadIndexResponse\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x11\n\traft_term\x18\x02 \x01(\x04\"\x0e\n\x0cStatsRequest\"v\n\rStatsResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x11\n\tis_worker\x18\x02 \x01(\x08\x12\x14\n\x0clocal_ranges\x18\x03 \x01(\x04\x12\x15\n\rproxied_calls\x18\x04 \x01(\x04\x12\x18\n\x10read_index_calls\x18\x05 \x01(\x04\x32\xa8\x01\n\x06Worker\x12T\n\tReadIndex\x12!.etcdpy.internal.ReadIndexRequest\x1a\".etcdpy.internal.ReadIndexResponse\"\x00\x12H\n\x05Stats\x12\x1d.etcdpy.internal.StatsRequest\x1a\x1e.etcdpy.internal.StatsResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _ETCDPY_POOL.AddSerializedFile(b'\n etcdpy/_pb/workerpb/worker.proto\x12\x0f\x65tcdpy.internal\"\x12\n\x10ReadIndexRequest\"=\n\x11ReadIndexResponse\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x11\n\traft_term\x18\x02 \x01(\x04\"\x0e\n\x0cStatsRequest\"\x8e\x01\n\rStatsResponse\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x11\n\tis_worker\x18\x02 \x01(\x08\x12\x14\n\x0clocal_ranges\x18\x03 \x01(\x04\x12\x15\n\rproxied_calls\x18\x04 \x01(\x04\x12\x18\n\x10read_index_calls\x18\x05 \x01(\x04\x12\x16\n\x0e\x62\x61tched_writes\x18\x06 \x01(\x04\x32\xa8\x01\n\x06Worker\x12T\n\tReadIndex\x12!.etcdpy.internal.ReadIndexRequest\x1a\".etcdpy.internal.ReadIndexResponse\"\x00\x12H\n\x05Stats\x12\x1d.etcdpy.internal.StatsRequest\x1a\x1e.etcdpy.internal.StatsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READINDEXRESPONSE']._serialized_end=134
   _globals['_STATSREQUEST']._serialized_start=136
   _globals['_STATSREQUEST']._serialized_end=150
-  _globals['_STATSRESPONSE']._serialized_start=152
-  _globals['_STATSRESPONSE']._serialized_end=270
-  _globals['_WORKER']._serialized_start=273
-  _globals['_WORKER']._serialized_end=441
+  _globals['_STATSRESPONSE']._serialized_start=153
+  _globals['_STATSRESPONSE']._serialized_end=295
+  _globals['_WORKER']._serialized_start=298
+  _globals['_WORKER']._serialized_end=466
 # @@protoc_insertion_point(module_scope)

@@ -84,6 +84,7 @@ class StatsResponse(_message.Message):
     LOCAL_RANGES_FIELD_NUMBER: _builtins.int
     PROXIED_CALLS_FIELD_NUMBER: _builtins.int
     READ_INDEX_CALLS_FIELD_NUMBER: _builtins.int
+    BATCHED_WRITES_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     is_worker: _builtins.bool
     local_ranges: _builtins.int
@@ -92,6 +93,10 @@ class StatsResponse(_message.Message):
     """Calls this worker passed to the member (Range included, when it could not answer it)."""
     read_index_calls: _builtins.int
     """ReadIndex calls this worker made (each serves every linearizable read waiting then)."""
+    batched_writes: _builtins.int
+    """Put, DeleteRange and Txn calls this worker sent to the member in batches over its
+    writes socket (each answered with the member's own response or error).
+    """
     def __init__(
         self,
         *,
@@ -100,10 +105,11 @@ class StatsResponse(_message.Message):
         local_ranges: _builtins.int = ...,
         proxied_calls: _builtins.int = ...,
         read_index_calls: _builtins.int = ...,
+        batched_writes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_worker", b"is_worker", "local_ranges", b"local_ranges", "pid", b"pid", "proxied_calls", b"proxied_calls", "read_index_calls", b"read_index_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched_writes", b"batched_writes", "is_worker", b"is_worker", "local_ranges", b"local_ranges", "pid", b"pid", "proxied_calls", b"proxied_calls", "read_index_calls", b"read_index_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

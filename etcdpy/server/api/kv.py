@@ -12,9 +12,37 @@ from etcdpy.server.api.errors import grpc_errors
 from etcdpy.server.etcdserver import EtcdServer
 
 
+class KVWrites:
+    """What Put, DeleteRange and Txn do between etcd's interceptors and the reply: validate,
+    call the server, fill the header. Raises EtcdError. The servicer and the read workers'
+    batched writes (etcdpy.worker.writes) both call these, so both answer alike."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+
+    async def put(self, request: pb.PutRequest) -> pb.PutResponse:
+        validate.check_put(request)
+        resp = await self._server.put(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def delete_range(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        validate.check_delete(request)
+        resp = await self._server.delete_range(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+    async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
+        validate.check_txn(request, self._server.max_txn_ops)
+        resp = await self._server.txn(request)
+        self._server.fill_header(resp.header)
+        return resp
+
+
 class KVServicer(pb_grpc.KVServicer):
     def __init__(self, server: EtcdServer) -> None:
         self._server = server
+        self._writes = KVWrites(server)
 
     async def Range(self, request: pb.RangeRequest, context: grpc.aio.ServicerContext) -> pb.RangeResponse:  # noqa: N802
         async with grpc_errors(context):
@@ -27,26 +55,17 @@ class KVServicer(pb_grpc.KVServicer):
 
     async def Put(self, request: pb.PutRequest, context: grpc.aio.ServicerContext) -> pb.PutResponse:  # noqa: N802
         async with grpc_errors(context):
-            validate.check_put(request)
-            resp = await self._server.put(request)
-            self._server.fill_header(resp.header)
-            return resp
+            return await self._writes.put(request)
 
     async def DeleteRange(  # noqa: N802
         self, request: pb.DeleteRangeRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteRangeResponse:
         async with grpc_errors(context):
-            validate.check_delete(request)
-            resp = await self._server.delete_range(request)
-            self._server.fill_header(resp.header)
-            return resp
+            return await self._writes.delete_range(request)
 
     async def Txn(self, request: pb.TxnRequest, context: grpc.aio.ServicerContext) -> pb.TxnResponse:  # noqa: N802
         async with grpc_errors(context):
-            validate.check_txn(request, self._server.max_txn_ops)
-            resp = await self._server.txn(request)
-            self._server.fill_header(resp.header)
-            return resp
+            return await self._writes.txn(request)
 
     async def Compact(  # noqa: N802
         self, request: pb.CompactionRequest, context: grpc.aio.ServicerContext
