@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -312,8 +313,10 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
     await transport.start()
     for url in cfg.listen_peer_urls:
         log.info("serving peer traffic", address=_host_port(str(url)))
+    # Read workers on gRPC-only client ports bind them too (see ReadWorkers).
+    reuse_port = bool(cfg.etcdpy_read_workers and cfg.listen_client_http_urls)
     client, health = grpc_server.build(server, cfg.max_request_bytes,
-                                       cfg.grpc_keepalive_min_time.total_seconds())
+                                       cfg.grpc_keepalive_min_time.total_seconds(), reuse_port)
     if cfg.etcdpy_read_workers:
         worker_service.register(server, client)
     ports = ClientPorts(cfg, server, client, envs.state.path, quota)
@@ -380,6 +383,7 @@ class ClientPorts:
         options = SharedPortOptions(relay=CLIENT_RELAY)
         self._fronts: list[SharedPort] = []
         self._client_fronts: list[SharedPort] = []  # the ones read workers share
+        self._grpc_ports: list[str] = []  # gRPC-only client ports (read workers bind them too)
         shared = not cfg.listen_client_http_urls
         for url in cfg.listen_client_urls:
             if shared:
@@ -389,6 +393,8 @@ class ClientPorts:
                 self._client_fronts.append(front)
             elif client.add_insecure_port(_host_port(str(url))) == 0:
                 raise OSError(f"cannot listen on {url}")
+            else:
+                self._grpc_ports.append(_host_port(str(url)))
         for url in cfg.listen_client_http_urls:
             host, port = _split_host_port(str(url))
             self._fronts.append(SharedPort(host, port, sock_path, handler, options))
@@ -407,8 +413,15 @@ class ClientPorts:
                                       self._member_status, self._read_index.on_message)
                 workers.start()
                 self._workers.append(workers)
-            log.info("started read workers", **{"read-workers": self._worker_settings.count,
-                                                "ports": len(self._client_fronts)})
+            for address in self._grpc_ports:
+                workers = ReadWorkers(self._worker_settings, None, _no_http,
+                                      self._member_status, self._read_index.on_message,
+                                      grpc_address=address)
+                workers.start()
+                self._workers.append(workers)
+            log.info("started read workers", **{
+                "read-workers": self._worker_settings.count,
+                "ports": len(self._client_fronts) + len(self._grpc_ports)})
 
     async def stop(self) -> None:
         for workers in self._workers:  # first: they hand connections to the fronts
@@ -423,6 +436,11 @@ class ClientPorts:
         if self._v2keys is not None:
             await self._v2keys.close()
         shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+
+async def _no_http(conn: socket.socket, _prefix: bytes) -> None:
+    """A worker on a gRPC-only port accepts no HTTP/1.1 connection to hand back."""
+    conn.close()
 
 
 def _split_host_port(url: str) -> tuple[str, int]:

@@ -1110,16 +1110,12 @@ class Config:
             raise ConfigError("both --discovery-token and --discovery-endpoints must be set")
 
     def _validate_read_workers(self) -> None:
-        """Read workers share the plain client ports that gRPC and HTTP/1.1 share; they speak
-        neither TLS nor a port of gRPC alone, so those combinations are refused up front."""
+        """Read workers serve the plain client ports (shared with HTTP/1.1, or gRPC-only with
+        --listen-client-http-urls); they speak no TLS, so that combination is refused up front."""
         if not self.etcdpy_read_workers:
             return
         if self.cert_file or self.key_file or self.auto_tls or self.client_cert_auth:
             raise ConfigError("--etcdpy-read-workers cannot be used with client TLS")
-        if self.listen_client_http_urls:
-            raise ConfigError(
-                "--etcdpy-read-workers cannot be used with --listen-client-http-urls"
-            )
 
     def _validate_later_35(self) -> None:
         """Checks that later 3.5 releases (3.5.3+) added for the flags they introduced."""

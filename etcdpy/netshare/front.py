@@ -56,8 +56,6 @@ async def serve_front_child(
     naming that server instead of the member's, and get the parent's messages (FrontProcess.
     send) in `on_message`."""
     loop = asyncio.get_running_loop()
-    listener = socket.socket(fileno=listen_fd)
-    listener.setblocking(False)
     control = socket.socket(fileno=control_fd)
     control.setblocking(False)
     parent_gone = loop.create_future()
@@ -92,13 +90,19 @@ async def serve_front_child(
         finally:
             conn.close()  # the parent holds its own descriptor now
 
-    acceptor = Acceptor(listener, unix_path, relay, hand_back, max_connections, sniff_timeout_s)
-    acceptor.start()
+    acceptor = None
+    if listen_fd >= 0:  # else (a read worker whose gRPC server binds the port) control only
+        listener = socket.socket(fileno=listen_fd)
+        listener.setblocking(False)
+        acceptor = Acceptor(listener, unix_path, relay, hand_back, max_connections,
+                            sniff_timeout_s)
+        acceptor.start()
     try:
         await parent_gone
     finally:
         loop.remove_reader(control.fileno())
-        await acceptor.stop()
+        if acceptor is not None:
+            await acceptor.stop()
 
 
 def add_child_arguments(ap: argparse.ArgumentParser) -> None:
@@ -145,11 +149,13 @@ class FrontProcess:
     """Runs and supervises the child; calls `on_other(sock, prefix)` for handed-back sockets.
 
     `unix_path` is where the child relays gRPC connections (the member's socket for the
-    port front, the worker's own for a read worker)."""
+    port front, the worker's own for a read worker). Without a `listener` the child accepts
+    nothing and only talks on the control socket (a read worker whose gRPC server binds the
+    client port itself)."""
 
     def __init__(
         self,
-        listener: socket.socket,
+        listener: socket.socket | None,
         unix_path: str,
         relay: RelayMode,
         on_other: Callable[[socket.socket, bytes], Awaitable[None]],
@@ -181,7 +187,7 @@ class FrontProcess:
             self._proc = subprocess.Popen(
                 [
                     sys.executable, "-m", self._program.module,
-                    "--listen-fd", str(self._listener.fileno()),
+                    "--listen-fd", str(-1 if self._listener is None else self._listener.fileno()),
                     "--control-fd", str(child_end.fileno()),
                     "--unix", self._unix_path,
                     "--relay", str(int(self._relay)),
@@ -190,7 +196,8 @@ class FrontProcess:
                     "--log-level", _log_level(),
                     *self._program.args,
                 ],
-                pass_fds=(self._listener.fileno(), child_end.fileno()),
+                pass_fds=(child_end.fileno(),) if self._listener is None else (
+                    self._listener.fileno(), child_end.fileno()),
                 env=_child_env(),
                 stdin=subprocess.DEVNULL,
             )

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-request-bytes", type=int, required=True)
     ap.add_argument("--keepalive-min-time", type=float, default=5.0)
     ap.add_argument("--index", type=int, default=0, help="which worker (for the logs)")
+    ap.add_argument("--grpc-listen", default=None,
+                    help="host:port to bind gRPC on beside the member (SO_REUSEPORT) instead "
+                         "of accepting on the member's shared listener")
     return ap.parse_args(argv)
 
 
@@ -76,12 +79,15 @@ async def serve(args: argparse.Namespace) -> None:
     writes = BatchedWrites(control_writes, passthrough,
                            args.max_request_bytes + GRPC_OVERHEAD_BYTES, MEMBER_KEYS, counters)
     server = grpc.aio.server(options=server_options(args.max_request_bytes,
-                                                    args.keepalive_min_time))
+                                                    args.keepalive_min_time,
+                                                    reuse_port=args.grpc_listen is not None))
     server.add_generic_rpc_handlers([local_handlers(local_range, counters, writes.handlers()),
                                      passthrough])
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.unix)  # left by a worker that was killed
     server.add_insecure_port(f"unix:{args.unix}")
+    if args.grpc_listen is not None and server.add_insecure_port(args.grpc_listen) == 0:
+        raise OSError(f"cannot listen on {args.grpc_listen} beside the member")
     await server.start()
     batcher.start()
     control_writes.start()

@@ -44,12 +44,20 @@ class WorkerSettings:
 
 
 class ReadWorkers:
-    def __init__(self, settings: WorkerSettings, listener: socket.socket,
+    """The workers of one client port: either they accept on the member's shared `listener`
+    (gRPC and HTTP/1.1 on one port), or, with `grpc_address` (a gRPC-only port, as with
+    --listen-client-http-urls), each worker's gRPC server binds that address itself beside the
+    member's (SO_REUSEPORT: the kernel spreads the connections, and nothing relays them)."""
+
+    def __init__(self, settings: WorkerSettings, listener: socket.socket | None,
                  on_other: Callable[[socket.socket, bytes], Awaitable[None]],
                  status: Callable[[], MemberStatus],
-                 on_request: Callable[[bytes, Callable[[bytes], bool]], None]) -> None:
+                 on_request: Callable[[bytes, Callable[[bytes], bool]], None],
+                 grpc_address: str | None = None) -> None:
+        assert (listener is None) != (grpc_address is None), "one way to reach the port"
         self._settings = settings
         self._listener = listener
+        self._grpc_address = grpc_address
         self._on_other = on_other
         self._status = status
         self._on_request = on_request  # (a worker's message, how to answer that worker)
@@ -58,7 +66,13 @@ class ReadWorkers:
 
     def start(self) -> None:
         s = self._settings
-        port = self._listener.getsockname()[1]
+        if self._listener is not None:
+            port = self._listener.getsockname()[1]
+            bind: tuple[str, ...] = ()
+        else:
+            assert self._grpc_address is not None
+            port = int(self._grpc_address.rsplit(":", 1)[1])
+            bind = ("--grpc-listen", self._grpc_address)
         for index in range(s.count):
             program = ChildProgram(
                 module="etcdpy.worker",
@@ -72,6 +86,7 @@ class ReadWorkers:
                     "--max-request-bytes", str(s.max_request_bytes),
                     "--keepalive-min-time", str(s.keepalive_min_time_s),
                     "--index", str(index),
+                    *bind,
                 ),
                 name=f"read worker {index}",
             )

@@ -314,7 +314,7 @@ def summarise(runs: list[Run], names: list[str], targets: list[str]) -> list[dic
                 "rounds": sum(1 for r in runs if r.ok and r.target == t and r.workload == w),
             }
             if t.startswith("etcdpy-"):
-                ref = t.replace("etcdpy", "etcd")
+                ref = TargetSpec.parse(t).reference
                 etcd_ops = median_of(runs, ref, w, "ops_per_s")
                 etcd_p50 = median_of(runs, ref, w, "p50_ms")
                 bare_ops = median_of(runs, "bare", w, "ops_per_s")
@@ -390,7 +390,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                          "(default all; quick: seqput,put,range)")
     ap.add_argument("--targets", default=",".join(ALL_TARGETS),
                     help=f"comma list of {','.join(ALL_TARGETS)}; also etcdpy-1w / "
-                         "etcdpy-1wN: one member with 1 / N read workers (--etcdpy-read-workers)")
+                         "etcdpy-1wN: one member with 1 / N read workers (--etcdpy-read-workers); "
+                         "a trailing g (etcd-1g, etcdpy-1w2g) adds --listen-client-http-urls: "
+                         "gRPC alone on the client port, which the workers bind too")
     ap.add_argument("--generator", choices=("auto", "go", "py"), default="auto",
                     help="auto: the Go clientv3 generator if it builds, else Python")
     ap.add_argument("--load-keys", type=int, default=None, help="default 1000000 (quick: 2000)")

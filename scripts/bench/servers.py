@@ -10,6 +10,7 @@ time is one of the results and an etcdctl process per probe would blur it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,38 +33,51 @@ COMMON_FLAGS = ("--log-level", "error")
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
     """What to start: `kind` is "etcd", "etcdpy" or "bare"; `members` is 1 or 3 (bare: 1);
-    `workers` is etcdpy's --etcdpy-read-workers (0: off). Names: etcd-1, etcdpy-3, bare,
-    and etcdpy-1w (one read worker) or etcdpy-1wN (N of them)."""
+    `workers` is etcdpy's --etcdpy-read-workers (0: off); `grpc_only` gives each member
+    --listen-client-http-urls (HTTP on a port of its own, gRPC alone on the client port, which
+    read workers then bind beside the member). Names: etcd-1, etcdpy-3, bare, etcdpy-1w (one
+    read worker), etcdpy-1wN (N of them), and a trailing g for grpc_only (etcd-1g, etcdpy-1w2g).
+    """
 
     kind: str
     members: int
     workers: int = 0
+    grpc_only: bool = False
 
     def __post_init__(self) -> None:
         assert self.workers >= 0 and (self.kind == "etcdpy" or not self.workers)
+        assert self.kind != "bare" or not self.grpc_only
 
     @property
     def name(self) -> str:
         if self.kind == "bare":
             return "bare"
         suffix = "" if not self.workers else "w" if self.workers == 1 else f"w{self.workers}"
-        return f"{self.kind}-{self.members}{suffix}"
+        return f"{self.kind}-{self.members}{suffix}{'g' if self.grpc_only else ''}"
+
+    @property
+    def reference(self) -> str:
+        """The etcd target an etcdpy target is compared with: same members and ports."""
+        return f"etcd-{self.members}{'g' if self.grpc_only else ''}"
 
     @property
     def flags(self) -> tuple[str, ...]:
-        """Flags this target adds to COMMON_FLAGS."""
+        """Flags this target adds to COMMON_FLAGS (the HTTP port is added per member)."""
         return ("--etcdpy-read-workers", str(self.workers)) if self.workers else ()
 
     @staticmethod
     def parse(name: str) -> TargetSpec:
         if name == "bare":
             return TargetSpec("bare", 1)
-        kind, _, rest = name.partition("-")
-        n, w, count = rest.partition("w")
-        assert kind in ("etcd", "etcdpy") and n in ("1", "3"), f"unknown target {name!r}"
-        assert not w or (kind == "etcdpy" and (count == "" or count.isdigit())), (
-            f"unknown target {name!r} (read workers: etcdpy-1w or etcdpy-1wN)")
-        return TargetSpec(kind, int(n), (int(count or 1) if w else 0))
+        m = _TARGET_NAME.match(name)
+        assert m is not None, (
+            f"unknown target {name!r} (e.g. etcd-1, etcdpy-3, etcdpy-1w, etcdpy-1w2g)")
+        kind, n, w, count, g = m.groups()
+        assert not w or kind == "etcdpy", f"unknown target {name!r}: read workers are etcdpy's"
+        return TargetSpec(kind, int(n), (int(count or 1) if w else 0), bool(g))
+
+
+_TARGET_NAME = re.compile(r"^(etcd|etcdpy)-([13])(w(\d*))?(g)?$")
 
 
 def probe(endpoint: str, timeout_s: float = 1.0) -> bool:
@@ -180,7 +194,9 @@ class Deployment:
             return
         self.members = [
             Member(self.spec.kind, f"m{i + 1}", self.base_dir / f"m{i + 1}.data",
-                   free_port(), free_port(), [*COMMON_FLAGS, *self.spec.flags])
+                   free_port(), free_port(), [*COMMON_FLAGS, *self.spec.flags, *(
+                       ("--listen-client-http-urls", f"http://127.0.0.1:{free_port()}")
+                       if self.spec.grpc_only else ())])
             for i in range(self.spec.members)
         ]
         spec = ",".join(f"{m.name}={m.peer_url}" for m in self.members)

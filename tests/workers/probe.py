@@ -65,6 +65,15 @@ def survey(endpoint: str, workers: int, max_connections: int = 300) -> Served:
                          f"{len(served.member_pids)} member answered in {max_connections}")
 
 
+def replaced(endpoint: str, workers: int, victim: int) -> bool:
+    """All `workers` answer again and the killed `victim` is not among them (False while its
+    replacement is still starting)."""
+    try:
+        return victim not in survey(endpoint, workers, max_connections=60).workers
+    except AssertionError:
+        return False
+
+
 @contextmanager
 def channel_on(endpoint: str, worker: bool, attempts: int = 200) -> Iterator[grpc.Channel]:
     """A connection that landed on a worker (or, with worker=False, on the member)."""

@@ -11,7 +11,7 @@ import urllib.request
 
 from tests.e2e.harness import Member, etcdctl
 from tests.workers.conftest import WORKERS
-from tests.workers.probe import survey, wait_until
+from tests.workers.probe import replaced, survey, wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -33,7 +33,7 @@ def test_killed_worker_is_replaced_and_workers_die_with_the_member(with_workers:
     for i in range(10):
         etcdctl([endpoint], "put", f"k{i}", "v")
         assert etcdctl([endpoint], "get", f"k{i}").stdout == f"k{i}\nv\n"
-    wait_until("a new worker", lambda: victim not in survey(endpoint, WORKERS).workers)
+    wait_until("a new worker", lambda: replaced(endpoint, WORKERS, victim))
     now = survey(endpoint, WORKERS)
     assert len(now.workers) == WORKERS and victim not in now.workers
     assert now.member_pids == first.member_pids

@@ -24,7 +24,10 @@ from etcdpy.server.api.watch import WatchServicer
 from etcdpy.server.etcdserver import EtcdServer
 
 
-def server_options(max_request_bytes: int, keepalive_min_time_s: float) -> list[tuple[str, int]]:
+def server_options(max_request_bytes: int, keepalive_min_time_s: float,
+                   reuse_port: bool = False) -> list[tuple[str, int]]:
+    """etcd's limits as grpcio options. `reuse_port` only where read workers bind the same
+    client port (otherwise a second server on the port must fail, as etcd's does)."""
     min_ping_ms = int(keepalive_min_time_s * 1000)
     return [
         # The interceptor answers etcd's error up to GRPCIO_SLACK_BYTES over the limit.
@@ -39,14 +42,14 @@ def server_options(max_request_bytes: int, keepalive_min_time_s: float) -> list[
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_time_ms", 2 * 60 * 60 * 1000),
         ("grpc.keepalive_timeout_ms", 20 * 1000),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
-def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0
-          ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0,
+          reuse_port: bool = False) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     grpc_server = grpc.aio.server(
-        options=server_options(max_request_bytes, keepalive_min_time_s),
+        options=server_options(max_request_bytes, keepalive_min_time_s, reuse_port),
         interceptors=[EtcdInterceptor(server)],
     )
     pb_grpc.add_KVServicer_to_server(KVServicer(server), grpc_server)
