@@ -350,7 +350,34 @@ class EtcdServer:
         """Replicate `request` and return what applying it answered (or raise its error)."""
         return await self._propose(request)
 
-    async def _propose(self, request: internalpb.InternalRequest) -> Any:
+    def propose_then(self, request: internalpb.InternalRequest,
+                     done: Callable[[Any], None]) -> None:
+        """`propose` without a coroutine: `done` gets what applying answered, or the EtcdError
+        (raised here instead when the request is refused before it is proposed). For callers
+        that answer many requests at once (etcdpy.worker.writes), a task each would cost more
+        than the proposal."""
+        future, timer = self._start_proposal(request)
+        request_id = request.id
+
+        def finished(f: asyncio.Future[Any]) -> None:
+            timer.cancel()
+            if f.cancelled():  # the server stopped
+                done(errors.Stopped())
+                return
+            error = f.exception()
+            if isinstance(error, TimeoutError):
+                self._wait.cancel(request_id)
+                done(errors.Timeout())
+            elif error is not None:
+                done(error)
+            else:
+                done(f.result())
+
+        future.add_done_callback(finished)
+
+    def _start_proposal(self, request: internalpb.InternalRequest
+                        ) -> tuple[asyncio.Future[Any], asyncio.TimerHandle]:
+        """Stamp, register and propose `request`; its future and the timer that times it out."""
         assert self.node is not None
         if self._stopped:
             raise errors.Stopped()
@@ -368,6 +395,10 @@ class EtcdServer:
         # A timer rather than asyncio.wait_for, which costs a task per request before 3.12.
         timer = asyncio.get_running_loop().call_later(
             self.settings.request_timeout_s, _time_out, future)
+        return future, timer
+
+    async def _propose(self, request: internalpb.InternalRequest) -> Any:
+        future, timer = self._start_proposal(request)
         try:
             result = await future
         except TimeoutError:

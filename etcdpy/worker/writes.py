@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -136,10 +136,11 @@ class WriteAnswers:
     def __init__(self, server: EtcdServer) -> None:
         self._writes = KVWrites(server)
         self._server = server
-        self._calls: dict[Kind, Callable[[Any], Awaitable[Any]]] = {
-            Kind.PUT: self._writes.put,
-            Kind.DELETE_RANGE: self._writes.delete_range,
-            Kind.TXN: self._writes.txn,
+        # Put and DeleteRange are answered from callbacks (no task each: the member's time is
+        # what bounds a worker's writes); Txn may wait for a read barrier, so it gets a task.
+        self._now: dict[Kind, Callable[[Any, Callable[[Any], None]], None]] = {
+            Kind.PUT: self._writes.put_then,
+            Kind.DELETE_RANGE: self._writes.delete_range_then,
         }
         self._listener: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -162,37 +163,55 @@ class WriteAnswers:
         if kind not in _PARSERS:
             side.send(seq, Kind.PASS, b"")  # nothing else is asked this way
             return
-        task = asyncio.get_running_loop().create_task(self._answer(side, seq, Kind(kind), raw))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, side: _MemberSide, seq: int, kind: Kind, raw: bytes) -> None:
         try:
-            request = _PARSERS[kind](raw)
+            request = _PARSERS[Kind(kind)](raw)
         except DecodeError:
             side.send(seq, Kind.PASS, b"")  # the member's gRPC server words it
             return
-        method = _METHOD_OF[kind]
+        method = _METHOD_OF[Kind(kind)]
         # Counted as the member counts its own unary calls (grpc_server_handled_total).
         GRPC_HANDLED.started(method, GrpcType.UNARY)
         GRPC_HANDLED.received(method, GrpcType.UNARY)
+
+        def done(result: Any) -> None:
+            self._reply(side, seq, method, result)
+
+        start = self._now.get(Kind(kind))
+        if start is None:
+            task = asyncio.get_running_loop().create_task(self._answer_txn(request, done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         try:
             if self._server.is_learner:
                 raise errors.NotSupportedForLearner()  # the interceptor's check
-            response = await self._calls[kind](request)
-        except errors.EtcdError as error:
-            code = status_code(error)
+            start(request, done)
+        except Exception as exc:  # refused before it was proposed
+            done(exc)
+
+    async def _answer_txn(self, request: pb.TxnRequest, done: Callable[[Any], None]) -> None:
+        try:
+            if self._server.is_learner:
+                raise errors.NotSupportedForLearner()
+            result: Any = await self._writes.txn(request)
+        except Exception as exc:
+            result = exc
+        done(result)
+
+    def _reply(self, side: _MemberSide, seq: int, method: str, result: Any) -> None:
+        if isinstance(result, errors.EtcdError):
+            code = status_code(result)
             GRPC_HANDLED.handled(method, code)
-            side.send(seq, Kind.ERROR, code.name.encode() + b"\0" + error.message.encode())
-            return
-        except Exception as exc:  # what grpcio would answer for a servicer's bug
-            log.error("batched write failed", error=repr(exc))
+            side.send(seq, Kind.ERROR, code.name.encode() + b"\0" + result.message.encode())
+        elif isinstance(result, BaseException):  # what grpcio answers for a servicer's bug
+            log.error("batched write failed", error=repr(result))
             GRPC_HANDLED.handled(method, grpc.StatusCode.UNKNOWN)
-            side.send(seq, Kind.ERROR, b"UNKNOWN\0" + f"Unexpected {type(exc)}: {exc}".encode())
-            return
-        GRPC_HANDLED.sent(method, GrpcType.UNARY)
-        GRPC_HANDLED.handled(method, grpc.StatusCode.OK)
-        side.send(seq, Kind.OK, response.SerializeToString())
+            side.send(seq, Kind.ERROR,
+                      b"UNKNOWN\0" + f"Unexpected {type(result)}: {result}".encode())
+        else:
+            GRPC_HANDLED.sent(method, GrpcType.UNARY)
+            GRPC_HANDLED.handled(method, grpc.StatusCode.OK)
+            side.send(seq, Kind.OK, result.SerializeToString())
 
 
 class _MemberSide(_Framed):

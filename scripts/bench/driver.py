@@ -391,7 +391,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--targets", default=",".join(ALL_TARGETS),
                     help=f"comma list of {','.join(ALL_TARGETS)}; also etcdpy-1w / "
                          "etcdpy-1wN: one member with 1 / N read workers (--etcdpy-read-workers); "
-                         "a trailing g (etcd-1g, etcdpy-1w2g) adds --listen-client-http-urls: "
+                         "a trailing g (etcdpy-1g, etcdpy-1w2g) adds --listen-client-http-urls: "
                          "gRPC alone on the client port, which the workers bind too")
     ap.add_argument("--generator", choices=("auto", "go", "py"), default="auto",
                     help="auto: the Go clientv3 generator if it builds, else Python")

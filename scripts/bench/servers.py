@@ -36,7 +36,8 @@ class TargetSpec:
     `workers` is etcdpy's --etcdpy-read-workers (0: off); `grpc_only` gives each member
     --listen-client-http-urls (HTTP on a port of its own, gRPC alone on the client port, which
     read workers then bind beside the member). Names: etcd-1, etcdpy-3, bare, etcdpy-1w (one
-    read worker), etcdpy-1wN (N of them), and a trailing g for grpc_only (etcd-1g, etcdpy-1w2g).
+    read worker), etcdpy-1wN (N of them), and a trailing g for grpc_only (etcdpy-1g,
+    etcdpy-1w2g; etcdpy only: etcd 3.5.1 has no --listen-client-http-urls).
     """
 
     kind: str
@@ -46,7 +47,7 @@ class TargetSpec:
 
     def __post_init__(self) -> None:
         assert self.workers >= 0 and (self.kind == "etcdpy" or not self.workers)
-        assert self.kind != "bare" or not self.grpc_only
+        assert self.kind == "etcdpy" or not self.grpc_only
 
     @property
     def name(self) -> str:
@@ -57,8 +58,9 @@ class TargetSpec:
 
     @property
     def reference(self) -> str:
-        """The etcd target an etcdpy target is compared with: same members and ports."""
-        return f"etcd-{self.members}{'g' if self.grpc_only else ''}"
+        """The etcd target an etcdpy target is compared with: the same number of members
+        (etcd's shared port costs it no relay, so a gRPC-only etcdpy port is compared with it)."""
+        return f"etcd-{self.members}"
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -73,7 +75,7 @@ class TargetSpec:
         assert m is not None, (
             f"unknown target {name!r} (e.g. etcd-1, etcdpy-3, etcdpy-1w, etcdpy-1w2g)")
         kind, n, w, count, g = m.groups()
-        assert not w or kind == "etcdpy", f"unknown target {name!r}: read workers are etcdpy's"
+        assert kind == "etcdpy" or not (w or g), f"unknown target {name!r}: that is etcdpy's"
         return TargetSpec(kind, int(n), (int(count or 1) if w else 0), bool(g))
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy._pb.internalpb import internal_pb2 as internalpb
 from etcdpy.server import errors
 from etcdpy.server.api import validate
 from etcdpy.server.api.errors import grpc_errors
@@ -31,6 +35,25 @@ class KVWrites:
         resp = await self._server.delete_range(request)
         self._server.fill_header(resp.header)
         return resp
+
+    # The same two without a coroutine: `done` gets the response or the EtcdError (raised
+    # here instead when the request is refused before it is proposed).
+
+    def put_then(self, request: pb.PutRequest, done: Callable[[Any], None]) -> None:
+        validate.check_put(request)
+        self._server.propose_then(internalpb.InternalRequest(put=request),
+                                  lambda result: done(self._with_header(result)))
+
+    def delete_range_then(self, request: pb.DeleteRangeRequest,
+                          done: Callable[[Any], None]) -> None:
+        validate.check_delete(request)
+        self._server.propose_then(internalpb.InternalRequest(delete_range=request),
+                                  lambda result: done(self._with_header(result)))
+
+    def _with_header(self, result: Any) -> Any:
+        if not isinstance(result, BaseException):
+            self._server.fill_header(result.header)
+        return result
 
     async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
         validate.check_txn(request, self._server.max_txn_ops)
