@@ -37,6 +37,9 @@ COMPACTED = "mvcc: required revision has been compacted"
 
 CATCH_UP_CHUNK_EVENTS = 1000  # events read from history per watcher per round
 STREAM_QUEUE_RESPONSES = 256  # responses a stream may hold before its watchers are demoted
+# Events one queued response may gather from later revisions (a watcher that asked for
+# fragments never has them joined: its responses keep to the size limit).
+JOIN_MAX_EVENTS = 1000
 
 
 class History(Protocol):
@@ -96,19 +99,41 @@ class Watcher:
         return out
 
 
+class _ResponseQueue(asyncio.Queue[pb.WatchResponse]):
+    """A stream's outgoing responses. A response taken off it (however it is taken) is on
+    its way to the client, so nothing may join it any more."""
+
+    def __init__(self, maxsize: int, joinable: dict[int, pb.WatchResponse]) -> None:
+        super().__init__(maxsize)
+        self._joinable = joinable
+
+    def _get(self) -> pb.WatchResponse:
+        resp: pb.WatchResponse = super()._get()  # type: ignore[misc]
+        if self._joinable.get(resp.watch_id) is resp:
+            del self._joinable[resp.watch_id]
+        return resp
+
+
 @dataclass(eq=False)
 class WatchStream:
     """One client Watch stream: its watchers and its outgoing responses."""
 
     hub: WatchHub
     max_response_bytes: int
-    queue: asyncio.Queue[pb.WatchResponse] = field(
-        default_factory=lambda: asyncio.Queue(STREAM_QUEUE_RESPONSES)
-    )
     watchers: dict[int, Watcher] = field(default_factory=dict)
+    # Event responses still in the queue, by watch id, that the same watcher's next events may
+    # join (one response for several revisions, as etcd sends when events wait). Invariant:
+    # each is in the queue, and nothing but other watchers' events was queued after it (any
+    # other response empties this), so joining never moves an event past a created, cancel
+    # or progress response.
+    joinable: dict[int, pb.WatchResponse] = field(default_factory=dict)
+    queue: _ResponseQueue = field(init=False)
     next_auto_id: int = 0
     pending_progress: bool = False
     closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = _ResponseQueue(STREAM_QUEUE_RESPONSES, self.joinable)
 
     def has_room(self) -> bool:
         return not self.closed and not self.queue.full()
@@ -116,6 +141,11 @@ class WatchStream:
     def _send(self, resp: pb.WatchResponse, revision: int) -> None:
         resp.header.revision = revision
         self.queue.put_nowait(resp)
+        self.joinable.clear()
+
+    def take(self) -> pb.WatchResponse | None:
+        """The next response to send, or None if there is none yet."""
+        return None if self.queue.empty() else self.queue.get_nowait()
 
     def create(self, req: pb.WatchCreateRequest) -> None:
         """Handle a create request: always answers `created`, canceled on error."""
@@ -156,7 +186,7 @@ class WatchStream:
         )
         resp.watch_id = watch_id
         # The created response must precede any event: it is queued before the watcher joins.
-        self.queue.put_nowait(_with_rev(resp, current))
+        self._send(resp, current)
         self.watchers[watch_id] = watcher
         hub.add(watcher)
 
@@ -181,20 +211,32 @@ class WatchStream:
     def send_events(self, watcher: Watcher, events: list[mvccpb.Event], revision: int) -> None:
         """Queue the events of one or more whole revisions, fragmenting when asked."""
         watcher.sent_since_progress = True
-        if not watcher.fragment or len(events) < 2:
-            self._send(pb.WatchResponse(watch_id=watcher.id, events=events), revision)
+        if not watcher.fragment:
+            waiting = self.joinable.get(watcher.id)
+            if waiting is not None and len(waiting.events) + len(events) <= JOIN_MAX_EVENTS:
+                waiting.events.extend(events)
+                waiting.header.revision = revision
+                return
+            self.joinable[watcher.id] = self._queue_events(
+                pb.WatchResponse(watch_id=watcher.id, events=events), revision)
             return
         chunk: list[mvccpb.Event] = []
         size = 0
         for event in events:
             event_size = event.ByteSize()
             if chunk and size + event_size > self.max_response_bytes:
-                self._send(pb.WatchResponse(watch_id=watcher.id, events=chunk, fragment=True), revision)
+                self._queue_events(
+                    pb.WatchResponse(watch_id=watcher.id, events=chunk, fragment=True), revision)
                 chunk, size = [], 0
             chunk.append(event)
             size += event_size
-        self._send(pb.WatchResponse(watch_id=watcher.id, events=chunk), revision)
+        self._queue_events(pb.WatchResponse(watch_id=watcher.id, events=chunk), revision)
 
+    def _queue_events(self, resp: pb.WatchResponse, revision: int) -> pb.WatchResponse:
+        """Queue an events response (other watchers' joinable responses stay joinable)."""
+        resp.header.revision = revision
+        self.queue.put_nowait(resp)
+        return resp
 
 def _with_rev(resp: pb.WatchResponse, revision: int) -> pb.WatchResponse:
     resp.header.revision = revision

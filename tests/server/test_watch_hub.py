@@ -195,3 +195,48 @@ def test_filters_and_fragments() -> None:
         assert sum(len(r.events) for r in fragments) == 3
 
     run(scenario)
+
+
+def per_watcher(responses: list[pb.WatchResponse]) -> dict[int, list[list[int]]]:
+    """The event revisions of each response, by watcher, in the order they were queued."""
+    out: dict[int, list[list[int]]] = {}
+    for r in responses:
+        out.setdefault(r.watch_id, []).append([e.kv.mod_revision for e in r.events])
+    return out
+
+
+def test_events_waiting_in_the_queue_join_one_response_per_watcher() -> None:
+    async def scenario() -> None:
+        history = MemoryHistory()
+        hub = WatchHub(history, revision=1)
+        stream = hub.new_stream(1 << 20)
+        stream.create(pb.WatchCreateRequest(key=b"a"))  # watch 0
+        stream.create(pb.WatchCreateRequest(key=b"b"))  # watch 1
+        fragments = pb.WatchCreateRequest(key=b"a", fragment=True)
+        stream.create(fragments)  # watch 2: asked for fragments, never joined
+        assert [r.created for r in drain(stream)] == [True, True, True]
+
+        for rev in (2, 3, 4):  # the client reads nothing meanwhile
+            write(hub, history, put_event(b"a", rev), put_event(b"b", rev))
+        got = drain(stream)
+        # watch 0 and 1: one response each with all three revisions; watch 2: one per revision
+        assert per_watcher(got) == {0: [[2, 3, 4]], 1: [[2, 3, 4]], 2: [[2], [3], [4]]}
+        assert {r.header.revision for r in got if r.watch_id in (0, 1)} == {4}
+
+        # A response taken off the queue is being sent: later events start a new one.
+        write(hub, history, put_event(b"a", 5))
+        taken = drain(stream)
+        write(hub, history, put_event(b"a", 6))
+        assert per_watcher(taken) == {0: [[5]], 2: [[5]]}
+        assert per_watcher(drain(stream)) == {0: [[6]], 2: [[6]]}
+
+        # Nothing joins across a progress response: the progress revision stays a promise
+        # about everything before it.
+        write(hub, history, put_event(b"b", 7))
+        stream.request_progress()
+        write(hub, history, put_event(b"b", 8))
+        got = drain(stream)
+        assert [(r.watch_id, [e.kv.mod_revision for e in r.events], r.header.revision)
+                for r in got] == [(1, [7], 7), (-1, [], 7), (1, [8], 8)]
+
+    asyncio.run(scenario())

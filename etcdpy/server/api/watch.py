@@ -55,23 +55,30 @@ class WatchServicer(pb_grpc.WatchServicer):
             waits.add(monitor)
         try:
             while True:
-                get = asyncio.ensure_future(stream.queue.get())
-                done, _ = await asyncio.wait({get, *waits}, return_when=asyncio.FIRST_COMPLETED)
-                if monitor is not None and monitor in done:
-                    get.cancel()
+                if monitor is not None and monitor.done():
                     # etcd cancels watch streams that required a leader once there has been
                     # none for three election timeouts (clients then retry elsewhere).
                     error = errors.NoLeader()
                     await context.abort(grpc.StatusCode[error.code], error.message)
-                if get not in done:
-                    get.cancel()
-                    if reader.exception() is not None:
-                        return
-                    # The client closed its sending side (half-close): like etcd, keep the
-                    # watchers it created and keep sending until the RPC itself ends.
-                    waits.discard(reader)
-                    continue
-                resp = get.result()
+                # Responses waiting: take the next at once. Waiting on the queue and the other
+                # tasks costs more than sending a response, and a busy stream (a fan-out)
+                # would pay it for every one.
+                resp = stream.take()
+                if resp is None:
+                    get = asyncio.ensure_future(stream.queue.get())
+                    done, _ = await asyncio.wait({get, *waits},
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done:
+                        get.cancel()
+                        if reader in done:
+                            if reader.exception() is not None:
+                                return
+                            # The client closed its sending side (half-close): like etcd,
+                            # keep the watchers it created and keep sending until the RPC
+                            # itself ends.
+                            waits.discard(reader)
+                        continue
+                    resp = get.result()
                 hub.stream_drained()
                 self._server.fill_header(resp.header, keep_revision=True)
                 yield resp
