@@ -1,6 +1,6 @@
 """Read workers on every member of a 3-member cluster: a follower's worker serves
-linearizable reads that see the leader's writes, fails them as its member does while the
-cluster has no quorum, and serves again once it has."""
+linearizable reads that see the leader's writes and takes writes the leader then serves,
+fails both as its member does while the cluster has no quorum, and serves again once it has."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.e2e.cluster import FAST_TIMING, running_cluster, wait_for, wait_serving
 from tests.workers.probe import channel_on, fresh_channel, stats
+
+
+def _put_outcome(channel: grpc.Channel) -> tuple[str, str]:
+    try:
+        pb_grpc.KVStub(channel).Put(pb.PutRequest(key=b"q", value=b"v"), timeout=30)
+    except grpc.RpcError as error:
+        return error.code().name, error.details()
+    return "OK", ""
 
 
 def _outcome(channel: grpc.Channel) -> tuple[str, str]:
@@ -40,9 +48,17 @@ def test_follower_worker_reads_fail_and_recover_with_the_cluster(tmp_path: Path)
                 # linearizable: the follower's worker must see the write the leader acked
                 assert reads.Range(pb.RangeRequest(key=b"c"), timeout=10).kvs[0].value == (
                     str(i).encode())
+            # writes through the follower's worker (batched to the follower, which forwards
+            # them to the leader) are acknowledged once the leader serves them
+            for i in range(20):
+                put = reads.Put(pb.PutRequest(key=b"f", value=str(i).encode()), timeout=10)
+                got = writes.Range(pb.RangeRequest(key=b"f"), timeout=10)
+                assert got.kvs[0].value == str(i).encode()
+                assert got.kvs[0].mod_revision == put.header.revision
             after = stats(on_worker)
             assert after.local_ranges >= before.local_ranges + 40
             assert after.read_index_calls > before.read_index_calls
+            assert after.batched_writes >= before.batched_writes + 20
 
             # Without quorum: the same failure through the worker as through the member.
             others = [m for m in cluster.members if m is not follower]
@@ -59,12 +75,17 @@ def test_follower_worker_reads_fail_and_recover_with_the_cluster(tmp_path: Path)
 
             term_before = reads.Range(serializable, timeout=5).header.raft_term
             wait_for("a campaign's term in the worker's answers", same_newer_term)
-            with ThreadPoolExecutor(2) as pool:
+            with ThreadPoolExecutor(4) as pool:
                 via_worker = pool.submit(_outcome, on_worker)
                 via_member = pool.submit(_outcome, on_member)
+                put_via_worker = pool.submit(_put_outcome, on_worker)
+                put_via_member = pool.submit(_put_outcome, on_member)
                 failed = via_worker.result(timeout=60)
                 assert failed == via_member.result(timeout=60)
+                put_failed = put_via_worker.result(timeout=60)
+                assert put_failed == put_via_member.result(timeout=60)
             assert failed[0] != "OK", failed
+            assert put_failed[0] != "OK", put_failed
 
             for m in others:
                 m.start(cluster.initial_cluster(), "new")
