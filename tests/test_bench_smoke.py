@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from scripts.bench import generators
+from scripts.bench.servers import TargetSpec
 from tests.e2e.cluster import wait_for
 from tests.e2e.harness import find_binary
 
@@ -136,3 +137,18 @@ def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
     assert servers() == []
     assert not any(tmp_path.glob("etcdpy-bench-data-*"))
     assert json.loads((out / "results.json").read_text())["meta"]["interrupted"] is True
+
+
+def test_target_names_say_members_workers_and_a_grpc_only_port() -> None:
+    for name, spec, reference in (
+        ("etcd-1", TargetSpec("etcd", 1), "etcd-1"),
+        ("etcdpy-3", TargetSpec("etcdpy", 3), "etcd-3"),
+        ("etcdpy-1w", TargetSpec("etcdpy", 1, 1), "etcd-1"),
+        ("etcdpy-1w2g", TargetSpec("etcdpy", 1, 2, grpc_only=True), "etcd-1"),
+        ("etcdpy-3wg", TargetSpec("etcdpy", 3, 1, grpc_only=True), "etcd-3"),
+    ):
+        assert TargetSpec.parse(name) == spec and spec.name == name
+        assert spec.reference == reference
+    for bad in ("etcd-1g", "etcd-1w", "etcdpy-2", "etcdpy-1x"):  # etcd 3.5.1 has neither flag
+        with pytest.raises(AssertionError):
+            TargetSpec.parse(bad)

@@ -112,7 +112,7 @@ class _Framed(asyncio.Protocol):
         while end - offset >= _HEAD.size:
             length, seq, kind = _HEAD.unpack_from(inbox, offset)
             if length > MAX_FRAME:
-                log.warn("closing a writes connection: frame too large", size=length)
+                log.warning("closing a writes connection: frame too large", size=length)
                 assert self.transport is not None
                 self.transport.close()
                 return

@@ -65,6 +65,15 @@ def survey(endpoint: str, workers: int, max_connections: int = 300) -> Served:
                          f"{len(served.member_pids)} member answered in {max_connections}")
 
 
+def rpc_error(call: object) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a call fails with (it must fail)."""
+    try:
+        call()  # type: ignore[operator]
+    except grpc.RpcError as error:
+        return error.code(), error.details()
+    raise AssertionError("the call did not fail")
+
+
 def replaced(endpoint: str, workers: int, victim: int) -> bool:
     """All `workers` answer again and the killed `victim` is not among them (False while its
     replacement is still starting)."""

@@ -7,15 +7,12 @@ from __future__ import annotations
 import re
 import urllib.request
 
-import grpc
-import pytest
-
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy._pb.workerpb import worker_pb2, worker_pb2_grpc
 from tests.e2e.harness import Member, etcdctl
-from tests.workers.probe import channel_on, stats, wait_until
+from tests.workers.probe import channel_on, rpc_error, stats, wait_until
 
 
 def _member_count(endpoint: str, method: str, code: str) -> int:
@@ -24,12 +21,6 @@ def _member_count(endpoint: str, method: str, code: str) -> int:
     pattern = re.compile(r'^grpc_server_handled_total\{([^}]*)\} (\d+)', re.M)
     return sum(int(n) for labels, n in pattern.findall(text)
                if f'grpc_method="{method}"' in labels and f'grpc_code="{code}"' in labels)
-
-
-def _error(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    return info.value.code(), info.value.details()
 
 
 def test_streams_txn_members_status_and_errors_through_a_worker(with_workers: Member) -> None:
@@ -94,10 +85,10 @@ def test_streams_txn_members_status_and_errors_through_a_worker(with_workers: Me
             lambda kv: kv.Put(pb.PutRequest(key=b"")),
             lambda kv: kv.Range(pb.RangeRequest(key=b"a", revision=10_000)),
         ):
-            assert _error(lambda s=stub_call: s(kv_w)) == _error(lambda s=stub_call: s(kv_m))
+            assert rpc_error(lambda s=stub_call: s(kv_w)) == rpc_error(lambda s=stub_call: s(kv_m))
 
         # A method nobody serves: the member's answer, whatever the worker assumed its shape.
-        assert _error(lambda: on_worker.unary_unary("/etcdserverpb.KV/Nope")(b"")) == _error(
+        assert rpc_error(lambda: on_worker.unary_unary("/etcdserverpb.KV/Nope")(b"")) == rpc_error(
             lambda: on_member.unary_unary("/etcdserverpb.KV/Nope")(b""))
 
         after = stats(on_worker)
@@ -116,7 +107,7 @@ def test_with_auth_on_range_goes_to_the_member(with_workers: Member) -> None:
         kv_w, kv_m = pb_grpc.KVStub(on_worker), pb_grpc.KVStub(on_member)
         request = pb.RangeRequest(key=b"secret")
         # no token: refused the same way on both connections
-        assert _error(lambda: kv_w.Range(request)) == _error(lambda: kv_m.Range(request))
+        assert rpc_error(lambda: kv_w.Range(request)) == rpc_error(lambda: kv_m.Range(request))
         token = pb_grpc.AuthStub(on_worker).Authenticate(
             pb.AuthenticateRequest(name="root", password="rootpw")).token
         metadata = (("token", token),)
@@ -124,7 +115,7 @@ def test_with_auth_on_range_goes_to_the_member(with_workers: Member) -> None:
         got_m = kv_m.Range(request, metadata=metadata)
         assert got_w == got_m and got_w.kvs[0].value == b"s3"
         wrong = (("token", "not-a-token"),)
-        assert _error(lambda: kv_w.Range(request, metadata=wrong)) == _error(
+        assert rpc_error(lambda: kv_w.Range(request, metadata=wrong)) == rpc_error(
             lambda: kv_m.Range(request, metadata=wrong))
         after = stats(on_worker)
         assert after.local_ranges == before.local_ranges  # none answered by the worker

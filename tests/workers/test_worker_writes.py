@@ -8,19 +8,10 @@ import concurrent.futures
 import re
 import urllib.request
 
-import grpc
-import pytest
-
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.e2e.harness import Member, etcdctl
-from tests.workers.probe import channel_on, stats
-
-
-def _error(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    return info.value.code(), info.value.details()
+from tests.workers.probe import channel_on, rpc_error, stats
 
 
 def _handled(endpoint: str, method: str) -> int:
@@ -81,8 +72,8 @@ def test_writes_answer_as_the_member_does(with_workers: Member) -> None:
             # larger than the member accepts: grpc-go's words, by the gRPC way
             lambda kv: kv.Put(pb.PutRequest(key=b"big", value=b"v" * (2 * 1024 * 1024 + 1))),
         ):
-            from_worker = _error(lambda c=call: c(kv_w))
-            assert from_worker == _error(lambda c=call: c(kv_m)), from_worker
+            from_worker = rpc_error(lambda c=call: c(kv_w))
+            assert from_worker == rpc_error(lambda c=call: c(kv_m)), from_worker
 
         # The same answer as the member's own connection, bar the header and revisions.
         kv_m.Put(pb.PutRequest(key=b"same", value=b"v"))
@@ -98,7 +89,7 @@ def test_writes_answer_as_the_member_does(with_workers: Member) -> None:
 
         # Bytes that do not parse: the member's gRPC server words that (the worker passes them).
         garbage = b"\x0a\xff\xff"
-        assert _error(lambda: on_worker.unary_unary("/etcdserverpb.KV/Put")(garbage)) == _error(
+        assert rpc_error(lambda: on_worker.unary_unary("/etcdserverpb.KV/Put")(garbage)) == rpc_error(
             lambda: on_member.unary_unary("/etcdserverpb.KV/Put")(garbage))
 
         after = stats(on_worker)
@@ -131,7 +122,7 @@ def test_with_auth_on_writes_need_the_token_either_way(with_workers: Member) -> 
         before = stats(on_worker)
         request = pb.PutRequest(key=b"s", value=b"v")
         # no token: the member refuses it the same way (asked in a batch)
-        assert _error(lambda: kv_w.Put(request)) == _error(lambda: kv_m.Put(request))
+        assert rpc_error(lambda: kv_w.Put(request)) == rpc_error(lambda: kv_m.Put(request))
         token = pb_grpc.AuthStub(on_worker).Authenticate(
             pb.AuthenticateRequest(name="root", password="rootpw")).token
         put = kv_w.Put(request, metadata=(("token", token),))  # the gRPC way, token and all

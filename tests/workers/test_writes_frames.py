@@ -12,7 +12,7 @@ import tempfile
 import grpc
 import pytest
 
-from etcdpy.worker.writes import _HEAD, ControlWrites, Kind, _Framed
+from etcdpy.worker.writes import _HEAD, MAX_FRAME, ControlWrites, Kind, _Framed
 
 
 class _Recorder(_Framed):
@@ -32,6 +32,24 @@ def test_frames_survive_any_split() -> None:
         for i in range(0, len(stream), chunk):
             recorder.data_received(stream[i:i + chunk])
         assert recorder.frames == [(s, int(k), p) for s, k, p in sent]
+
+
+class _Closable:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_frame_over_the_limit_closes_the_connection() -> None:
+    recorder = _Recorder()
+    transport = _Closable()
+    recorder.transport = transport  # type: ignore[assignment]
+    recorder.data_received(_HEAD.pack(1, 1, Kind.PUT) + b"a"
+                           + _HEAD.pack(MAX_FRAME + 1, 2, Kind.PUT) + b"b" * 100)
+    assert recorder.frames == [(1, int(Kind.PUT), b"a")]
+    assert transport.closed
 
 
 class _FakeMember(_Framed):

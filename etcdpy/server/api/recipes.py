@@ -24,6 +24,7 @@ from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy.server import errors
 from etcdpy.server.api import validate
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES
+from etcdpy.server.api.kv import KVWrites
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.watch import WatchStream
 
@@ -89,6 +90,7 @@ class Recipes:
 
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+        self._writes = KVWrites(server)
         self._cleanups: set[asyncio.Task[None]] = set()
 
     # --- one request each, headers filled as the embedded client would receive them ---
@@ -100,17 +102,10 @@ class Recipes:
         return resp
 
     async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
-        validate.check_txn(request, self.server.max_txn_ops)
-        resp = await self.server.txn(request)
-        self.server.fill_header(resp.header)
-        return resp
+        return await self._writes.txn(request)
 
     async def delete(self, key: bytes) -> pb.DeleteRangeResponse:
-        request = pb.DeleteRangeRequest(key=key)
-        validate.check_delete(request)
-        resp = await self.server.delete_range(request)
-        self.server.fill_header(resp.header)
-        return resp
+        return await self._writes.delete_range(pb.DeleteRangeRequest(key=key))
 
     async def session(self, lease: int) -> int:
         """The lease a request runs under: its own, or a fresh 60 s one when it names none.
