@@ -12,6 +12,7 @@ import grpc
 
 from etcdpy._pb.workerpb import worker_pb2, worker_pb2_grpc
 from etcdpy.server.api.errors import grpc_errors
+from etcdpy.server.api.grpc_server import GenericOnly
 from etcdpy.server.etcdserver import EtcdServer
 
 
@@ -36,4 +37,5 @@ class MemberWorkerService(worker_pb2_grpc.WorkerServicer):
 
 
 def register(server: EtcdServer, grpc_server: grpc.aio.Server) -> None:
-    worker_pb2_grpc.add_WorkerServicer_to_server(MemberWorkerService(server), grpc_server)
+    worker_pb2_grpc.add_WorkerServicer_to_server(MemberWorkerService(server),
+                                                 GenericOnly(grpc_server))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -46,22 +49,44 @@ def server_options(max_request_bytes: int, keepalive_min_time_s: float,
     ]
 
 
+class GenericOnly:
+    """What grpcio's generated `add_*Servicer_to_server` functions are given instead of the
+    server: they register each service twice, as a generic handler and as "registered
+    methods", and this keeps the generic one only.
+
+    Why: grpc.aio's server loop keeps one pending request future per registered method (52
+    for etcd's services) and calls `asyncio.wait` on all of them for every call it accepts,
+    which costs more Python per call than the method lookup a generic handler does. Generic
+    handlers only: one pending future. Measured on one member with 256 clients: put +4-7%,
+    range +8-15% (scripts/bench, 2 cores)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Dropped on purpose (see the class docstring): the generic handler serves them."""
+
+
 def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0,
           reuse_port: bool = False) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     grpc_server = grpc.aio.server(
         options=server_options(max_request_bytes, keepalive_min_time_s, reuse_port),
         interceptors=[EtcdInterceptor(server)],
     )
-    pb_grpc.add_KVServicer_to_server(KVServicer(server), grpc_server)
-    pb_grpc.add_WatchServicer_to_server(WatchServicer(server), grpc_server)
-    pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), grpc_server)
-    pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), grpc_server)
-    pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), grpc_server)
-    election_grpc.add_ElectionServicer_to_server(ElectionServicer(server), grpc_server)
-    lock_grpc.add_LockServicer_to_server(LockServicer(server), grpc_server)
-    pb_grpc.add_AuthServicer_to_server(AuthServicer(server), grpc_server)
+    services = GenericOnly(grpc_server)
+    pb_grpc.add_KVServicer_to_server(KVServicer(server), services)
+    pb_grpc.add_WatchServicer_to_server(WatchServicer(server), services)
+    pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), services)
+    pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), services)
+    pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), services)
+    election_grpc.add_ElectionServicer_to_server(ElectionServicer(server), services)
+    lock_grpc.add_LockServicer_to_server(LockServicer(server), services)
+    pb_grpc.add_AuthServicer_to_server(AuthServicer(server), services)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     return grpc_server, health_servicer
 
 
