@@ -315,10 +315,10 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         log.info("serving peer traffic", address=_host_port(str(url)))
     # Read workers on gRPC-only client ports bind them too (see ReadWorkers).
     reuse_port = bool(cfg.etcdpy_read_workers and cfg.listen_client_http_urls)
-    client, health = grpc_server.build(server, cfg.max_request_bytes,
-                                       cfg.grpc_keepalive_min_time.total_seconds(), reuse_port)
+    client, health, services = grpc_server.build(
+        server, cfg.max_request_bytes, cfg.grpc_keepalive_min_time.total_seconds(), reuse_port)
     if cfg.etcdpy_read_workers:
-        worker_service.register(server, client)
+        worker_service.register(server, services)
     ports = ClientPorts(cfg, server, client, envs.state.path, quota)
     server.start()
 

@@ -12,7 +12,7 @@ import grpc
 
 from etcdpy._pb.workerpb import worker_pb2, worker_pb2_grpc
 from etcdpy.server.api.errors import grpc_errors
-from etcdpy.server.api.grpc_server import GenericOnly
+from etcdpy.server.api.interceptor import ClientServices
 from etcdpy.server.etcdserver import EtcdServer
 
 
@@ -36,6 +36,6 @@ class MemberWorkerService(worker_pb2_grpc.WorkerServicer):
         return worker_pb2.StatsResponse(pid=os.getpid(), is_worker=False)
 
 
-def register(server: EtcdServer, grpc_server: grpc.aio.Server) -> None:
-    worker_pb2_grpc.add_WorkerServicer_to_server(MemberWorkerService(server),
-                                                 GenericOnly(grpc_server))
+def register(server: EtcdServer, services: ClientServices) -> None:
+    """On the member's client server, behind the same checks as etcd's own services."""
+    worker_pb2_grpc.add_WorkerServicer_to_server(MemberWorkerService(server), services)

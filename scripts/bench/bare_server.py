@@ -16,7 +16,6 @@ import signal
 import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from etcdpy.server.api.grpc_server import GenericOnly
 
 # Any fixed ids will do: clients only echo them; they make the header as big as etcd's.
 CLUSTER_ID = 0x1C0FFEE
@@ -77,8 +76,7 @@ class BareKV(rpc_pb2_grpc.KVServicer):
 def add_to(server: grpc.aio.Server) -> BareKV:
     """Register a fresh BareKV on `server` and return it."""
     kv = BareKV()
-    # generic handler only, as etcdpy's server registers its services (GenericOnly's docstring)
-    rpc_pb2_grpc.add_KVServicer_to_server(kv, GenericOnly(server))
+    rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
     return kv
 
 

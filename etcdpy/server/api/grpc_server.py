@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -17,7 +14,7 @@ from etcdpy.server.api.election import ElectionServicer
 from etcdpy.server.api.interceptor import (
     GRPC_OVERHEAD_BYTES,
     GRPCIO_SLACK_BYTES,
-    EtcdInterceptor,
+    ClientServices,
 )
 from etcdpy.server.api.kv import KVServicer
 from etcdpy.server.api.lease import LeaseServicer
@@ -49,34 +46,14 @@ def server_options(max_request_bytes: int, keepalive_min_time_s: float,
     ]
 
 
-class GenericOnly:
-    """What grpcio's generated `add_*Servicer_to_server` functions are given instead of the
-    server: they register each service twice, as a generic handler and as "registered
-    methods", and this keeps the generic one only.
-
-    Why: grpc.aio's server loop keeps one pending request future per registered method (52
-    for etcd's services) and calls `asyncio.wait` on all of them for every call it accepts,
-    which costs more Python per call than the method lookup a generic handler does. Generic
-    handlers only: one pending future. Measured on one member with 256 clients: put +4-7%,
-    range +8-15% (scripts/bench, 2 cores)."""
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        """Dropped on purpose (see the class docstring): the generic handler serves them."""
-
-
 def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0,
-          reuse_port: bool = False) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+          reuse_port: bool = False
+          ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, ClientServices]:
+    """The client gRPC server, its health servicer, and the services object further
+    services register into (read workers' member service) to get the same checks."""
     grpc_server = grpc.aio.server(
-        options=server_options(max_request_bytes, keepalive_min_time_s, reuse_port),
-        interceptors=[EtcdInterceptor(server)],
-    )
-    services = GenericOnly(grpc_server)
+        options=server_options(max_request_bytes, keepalive_min_time_s, reuse_port))
+    services = ClientServices(server)
     pb_grpc.add_KVServicer_to_server(KVServicer(server), services)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(server), services)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), services)
@@ -87,7 +64,8 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
     pb_grpc.add_AuthServicer_to_server(AuthServicer(server), services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
-    return grpc_server, health_servicer
+    grpc_server.add_generic_rpc_handlers((services,))
+    return grpc_server, health_servicer, services
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
