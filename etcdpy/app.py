@@ -353,7 +353,9 @@ class ClientPorts:
     def __init__(self, cfg: Config, server: EtcdServer, client: Any, state_dir: Path,
                  quota: int) -> None:
         self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-client-")
-        sock_path = os.path.join(self._sock_dir, "grpc.sock")
+        # the member's gRPC servers, one socket each; the first is the member's own
+        unix_paths = client.add_unix_sockets(self._sock_dir)
+        sock_path = unix_paths[0]
         self._worker_settings = WorkerSettings(
             count=cfg.etcdpy_read_workers,
             member_unix=sock_path,
@@ -372,7 +374,6 @@ class ClientPorts:
                                                    server.is_learner)
         self._read_index = ReadIndexAnswers(server)
         self._write_answers = WriteAnswers(server)
-        client.add_insecure_port(f"unix:{sock_path}")
         self._gateway = Gateway(f"unix:{sock_path}")
         self._v2keys: V2Keys | None = None
         if cfg.enable_v2:
@@ -388,7 +389,7 @@ class ClientPorts:
         for url in cfg.listen_client_urls:
             if shared:
                 host, port = _split_host_port(str(url))
-                front = SharedPort(host, port, sock_path, handler, options)
+                front = SharedPort(host, port, unix_paths, handler, options)
                 self._fronts.append(front)
                 self._client_fronts.append(front)
             elif client.add_insecure_port(_host_port(str(url))) == 0:

@@ -118,6 +118,48 @@ def test_grpc_and_http_share_the_port(relay: RelayMode) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("relay", list(RelayMode))
+def test_grpc_connections_are_spread_over_several_servers(relay: RelayMode) -> None:
+    """Given several Unix sockets, the front relays each new gRPC connection to the next one;
+    every server answers only for the connections it was given."""
+
+    async def main() -> None:
+        tmp = tempfile.mkdtemp(prefix="netshare-")
+        servers, paths = [], []
+        try:
+            for index in range(3):
+                path = str(Path(tmp) / f"grpc-{index}.sock")
+                server = grpc.aio.server()
+                servicer = health.aio.HealthServicer()
+                health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+                server.add_insecure_port(f"unix:{path}")
+                await server.start()
+                await servicer.set("which", index)  # each server answers its own status
+                servers.append(server)
+                paths.append(path)
+            port = SharedPort("127.0.0.1", 0, paths, handler, SharedPortOptions(relay=relay))
+            await port.start()
+            try:
+                answers = []
+                for _ in range(6):  # one connection each
+                    async with grpc.aio.insecure_channel(f"127.0.0.1:{port.port}") as channel:
+                        stub = health_pb2_grpc.HealthStub(channel)
+                        resp = await stub.Check(health_pb2.HealthCheckRequest(service="which"),
+                                                timeout=10)
+                        answers.append(int(resp.status))
+                assert sorted(answers) == [0, 0, 1, 1, 2, 2]
+                status, _, _ = await asyncio.to_thread(_get, f"http://127.0.0.1:{port.port}/echo")
+                assert status == 200  # HTTP/1.1 still served by the front
+            finally:
+                await port.stop()
+        finally:
+            for server in servers:
+                await server.stop(grace=None)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    asyncio.run(main())
+
+
 def test_grpc_server_stream_through_the_front() -> None:
     """A long-lived server stream (health Watch) relays updates as they happen."""
 

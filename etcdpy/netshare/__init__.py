@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .accept import HTTP2_PREFACE, Acceptor, RelayMode
@@ -58,19 +59,21 @@ class SharedPortOptions:
 
 
 class SharedPort:
-    """Accepts on host:port; gRPC goes to `grpc_unix_path`, HTTP/1.1 to `http_handler`."""
+    """Accepts on host:port; gRPC goes to `grpc_unix_path` (or, given several, to each in
+    turn, a connection at a time), HTTP/1.1 to `http_handler`."""
 
     def __init__(
         self,
         host: str,
         port: int,
-        grpc_unix_path: str,
+        grpc_unix_path: str | Sequence[str],
         http_handler: HttpHandler,
         options: SharedPortOptions | None = None,
     ) -> None:
         self._host = host
         self._port = port
-        self._unix_path = grpc_unix_path
+        self._unix_paths = ((grpc_unix_path,) if isinstance(grpc_unix_path, str)
+                            else tuple(grpc_unix_path))
         self._handler = http_handler
         self._opts = options or SharedPortOptions()
         self._listener: socket.socket | None = None
@@ -109,13 +112,13 @@ class SharedPort:
         opts = self._opts
         if opts.relay is RelayMode.PROCESS:
             self._front = FrontProcess(
-                listener, self._unix_path, opts.process_relay, self._serve_http,
+                listener, self._unix_paths, opts.process_relay, self._serve_http,
                 opts.max_connections, opts.sniff_timeout_s,
             )
             self._front.start()
         else:
             self._acceptor = Acceptor(
-                listener, self._unix_path, opts.relay, self._serve_http, opts.max_connections,
+                listener, self._unix_paths, opts.relay, self._serve_http, opts.max_connections,
                 opts.sniff_timeout_s,
             )
             self._acceptor.start()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from enum import IntEnum
 
 from etcdpy import logutil
@@ -37,7 +37,7 @@ class Acceptor:
     def __init__(
         self,
         listener: socket.socket,
-        unix_path: str,
+        unix_paths: Sequence[str],
         relay: RelayMode,
         on_other: OtherHandler,
         max_connections: int,
@@ -45,7 +45,11 @@ class Acceptor:
     ) -> None:
         assert relay in (RelayMode.ASYNCIO, RelayMode.SPLICE), "a process relays in one of these"
         self._listener = listener
-        self._unix_path = unix_path
+        assert unix_paths, "somewhere to relay gRPC to"
+        # gRPC connections are spread over these, one after another: each is a gRPC server of
+        # its own (see etcdpy.server.api.grpc_server.ClientServers for why there are several).
+        self._unix_paths = tuple(unix_paths)
+        self._relayed = 0
         self._relay = relay
         self._on_other = on_other
         self._sniff_timeout_s = sniff_timeout_s
@@ -99,11 +103,13 @@ class Acceptor:
             if not prefix:
                 return
             if prefix == HTTP2_PREFACE:
+                unix_path = self._unix_paths[self._relayed % len(self._unix_paths)]
+                self._relayed += 1
                 if self._relay is RelayMode.SPLICE:
                     owned_elsewhere = True
-                    await self._splice(conn, prefix)
+                    await self._splice(conn, unix_path, prefix)
                 else:
-                    await relay_asyncio(conn, self._unix_path, prefix)
+                    await relay_asyncio(conn, unix_path, prefix)
             else:
                 owned_elsewhere = True
                 await self._on_other(conn, prefix)
@@ -114,8 +120,8 @@ class Acceptor:
                 conn.close()
             self._slots.release()
 
-    async def _splice(self, conn: socket.socket, prefix: bytes) -> None:
-        relay = SpliceRelay(conn, self._unix_path, prefix)
+    async def _splice(self, conn: socket.socket, unix_path: str, prefix: bytes) -> None:
+        relay = SpliceRelay(conn, unix_path, prefix)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 

@@ -28,7 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from etcdpy import logutil
@@ -46,13 +46,15 @@ SEND_RETRIES = 100  # a full control socket is waited on this many times 10 ms, 
 
 
 async def serve_front_child(
-    listen_fd: int, control_fd: int, unix_path: str, relay: RelayMode, max_connections: int,
+    listen_fd: int, control_fd: int, unix_paths: Sequence[str], relay: RelayMode,
+    max_connections: int,
     sniff_timeout_s: float, on_message: Callable[[bytes], None] | None = None,
 ) -> None:
-    """The child's accept loop: relay HTTP/2 connections to `unix_path`, pass every other one
-    back to the parent; return when the control socket reaches end of file (parent gone).
+    """The child's accept loop: relay HTTP/2 connections to `unix_paths` (in turn), pass every
+    other one back to the parent; return when the control socket reaches end of file (parent
+    gone).
 
-    Read workers (`etcdpy.worker`) run this next to their own gRPC server, with `unix_path`
+    Read workers (`etcdpy.worker`) run this next to their own gRPC server, with `unix_paths`
     naming that server instead of the member's, and get the parent's messages (FrontProcess.
     send) in `on_message`."""
     loop = asyncio.get_running_loop()
@@ -94,7 +96,7 @@ async def serve_front_child(
     if listen_fd >= 0:  # else (a read worker whose gRPC server binds the port) control only
         listener = socket.socket(fileno=listen_fd)
         listener.setblocking(False)
-        acceptor = Acceptor(listener, unix_path, relay, hand_back, max_connections,
+        acceptor = Acceptor(listener, unix_paths, relay, hand_back, max_connections,
                             sniff_timeout_s)
         acceptor.start()
     try:
@@ -109,7 +111,7 @@ def add_child_arguments(ap: argparse.ArgumentParser) -> None:
     """The command-line arguments FrontProcess gives every child program."""
     ap.add_argument("--listen-fd", type=int, required=True)
     ap.add_argument("--control-fd", type=int, required=True)
-    ap.add_argument("--unix", required=True)
+    ap.add_argument("--unix", required=True, action="append")  # once per gRPC server
     ap.add_argument("--relay", type=int, default=int(RelayMode.ASYNCIO))
     ap.add_argument("--max-connections", type=int, default=1024)
     ap.add_argument("--sniff-timeout", type=float, default=10.0)
@@ -148,15 +150,15 @@ class ChildProgram:
 class FrontProcess:
     """Runs and supervises the child; calls `on_other(sock, prefix)` for handed-back sockets.
 
-    `unix_path` is where the child relays gRPC connections (the member's socket for the
-    port front, the worker's own for a read worker). Without a `listener` the child accepts
+    `unix_paths` is where the child relays gRPC connections, in turn (the member's sockets
+    for the port front, the worker's own for a read worker). Without a `listener` the child accepts
     nothing and only talks on the control socket (a read worker whose gRPC server binds the
     client port itself)."""
 
     def __init__(
         self,
         listener: socket.socket | None,
-        unix_path: str,
+        unix_paths: Sequence[str],
         relay: RelayMode,
         on_other: Callable[[socket.socket, bytes], Awaitable[None]],
         max_connections: int,
@@ -170,7 +172,7 @@ class FrontProcess:
         # requests); answers go back with send()
         self._on_message = on_message
         self._listener = listener
-        self._unix_path = unix_path
+        self._unix_paths = tuple(unix_paths)
         self._relay = relay
         self._on_other = on_other
         self._max_connections = max_connections
@@ -189,7 +191,7 @@ class FrontProcess:
                     sys.executable, "-m", self._program.module,
                     "--listen-fd", str(-1 if self._listener is None else self._listener.fileno()),
                     "--control-fd", str(child_end.fileno()),
-                    "--unix", self._unix_path,
+                    *(arg for path in self._unix_paths for arg in ("--unix", path)),
                     "--relay", str(int(self._relay)),
                     "--max-connections", str(self._max_connections),
                     "--sniff-timeout", str(self._sniff_timeout_s),

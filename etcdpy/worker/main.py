@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    (own_unix,) = args.unix  # the one socket of this worker's own gRPC server
     counters = Counters()
     status = StatusView()
     reader = StateReader(Path(args.state_dir), args.map_size)
@@ -84,8 +85,8 @@ async def serve(args: argparse.Namespace) -> None:
     server.add_generic_rpc_handlers([local_handlers(local_range, counters, writes.handlers()),
                                      passthrough])
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(args.unix)  # left by a worker that was killed
-    server.add_insecure_port(f"unix:{args.unix}")
+        os.unlink(own_unix)  # left by a worker that was killed
+    server.add_insecure_port(f"unix:{own_unix}")
     if args.grpc_listen is not None and server.add_insecure_port(args.grpc_listen) == 0:
         raise OSError(f"cannot listen on {args.grpc_listen} beside the member")
     await server.start()
@@ -108,7 +109,7 @@ async def serve(args: argparse.Namespace) -> None:
         await channel.close()
         reader.close()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(args.unix)
+            os.unlink(own_unix)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,7 +96,7 @@ class ReadWorkers:
             def on_message(message: bytes, slot: list[FrontProcess] = slot) -> None:
                 self._on_request(message, slot[0].send)
 
-            proc = FrontProcess(self._listener, unix_path, s.relay, self._on_other,
+            proc = FrontProcess(self._listener, (unix_path,), s.relay, self._on_other,
                                 s.max_connections, s.sniff_timeout_s, program, on_message)
             slot.append(proc)
             proc.start()

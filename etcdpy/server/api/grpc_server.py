@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from typing import Final
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -46,13 +50,60 @@ def server_options(max_request_bytes: int, keepalive_min_time_s: float,
     ]
 
 
+# How many gRPC servers take the connections the client ports relay (see ClientServers).
+RELAYED_SERVERS: Final = 4
+
+
+class ClientServers:
+    """The member's client gRPC servers: several grpc.aio servers on one event loop, all
+    serving the same `ClientServices`, each on a Unix socket of its own; the shared client
+    ports relay connections to each in turn.
+
+    Why several: a grpc.aio server takes in one new call at a time. Its accept loop asks the
+    C core for the next call only after the event loop has run the previous one's wake-up,
+    so on a busy loop calls queue in the C core while the member could batch them: with one
+    server a put round had ~9 proposals for 256 waiting clients. Measured on one member, 256
+    clients on 16 connections: 4 servers, put +50%, range +43% over one.
+
+    A gRPC-only client port (--listen-client-http-urls) is bound by the first server alone:
+    several servers on one TCP port need SO_REUSEPORT, which would let a second etcdpy bind
+    the same port instead of failing as etcd does."""
+
+    def __init__(self, options: list[tuple[str, int]], services: grpc.GenericRpcHandler,
+                 count: int = RELAYED_SERVERS) -> None:
+        assert count >= 1
+        self._servers = [grpc.aio.server(options=options) for _ in range(count)]
+        for grpc_server in self._servers:
+            grpc_server.add_generic_rpc_handlers((services,))
+
+    def add_unix_sockets(self, directory: str) -> list[str]:
+        """Each server listens on a socket of its own in `directory`; the first path is the
+        member's own socket (the gateway, v2 emulation and read workers call it)."""
+        paths = []
+        for index, grpc_server in enumerate(self._servers):
+            path = os.path.join(directory, "grpc.sock" if index == 0 else f"grpc-{index}.sock")
+            grpc_server.add_insecure_port(f"unix:{path}")
+            paths.append(path)
+        return paths
+
+    def add_insecure_port(self, address: str) -> int:
+        """A TCP address, bound by the first server (see the class docstring)."""
+        return self._servers[0].add_insecure_port(address)
+
+    async def start(self) -> None:
+        for grpc_server in self._servers:
+            await grpc_server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await asyncio.gather(*(s.stop(grace) for s in self._servers))
+
+
 def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: float = 5.0,
           reuse_port: bool = False
-          ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, ClientServices]:
-    """The client gRPC server, its health servicer, and the services object further
-    services register into (read workers' member service) to get the same checks."""
-    grpc_server = grpc.aio.server(
-        options=server_options(max_request_bytes, keepalive_min_time_s, reuse_port))
+          ) -> tuple[ClientServers, health.aio.HealthServicer, ClientServices]:
+    """The client gRPC servers, their health servicer, and the services object further
+    services register into (read workers' member service) to get the same checks.
+    `reuse_port`: read workers bind the gRPC-only client ports beside the member."""
     services = ClientServices(server)
     pb_grpc.add_KVServicer_to_server(KVServicer(server), services)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(server), services)
@@ -64,8 +115,9 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
     pb_grpc.add_AuthServicer_to_server(AuthServicer(server), services)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
-    grpc_server.add_generic_rpc_handlers((services,))
-    return grpc_server, health_servicer, services
+    servers = ClientServers(server_options(max_request_bytes, keepalive_min_time_s, reuse_port),
+                            services)
+    return servers, health_servicer, services
 
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
