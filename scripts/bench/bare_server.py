@@ -1,7 +1,10 @@
 """The bare grpc.aio KV server: the most a single Python process can serve, as a yardstick.
 
 Put, Range and put-only Txn against a dict, no Raft, no disk, no MVCC: what is left is grpcio's and
-protobuf's own cost per request. The side-by-side benchmark (scripts/bench/driver.py) and the
+protobuf's own cost per request. Several grpc.aio servers share the port (SO_REUSEPORT) on one
+event loop, as etcdpy's member runs several behind its client port: one grpc.aio server takes
+in one new call per loop turn, and four do 1.5x the calls of one on 2 cores
+(etcdpy.server.api.grpc_server.ClientServers). The side-by-side benchmark (scripts/bench/driver.py) and the
 shared-port benchmark (scripts/bench_netshare.py) both measure against it.
 
     PYTHONPATH=. python -m scripts.bench.bare_server --port 23790
@@ -80,26 +83,31 @@ def add_to(server: grpc.aio.Server) -> BareKV:
     return kv
 
 
-async def serve(host: str, port: int) -> None:
-    server = grpc.aio.server()
-    add_to(server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    print(f"bare grpc.aio KV server on {host}:{bound}", flush=True)
+async def serve(host: str, port: int, count: int) -> None:
+    kv = BareKV()
+    servers = []
+    for _ in range(count):
+        server = grpc.aio.server(options=[("grpc.so_reuseport", int(count > 1))])
+        rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
+        port = server.add_insecure_port(f"{host}:{port}")  # port 0: the others take the same
+        await server.start()
+        servers.append(server)
+    print(f"bare grpc.aio KV server ({count} servers) on {host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(grace=None)
+    await asyncio.gather(*(server.stop(grace=None) for server in servers))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    ap.add_argument("--servers", type=int, default=4, help="grpc.aio servers on the port")
     args = ap.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.servers))
 
 
 if __name__ == "__main__":
