@@ -350,8 +350,8 @@ class ClientPorts:
     to ports of its own, when gRPC binds the client ports directly; --listen-metrics-urls
     serve /metrics and the health checks."""
 
-    def __init__(self, cfg: Config, server: EtcdServer, client: Any, state_dir: Path,
-                 quota: int) -> None:
+    def __init__(self, cfg: Config, server: EtcdServer, client: grpc_server.ClientServers,
+                 state_dir: Path, quota: int) -> None:
         self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-client-")
         # the member's gRPC servers, one socket each; the first is the member's own
         unix_paths = client.add_unix_sockets(self._sock_dir)

@@ -4,6 +4,7 @@ with no registered methods), and its checks pick the handler a call gets."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from etcdpy._pb.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from etcdpy._pb.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
+from etcdpy.server.api.grpc_server import RELAYED_SERVERS, ClientServers
 from etcdpy.server.api.interceptor import ClientServices
 from etcdpy.server.auth import CURRENT_TOKEN
 
@@ -110,5 +112,30 @@ def test_a_real_server_answers_through_it_and_counts_nothing_it_does_not_serve()
                 assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
         finally:
             await server.stop(None)
+
+    asyncio.run(scenario())
+
+
+def test_every_client_server_serves_the_same_services_on_its_own_socket() -> None:
+    """The member's servers (what the shared client port relays to, in turn): each one
+    answers on its own Unix socket, from the one ClientServices."""
+
+    async def scenario() -> None:
+        services = ClientServices(_stand_in_server())
+        pb_grpc.add_KVServicer_to_server(_OneKey(), services)
+        servers = ClientServers([], services)
+        with tempfile.TemporaryDirectory() as directory:
+            paths = servers.add_unix_sockets(directory)
+            assert len(set(paths)) == RELAYED_SERVERS > 1
+            assert paths[0].endswith("/grpc.sock")  # the member's own (gateway, workers)
+            await servers.start()
+            try:
+                for index, path in enumerate(paths):
+                    async with grpc.aio.insecure_channel(f"unix:{path}") as channel:
+                        response = await pb_grpc.KVStub(channel).Range(
+                            pb.RangeRequest(key=b"k"), metadata=(("token", f"t{index}"),))
+                        assert response.kvs[0].value == f"t{index}".encode()
+            finally:
+                await servers.stop(None)
 
     asyncio.run(scenario())
