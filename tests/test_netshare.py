@@ -298,3 +298,69 @@ def test_a_quiet_stream_ends_when_its_client_goes_away() -> None:
             await asyncio.wait_for(closed.wait(), 10)
 
     asyncio.run(main())
+
+
+def test_asyncio_relays_on_one_loop_keep_their_bytes_apart_and_end() -> None:
+    """Every asyncio relay on a loop reads into the same buffer: eight connections pushing a
+    megabyte each both ways at once (an echo server behind them, so both directions fill
+    and pause) must each get back exactly what they sent, the sniffed prefix first. Each
+    relay ends once both sides have closed their direction (it used to stay half-open
+    forever, two sockets per connection)."""
+    from etcdpy.netshare.relay import relay_asyncio
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(7000):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def client(port: int, index: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = bytes((index * 31 + i) % 251 for i in range(1 << 20))
+
+        async def send() -> None:
+            for start in range(0, len(payload), 5000 + index * 997):
+                writer.write(payload[start:start + 5000 + index * 997])
+                await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.create_task(send())
+        echoed = await reader.read(-1)
+        await sender
+        writer.close()
+        assert echoed == b"PRE%d" % index + payload
+        return echoed
+
+    async def main() -> None:
+        tmp = tempfile.mkdtemp(prefix="netshare-")
+        path = str(Path(tmp) / "echo.sock")
+        server = await asyncio.start_unix_server(echo, path)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        loop = asyncio.get_running_loop()
+        relays: list[asyncio.Task[None]] = []
+
+        async def accept(n: int) -> None:
+            for index in range(n):
+                conn, _ = await loop.sock_accept(listener)
+                # the front hands over what it sniffed; here a per-connection marker
+                relays.append(asyncio.create_task(relay_asyncio(conn, path, b"PRE%d" % index)))
+
+        try:
+            acceptor = asyncio.create_task(accept(8))
+            port = listener.getsockname()[1]
+            echoed = []
+            for index in range(8):  # one at a time so accept order matches the index
+                echoed.append(asyncio.create_task(client(port, index)))
+                while len(relays) <= index:
+                    await asyncio.sleep(0.01)
+            results = await asyncio.wait_for(asyncio.gather(*echoed), 30)
+            assert [len(r) for r in results] == [len(b"PRE0") + (1 << 20)] * 8
+            await acceptor
+            await asyncio.wait_for(asyncio.gather(*relays), 10)
+        finally:
+            listener.close()
+            server.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    asyncio.run(main())

@@ -56,6 +56,7 @@ class _RelayProtocol(asyncio.Protocol):
         self.other: _RelayProtocol | None = None
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
+        self.reached_eof = False  # this side's peer ended its direction (sent a FIN)
         # Bytes for this side that arrived before it was attached (the gRPC server speaks
         # first, before the client socket is handed to the loop); bounded by one read.
         self.pending: list[bytes] = []
@@ -81,8 +82,14 @@ class _RelayProtocol(asyncio.Protocol):
         other.transport.write(data)
 
     def eof_received(self) -> bool:
+        self.reached_eof = True
         other = self.other
         assert other is not None
+        if other.reached_eof:
+            # Both directions have ended: nothing will arrive on either side again, and a
+            # half-closed pair left open is never closed by asyncio (two sockets leaked per
+            # connection a client ended with a FIN). Closing ours closes the other.
+            return False
         if other.transport is not None and other.transport.can_write_eof():
             other.transport.write_eof()
             return True  # keep our side open: the other direction may still be flowing
