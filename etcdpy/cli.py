@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from etcdpy import ETCD_SERVER_VERSION, __version__
+from etcdpy import ETCD_SERVER_VERSION, __version__, allocator
 from etcdpy import config as cfg
 
 VERSION_TEXT = f"etcdpy Version: {__version__}\netcd API Version: {ETCD_SERVER_VERSION}"
@@ -74,6 +74,7 @@ def command(rest: tuple[str, ...], **raw: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `etcdpy` and `python -m etcdpy`."""
+    allocator.tune()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         parsed = cfg.parse_argv(args)

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from etcdpy import logutil
+from etcdpy import allocator, logutil
 
 from .accept import Acceptor, RelayMode
 
@@ -124,6 +124,7 @@ async def _child_main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    allocator.tune()
     ap = argparse.ArgumentParser(prog="etcdpy.netshare.front")
     add_child_arguments(ap)
     args = ap.parse_args(argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from etcdpy import logutil
+from etcdpy import allocator, logutil
 from etcdpy.netshare.accept import RelayMode
 from etcdpy.netshare.front import add_child_arguments, serve_front_child
 from etcdpy.server.api.grpc_server import server_options
@@ -113,6 +113,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    allocator.tune()
     args = parse_args(argv)
     logutil.setup(args.log_level)
     # The member decides when we stop (by closing the control socket); a terminal's Ctrl-C
