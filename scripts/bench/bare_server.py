@@ -1,7 +1,8 @@
 """The bare grpc.aio KV server: the most a single Python process can serve, as a yardstick.
 
-Put, Range and put-only Txn against a dict, no Raft, no disk, no MVCC: what is left is grpcio's and
-protobuf's own cost per request. Several grpc.aio servers share the port (SO_REUSEPORT) on one
+Put, Range and put-only Txn against a dict, and lease grants and keep-alives against a counter,
+with no Raft, no disk, no MVCC and no expiry: what is left is grpcio's and protobuf's own cost per
+request (per message on a keep-alive stream). Several grpc.aio servers share the port (SO_REUSEPORT) on one
 event loop, as etcdpy's member runs several behind its client port: one grpc.aio server takes
 in one new call per loop turn, and four do 1.5x the calls of one on 2 cores
 (etcdpy.server.api.grpc_server.ClientServers). The side-by-side benchmark (scripts/bench/driver.py) and the
@@ -76,6 +77,33 @@ class BareKV(rpc_pb2_grpc.KVServicer):
         return resp
 
 
+class BareLease(rpc_pb2_grpc.LeaseServicer):
+    """Grant hands out increasing ids; a keep-alive answers each request with the TTL its lease
+    was granted (0 for an id never granted, as etcd answers an unknown lease). Nothing expires."""
+
+    def __init__(self, kv: BareKV) -> None:
+        self._kv = kv  # for the header's revision
+        self._ttls: dict[int, int] = {}
+        self._next_id = 0x694D0000
+
+    async def LeaseGrant(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        lease_id = request.ID
+        if lease_id == 0:
+            self._next_id += 1
+            lease_id = self._next_id
+        self._ttls[lease_id] = request.TTL
+        resp = rpc_pb2.LeaseGrantResponse(ID=lease_id, TTL=request.TTL)
+        self._kv._header(resp.header)
+        return resp
+
+    async def LeaseKeepAlive(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        async for request in request_iterator:
+            resp = rpc_pb2.LeaseKeepAliveResponse(ID=request.ID,
+                                                  TTL=self._ttls.get(request.ID, 0))
+            self._kv._header(resp.header)
+            yield resp
+
+
 def add_to(server: grpc.aio.Server) -> BareKV:
     """Register a fresh BareKV on `server` and return it."""
     kv = BareKV()
@@ -85,10 +113,12 @@ def add_to(server: grpc.aio.Server) -> BareKV:
 
 async def serve(host: str, port: int, count: int) -> None:
     kv = BareKV()
+    lease = BareLease(kv)
     servers = []
     for _ in range(count):
         server = grpc.aio.server(options=[("grpc.so_reuseport", int(count > 1))])
         rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
+        rpc_pb2_grpc.add_LeaseServicer_to_server(lease, server)
         port = server.add_insecure_port(f"{host}:{port}")  # port 0: the others take the same
         await server.start()
         servers.append(server)

@@ -39,7 +39,7 @@ GEN_SLACK_S = 180.0  # a generator gets its duration plus this before it is kill
 @dataclass(frozen=True, slots=True)
 class Workload:
     """One workload: the generator's workload name and load shape; `bare` if the bare server
-    (Put, Range, put-only Txn) can take it; `python` if the Python generator implements it."""
+    (Put, Range, put-only Txn, lease grants and keep-alives) can take it; `python` if the Python generator implements it."""
 
     name: str
     clients: int
@@ -58,7 +58,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         Workload("srange", 256, 16, bare=True),
         Workload("txnput", 256, 16, bare=True),
         Workload("watch", 1, 16, python=False, flags=("--watchers", watchers)),
-        Workload("lease", 64, 16, python=False, flags=("--leases", leases)),
+        Workload("lease", 64, 16, bare=True, python=False, flags=("--leases", leases)),
         Workload("load", 16, 4, python=False),  # the 1M-key data set; see run_load
     ]
     return {w.name: w for w in table}
