@@ -4,8 +4,8 @@ Put, Range and put-only Txn against a dict, and lease grants and keep-alives aga
 with no Raft, no disk, no MVCC and no expiry: what is left is grpcio's and protobuf's own cost per
 request (per message on a keep-alive stream). Several grpc.aio servers share the port (SO_REUSEPORT) on one
 event loop, as etcdpy's member runs several behind its client port: one grpc.aio server takes
-in one new call per loop turn, and four do 1.5x the calls of one on 2 cores
-(etcdpy.server.api.grpc_server.ClientServers). The side-by-side benchmark (scripts/bench/driver.py) and the
+in one new call per loop turn, and four do 1.5x the calls of one on 2 cores, eight another
+10-15% (etcdpy.server.api.grpc_server.ClientServers; the default count is the member's). The side-by-side benchmark (scripts/bench/driver.py) and the
 shared-port benchmark (scripts/bench_netshare.py) both measure against it.
 
     PYTHONPATH=. python -m scripts.bench.bare_server --port 23790
@@ -20,6 +20,7 @@ import signal
 import grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.server.api.grpc_server import RELAYED_SERVERS
 
 # Any fixed ids will do: clients only echo them; they make the header as big as etcd's.
 CLUSTER_ID = 0x1C0FFEE
@@ -135,7 +136,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
-    ap.add_argument("--servers", type=int, default=4, help="grpc.aio servers on the port")
+    ap.add_argument("--servers", type=int, default=RELAYED_SERVERS,
+                    help="grpc.aio servers on the port (default: as many as a member runs)")
     args = ap.parse_args()
     asyncio.run(serve(args.host, args.port, args.servers))
 
