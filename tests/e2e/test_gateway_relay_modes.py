@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from scripts.bench.servers import tree
 from tests.e2e.gateway_client import curl
 from tests.e2e.harness import etcdctl, single_member
 
@@ -38,16 +40,10 @@ def test_relay_mode_serves_grpc_and_http_on_one_port(tmp_path: Path, mode: str) 
 
 def _open_fds(pid: int) -> int:
     """Descriptors held by `pid` and its children (PROCESS mode relays in a child)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
+    total = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):  # a child that has just exited
             total += len(os.listdir(f"/proc/{p}/fd"))
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
     return total
 
 
