@@ -33,7 +33,8 @@ class TransportOptions:
     # still goes alone).
     batch_bytes: int = 1024 * 1024
     # Batches written but not yet acknowledged by the receiver; beyond this the sender waits
-    # (and its queue absorbs, then drops) rather than piling up in gRPC buffers.
+    # (and its queue absorbs, then drops) rather than piling up in gRPC buffers. The receiver
+    # acknowledges every half window (sender.ack_interval).
     max_inflight_batches: int = 8
     connect_timeout_s: float = 3.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)

@@ -3,7 +3,9 @@
 Invariants (checked with asserts where they change):
 * `len(queue) <= queue_messages` and `queued_bytes <= queue_bytes`: `enqueue` drops instead
   of growing, so a slow or dead peer costs bounded memory and never blocks the caller.
-* batches written - batches acknowledged <= max_inflight_batches on the current stream.
+* batches written - batches acknowledged <= max_inflight_batches on the current stream. The
+  receiver acknowledges every `ack_every` batches (`ack_interval`, half the window), so an ack
+  is always due before the sender has to wait for one.
 * at most one snapshot transfer to this peer at a time.
 Messages are written in the order they were enqueued; a broken stream drops what was queued
 (Raft retransmits) rather than replaying stale messages into the next connection.
@@ -63,6 +65,16 @@ def grpc_target(url: str) -> str:
     return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
+def ack_interval(window: int) -> int:
+    """How many batches the receiver may take before it acknowledges, for a sender that waits
+    once `window` batches are unacknowledged: half the window, so the ack that lets the sender
+    go on is on its way while the second half is sent. An ack is a gRPC message each way, as
+    dear as the batch it answers: acknowledging every batch doubled the messages a
+    replicated write costs."""
+    assert window >= 1
+    return max(1, window // 2)
+
+
 def channel_options(opts: TransportOptions) -> list[tuple[str, int]]:
     return [
         ("grpc.keepalive_time_ms", int(opts.keepalive_time_s * 1000)),
@@ -108,6 +120,7 @@ class PeerSender:
         self._url_index = 0
         self._task: asyncio.Task[None] | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._ack_every = ack_interval(opts.max_inflight_batches)
 
     # --- called by the transport on the event loop ---
 
@@ -294,6 +307,7 @@ class PeerSender:
             batch.cluster_id = self._cluster_id()
             batch.from_id = self._local_id
             batch.to_id = self.peer_id
+            batch.ack_every = self._ack_every
         total = 0
         queue = self._queue
         add = batch.messages.add

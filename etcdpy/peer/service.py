@@ -120,6 +120,7 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         # refused peer never looks connected.
         await context.send_initial_metadata(((MD_CLUSTER_ID, _hex(self._cluster_id())),))
         batches = 0
+        ack_every = 1  # until the first batch says otherwise (a sender that never does: each)
         sink = self._sink
         async for batch in request_iterator:
             if sink.is_removed(from_id):
@@ -129,6 +130,8 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
             ):
                 # The first batch repeats the headers; they must agree with them.
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "batch header mismatch")
+            if batches == 0 and batch.ack_every:
+                ack_every = batch.ack_every
             for wire in batch.messages:
                 try:
                     msg = decode_message(wire)
@@ -144,7 +147,8 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
                 except Exception:  # the node's bug must not end the peer's stream
                     log.error("processing a peer message failed", exc_info=True)
             batches += 1
-            yield pb.StreamAck(batches=batches)
+            if batches % ack_every == 0:
+                yield pb.StreamAck(batches=batches)
 
     async def SendSnapshot(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[pb.SnapshotChunk], context: grpc.aio.ServicerContext

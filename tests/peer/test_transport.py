@@ -6,12 +6,15 @@ import asyncio
 import socket
 from pathlib import Path
 
+import grpc
 import pytest
 
-from etcdpy.peer.options import TransportOptions
-from etcdpy.peer.sender import LinkState
+from etcdpy._pb.peerpb import peer_pb2, peer_pb2_grpc
+from etcdpy.peer.codec import fill_message
+from etcdpy.peer.options import MD_CLUSTER_ID, MD_FROM, MD_TO, TransportOptions
+from etcdpy.peer.sender import LinkState, grpc_target
 
-from .conftest import RecordingSink, app, free_port, make_transport, url_of, wait_until
+from .conftest import CLUSTER, RecordingSink, app, free_port, make_transport, url_of, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -397,4 +400,67 @@ def test_membership_promotes_a_remote_and_drops_a_removed_one(tmp_path: Path) ->
             assert t1.remotes() == {} and t1.peers() == {5: (url,)}
         finally:
             await t1.stop()
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 8])
+def test_the_sender_never_waits_for_an_ack_that_is_not_coming(tmp_path: Path,
+                                                              window: int) -> None:
+    """The receiver acknowledges every half window (sender.ack_interval), not every batch: a
+    sender with any window must still get its acks in time. One message per batch, many times
+    the window, each waited for, as a quiet Raft leader sends."""
+    async def main() -> None:
+        s1, s2 = RecordingSink(), RecordingSink()
+        opts = TransportOptions(max_inflight_batches=window)
+        t1 = make_transport(1, s1, str(tmp_path), options=opts)
+        t2 = make_transport(2, s2, str(tmp_path))
+        try:
+            await t1.start()
+            await t2.start()
+            t1.add_peer(2, [url_of(t2)])
+            for k in range(10 * window):
+                t1.send([app(1, 2, k)])
+                await wait_until(lambda k=k: len(s2.processed) == k + 1, f"message {k}")
+            assert t1._peers[2].sent_batches == 10 * window
+            assert [m.index for m in s2.processed] == list(range(10 * window))
+        finally:
+            await t1.stop()
+            await t2.stop()
+    asyncio.run(main())
+
+
+def test_the_receiver_acknowledges_as_often_as_the_first_batch_asks(tmp_path: Path) -> None:
+    """On the wire: a stream whose first batch asks for `ack_every` 4 gets acks 4 and 8 for 8
+    batches; one that does not ask (a sender from before the field) gets an ack per batch."""
+    async def main() -> None:
+        s2 = RecordingSink()
+        t2 = make_transport(2, s2, str(tmp_path))
+        metadata = ((MD_CLUSTER_ID, f"{CLUSTER:x}"), (MD_FROM, "1"), (MD_TO, "2"))
+
+        def batch(k: int, ack_every: int) -> peer_pb2.MessageBatch:
+            out = peer_pb2.MessageBatch()
+            if k == 0:
+                out.cluster_id, out.from_id, out.to_id = CLUSTER, 1, 2
+                out.ack_every = ack_every
+            fill_message(out.messages.add(), app(1, 2, k))
+            return out
+
+        try:
+            await t2.start()
+            async with grpc.aio.insecure_channel(grpc_target(url_of(t2))) as channel:
+                stub = peer_pb2_grpc.RaftPeerStub(channel)
+                asking = stub.Stream(metadata=metadata)
+                for k in range(8):
+                    await asking.write(batch(k, ack_every=4))
+                acks = [(await asking.read()).batches for _ in range(2)]
+                assert acks == [4, 8]
+                asking.cancel()
+                silent = stub.Stream(metadata=metadata)
+                for k in range(3):
+                    await silent.write(batch(k, ack_every=0))
+                    assert (await silent.read()).batches == k + 1
+                silent.cancel()
+            await wait_until(lambda: len(s2.processed) == 11, "every message processed")
+        finally:
+            await t2.stop()
     asyncio.run(main())

@@ -431,9 +431,16 @@ class MessageBatch(_message.Message):
     FROM_ID_FIELD_NUMBER: _builtins.int
     TO_ID_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
+    ACK_EVERY_FIELD_NUMBER: _builtins.int
     cluster_id: _builtins.int
     from_id: _builtins.int
     to_id: _builtins.int
+    ack_every: _builtins.int
+    """Set in the first batch only: acknowledge every this many batches instead of each one.
+    A sender whose window is W batches asks for W/2, so it never waits for an ack that is not
+    coming, while most batches cost the receiver no answer at all (an ack is a gRPC message
+    each way, as dear as the batch it answers). Absent (0): every batch, as before.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     def __init__(
@@ -443,10 +450,11 @@ class MessageBatch(_message.Message):
         from_id: _builtins.int = ...,
         to_id: _builtins.int = ...,
         messages: _abc.Iterable[Global___Message] | None = ...,
+        ack_every: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "from_id", b"from_id", "messages", b"messages", "to_id", b"to_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_every", b"ack_every", "cluster_id", b"cluster_id", "from_id", b"from_id", "messages", b"messages", "to_id", b"to_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

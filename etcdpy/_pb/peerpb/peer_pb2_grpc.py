@@ -55,9 +55,10 @@ class RaftPeerServicer:
 
     def Stream(self, request_iterator, context):
         """One long-lived stream per (sender, receiver) pair carrying the sender's Raft messages in
-        batches, so many messages cost one gRPC write. The receiver answers with cumulative acks,
-        which lets the sender bound the batches it has in flight. The stream ends with
-        FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the sender was removed.
+        batches, so many messages cost one gRPC write. The receiver answers with cumulative acks
+        (every `ack_every` batches), which lets the sender bound the batches it has in flight.
+        The stream ends with FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the
+        sender was removed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

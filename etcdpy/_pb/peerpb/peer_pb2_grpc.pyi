@@ -41,9 +41,10 @@ class RaftPeerStub:
     def __new__(cls, channel: _aio.Channel) -> RaftPeerAsyncStub: ...
     Stream: _grpc.StreamStreamMultiCallable[_peer_pb2.MessageBatch, _peer_pb2.StreamAck]
     """One long-lived stream per (sender, receiver) pair carrying the sender's Raft messages in
-    batches, so many messages cost one gRPC write. The receiver answers with cumulative acks,
-    which lets the sender bound the batches it has in flight. The stream ends with
-    FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the sender was removed.
+    batches, so many messages cost one gRPC write. The receiver answers with cumulative acks
+    (every `ack_every` batches), which lets the sender bound the batches it has in flight.
+    The stream ends with FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the
+    sender was removed.
     """
     SendSnapshot: _grpc.StreamUnaryMultiCallable[_peer_pb2.SnapshotChunk, _peer_pb2.SnapshotAck]
     """One MsgSnap with its snapshot data, split in chunks so no gRPC message grows with the
@@ -57,9 +58,10 @@ class RaftPeerAsyncStub(RaftPeerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Stream: _aio.StreamStreamMultiCallable[_peer_pb2.MessageBatch, _peer_pb2.StreamAck]  # type: ignore[assignment]
     """One long-lived stream per (sender, receiver) pair carrying the sender's Raft messages in
-    batches, so many messages cost one gRPC write. The receiver answers with cumulative acks,
-    which lets the sender bound the batches it has in flight. The stream ends with
-    FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the sender was removed.
+    batches, so many messages cost one gRPC write. The receiver answers with cumulative acks
+    (every `ack_every` batches), which lets the sender bound the batches it has in flight.
+    The stream ends with FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the
+    sender was removed.
     """
     SendSnapshot: _aio.StreamUnaryMultiCallable[_peer_pb2.SnapshotChunk, _peer_pb2.SnapshotAck]  # type: ignore[assignment]
     """One MsgSnap with its snapshot data, split in chunks so no gRPC message grows with the
@@ -76,9 +78,10 @@ class RaftPeerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_peer_pb2.StreamAck], _abc.AsyncIterator[_peer_pb2.StreamAck]]:
         """One long-lived stream per (sender, receiver) pair carrying the sender's Raft messages in
-        batches, so many messages cost one gRPC write. The receiver answers with cumulative acks,
-        which lets the sender bound the batches it has in flight. The stream ends with
-        FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the sender was removed.
+        batches, so many messages cost one gRPC write. The receiver answers with cumulative acks
+        (every `ack_every` batches), which lets the sender bound the batches it has in flight.
+        The stream ends with FAILED_PRECONDITION on a cluster id mismatch and NOT_FOUND when the
+        sender was removed.
         """
 
     @_abc_1.abstractmethod
