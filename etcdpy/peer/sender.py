@@ -66,11 +66,8 @@ def grpc_target(url: str) -> str:
 
 
 def ack_interval(window: int) -> int:
-    """How many batches the receiver may take before it acknowledges, for a sender that waits
-    once `window` batches are unacknowledged: half the window, so the ack that lets the sender
-    go on is on its way while the second half is sent. An ack is a gRPC message each way, as
-    dear as the batch it answers: acknowledging every batch doubled the messages a
-    replicated write costs."""
+    """`MessageBatch.ack_every` for a sender that waits once `window` batches are
+    unacknowledged: half of it (peer.proto says why)."""
     assert window >= 1
     return max(1, window // 2)
 
