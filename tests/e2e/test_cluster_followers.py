@@ -12,6 +12,7 @@ import pytest
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.e2e.cluster import FAST_TIMING, running_cluster, wait_for, wait_serving
 from tests.e2e.harness import Member, etcdctl
+from tests.e2e.test_health_metrics import metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +94,41 @@ def test_put_get_txn_watch_lease_through_a_follower(tmp_path: Path) -> None:
         assert lease in leases
         etcdctl(fe, "lease", "revoke", lease)
         assert etcdctl([lead.endpoint], "get", "leased").stdout == ""
+
+
+def test_keep_alives_through_a_follower_share_one_stream_to_the_leader(tmp_path: Path) -> None:
+    """A follower forwards keep-alives on one LeaseKeepAlive stream to the leader and pairs
+    the leader's answers with its clients' requests in order: interleaved keep-alives of
+    several leases (one unknown, answered TTL 0) come back each with its own lease's answer,
+    and the leader sees one stream however many keep-alives and clients came through."""
+    with running_cluster(tmp_path, 3, FAST_TIMING) as cluster:
+        lead = cluster.wait_leader()
+        follower = cluster.followers()[0]
+        ttls = {}
+        for ttl in (30, 40, 50):
+            out = etcdctl([lead.endpoint], "lease", "grant", str(ttl)).stdout
+            m = re.search(r"lease ([0-9a-f]+) granted", out)
+            assert m, out
+            ttls[int(m.group(1), 16)] = ttl
+        unknown = 0x1234567
+        ttls[unknown] = 0
+        order = [lease for _ in range(10) for lease in ttls]
+        channel = grpc.insecure_channel(follower.endpoint)
+        try:
+            stub = rpc_pb2_grpc.LeaseStub(channel)
+            answers = list(stub.LeaseKeepAlive(
+                iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease) for lease in order]), timeout=20))
+        finally:
+            channel.close()
+        assert [(a.ID, a.TTL) for a in answers] == [(lease, ttls[lease]) for lease in order]
+        for lease in list(ttls)[:3]:
+            out = etcdctl([follower.endpoint], "lease", "keep-alive", "--once",
+                          f"{lease:016x}").stdout
+            assert f"lease {lease:016x} keepalived with TTL({ttls[lease]})" in out, out
+        started = metrics(lead.client_url)[
+            "grpc_server_started_total{grpc_method=LeaseKeepAlive,grpc_service="
+            "etcdserverpb.Lease,grpc_type=bidi_stream}"]
+        assert started == 1, "one forwarding stream, not one per keep-alive or per client"
 
 
 def _range(member: Member, serializable: bool) -> rpc_pb2.RangeResponse:
