@@ -286,7 +286,7 @@ class EtcdServer:
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         return await self._propose(internalpb.InternalRequest(lease_revoke=r))
 
-    async def lease_renew(self, lease_id: int) -> int:
+    def lease_renew(self, lease_id: int) -> int:
         try:
             return self._lessor.renew(lease_id)
         except LeaseNotFoundError:

@@ -54,19 +54,17 @@ class KeepAliveStream:
         self._call = pb_grpc.LeaseStub(channel).LeaseKeepAlive(self._requests())
         self._reader = asyncio.ensure_future(self._read())
 
-    async def renew(self, lease_id: int) -> int:
-        if self.broken:
-            raise errors.LeaderChanged()
+    def renewal(self, lease_id: int) -> asyncio.Future[int]:
+        """The leader's TTL for `lease_id`, once it answers."""
+        assert not self.broken
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[int] = loop.create_future()
         self._waiting.append(answer)
         self._queue.put_nowait(lease_id)
         # A timer rather than asyncio.wait_for (a task per renewal before Python 3.12).
         timer = loop.call_later(FORWARD_TIMEOUT_S, self.close)
-        try:
-            return await answer
-        finally:
-            timer.cancel()
+        answer.add_done_callback(lambda _answer: timer.cancel())
+        return answer
 
     def close(self) -> None:
         self.broken = True
@@ -122,7 +120,9 @@ class LeaderForwarder:
     def _stub(self) -> pb_grpc.LeaseStub:
         return pb_grpc.LeaseStub(self._channel())
 
-    async def keep_alive(self, lease_id: int) -> int:
+    def keep_alive(self, lease_id: int) -> asyncio.Future[int]:
+        """The leader's answer to a keep-alive of `lease_id` (its TTL, 0 for a lease it does
+        not know), or NoLeader / LeaderChanged."""
         target = self._target()
         current = self._keep_alives
         if current is None or current[0] != target or current[1].broken:
@@ -130,7 +130,7 @@ class LeaderForwarder:
                 current[1].close()  # a leader that is gone, or a stream that failed
             current = (target, KeepAliveStream(self._channel(target)))
             self._keep_alives = current
-        return await current[1].renew(lease_id)
+        return current[1].renewal(lease_id)
 
     async def time_to_live(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         try:
