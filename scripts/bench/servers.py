@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 
+from etcdpy import grpc_engine
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
 from tests.e2e.harness import Member, free_port
@@ -188,9 +189,12 @@ class Deployment:
         if self.spec.kind == "bare":
             self.bare_port = free_port()
             log = open(self.base_dir / "bare.log", "ab")  # noqa: SIM115 - the child owns it
+            # The same gRPC engine as the member's, so that the comparison is like for like.
+            env = dict(os.environ)
+            grpc_engine.choose_poller(env)
             self.bare = subprocess.Popen(
                 [sys.executable, "-m", "scripts.bench.bare_server", "--port", str(self.bare_port)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
             log.close()
             wait_ready(self.endpoints[0], self.bare)
             return
