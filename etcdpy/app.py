@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from etcdpy import ETCD_SERVER_VERSION, __version__, logutil, testdefects
+from etcdpy import ETCD_SERVER_VERSION, __version__, eventloop, logutil, testdefects
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
     bootstrap_or_restart,
@@ -101,7 +101,7 @@ def run(cfg: Config) -> None:
     for line in testdefects.startup_warnings(defects, cfg.unsafe_no_fsync):
         log.warning(line)
     try:
-        asyncio.run(_serve(cfg, defects))
+        eventloop.run(_serve(cfg, defects))
     except DiscoveryError as error:
         _discovery_failed(cfg, error)
     except BootstrapError as error:

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from etcdpy import allocator, logutil
+from etcdpy import allocator, eventloop, logutil
 
 from .accept import Acceptor, RelayMode
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     # The parent decides when we stop (by closing the control socket); a terminal's Ctrl-C
     # reaches the whole process group, and the parent's orderly shutdown should win.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_child_main(args))
+    eventloop.run(_child_main(args))
 
 
 # --- parent side ---

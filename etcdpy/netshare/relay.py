@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import threading
+from typing import cast
 
 CHUNK = 64 * 1024
 
@@ -62,10 +63,10 @@ class _RelayProtocol(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream connection's transport (uvloop's are not asyncio.Transport subclasses)
+        self.transport = cast(asyncio.Transport, transport)
         if self.pending:
-            transport.write(b"".join(self.pending))
+            self.transport.write(b"".join(self.pending))
             self.pending.clear()
             other = self.other
             if other is not None and other.transport is not None:

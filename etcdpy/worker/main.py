@@ -10,7 +10,6 @@ dies (end of file), so it never outlives the member.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from etcdpy import allocator, logutil
+from etcdpy import allocator, eventloop, logutil
 from etcdpy.netshare.accept import RelayMode
 from etcdpy.netshare.front import add_child_arguments, serve_front_child
 from etcdpy.server.api.grpc_server import server_options
@@ -120,4 +119,4 @@ def main(argv: list[str] | None = None) -> None:
     # reaches the whole process group, and the member's orderly shutdown should win.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(serve(args))
+    eventloop.run(serve(args))

@@ -29,7 +29,7 @@ import contextlib
 import struct
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -86,8 +86,8 @@ class _Framed(asyncio.Protocol):
         self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream connection's transport (uvloop's are not asyncio.Transport subclasses)
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, seq: int, kind: Kind, payload: bytes) -> None:
         if self.transport is None or self.transport.is_closing():

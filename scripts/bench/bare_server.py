@@ -19,6 +19,7 @@ import signal
 
 import grpc
 
+from etcdpy import eventloop
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.api.grpc_server import RELAYED_SERVERS
 
@@ -139,7 +140,7 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=RELAYED_SERVERS,
                     help="grpc.aio servers on the port (default: as many as a member runs)")
     args = ap.parse_args()
-    asyncio.run(serve(args.host, args.port, args.servers))
+    eventloop.run(serve(args.host, args.port, args.servers))  # the member's loop, like for like
 
 
 if __name__ == "__main__":
