@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
@@ -40,6 +40,8 @@ STREAM_QUEUE_RESPONSES = 256  # responses a stream may hold before its watchers 
 # Events one queued response may gather from later revisions (a watcher that asked for
 # fragments never has them joined: its responses keep to the size limit).
 JOIN_MAX_EVENTS = 1000
+
+K = TypeVar("K")  # what a group of watchers watches: a key, or a (key, range end) pair
 
 
 class History(Protocol):
@@ -61,6 +63,13 @@ def _in_range(key: bytes, start: bytes, end: bytes | None) -> bool:
     if end is None:
         return key == start
     return start <= key and (not end or key < end)
+
+
+def _without_prev_kv(event: mvccpb.Event) -> mvccpb.Event:
+    """The event as a watcher that did not ask for prev_kv sees it."""
+    if event.HasField("prev_kv"):
+        return mvccpb.Event(type=event.type, kv=event.kv)
+    return event
 
 
 @dataclass(eq=False)
@@ -93,9 +102,7 @@ class Watcher:
         for event in events:
             if not self.matches(event):
                 continue
-            if not self.prev_kv and event.HasField("prev_kv"):
-                event = mvccpb.Event(type=event.type, kv=event.kv)
-            out.append(event)
+            out.append(event if self.prev_kv else _without_prev_kv(event))
         return out
 
 
@@ -249,8 +256,10 @@ class WatchHub:
     def __init__(self, history: History, revision: int) -> None:
         self._history = history
         self.revision = revision  # the last revision whose events were notified
-        self._single: dict[bytes, set[Watcher]] = {}  # synced single-key watchers by key
-        self._ranges: set[Watcher] = set()  # synced range watchers
+        # Synced watchers, grouped by what they watch: a fan-out (many watchers of one key or
+        # prefix) checks each event against the group once, not once per watcher.
+        self._single: dict[bytes, set[Watcher]] = {}  # by key
+        self._ranges: dict[tuple[bytes, bytes], set[Watcher]] = {}  # by (key, range end)
         self._unsynced: set[Watcher] = set()
         self._wake = asyncio.Event()
         self._on_header: Callable[[pb.ResponseHeader], None] | None = None
@@ -273,65 +282,86 @@ class WatchHub:
         if watcher.range_end is None:
             self._single.setdefault(watcher.key, set()).add(watcher)
         else:
-            self._ranges.add(watcher)
+            self._ranges.setdefault((watcher.key, watcher.range_end), set()).add(watcher)
 
     def _unset_synced(self, watcher: Watcher) -> None:
         if not watcher.synced:
             return
         watcher.synced = False
         if watcher.range_end is None:
-            group = self._single.get(watcher.key)
-            if group is not None:
-                group.discard(watcher)
-                if not group:
-                    del self._single[watcher.key]
+            _leave(self._single, watcher.key, watcher)
         else:
-            self._ranges.discard(watcher)
+            _leave(self._ranges, (watcher.key, watcher.range_end), watcher)
 
     def new_stream(self, max_response_bytes: int) -> WatchStream:
         return WatchStream(self, max_response_bytes)
 
     def watcher_count(self) -> int:
-        return sum(len(g) for g in self._single.values()) + len(self._ranges) + len(self._unsynced)
+        return (sum(len(g) for g in self._single.values())
+                + sum(len(g) for g in self._ranges.values()) + len(self._unsynced))
 
     # --- the write side ---
 
     def notify(self, revision: int, events: Sequence[mvccpb.Event]) -> None:
         """Events of the revisions after `self.revision` up to `revision`, just committed."""
         assert revision >= self.revision, "the store's revision never goes back"
-        by_watcher: dict[Watcher, list[mvccpb.Event]] = {}
-        for event in events:
-            for watcher in self._single.get(event.kv.key, ()):
-                by_watcher.setdefault(watcher, []).append(event)
-            for watcher in self._ranges:
-                if _in_range(event.kv.key, watcher.key, watcher.range_end):
-                    by_watcher.setdefault(watcher, []).append(event)
         first_rev = self.revision + 1
         self.revision = revision
-        for watcher, candidates in by_watcher.items():
-            # A watcher created with a future start revision is synced but skips what
-            # comes before its start.
-            shaped = watcher.shape([e for e in candidates if e.kv.mod_revision >= watcher.next_rev])
-            if not shaped:
-                continue
-            if watcher.stream.has_room():
-                watcher.stream.send_events(watcher, shaped, revision)
-            else:
-                # Too slow: catch up from history from the first revision it missed.
-                self._unset_synced(watcher)
-                watcher.next_rev = max(first_rev, watcher.next_rev)
-                self._unsynced.add(watcher)
-                self._wake.set()
+        streams: set[WatchStream] = set()
+        for group, in_range in self._matching_groups(events):
+            without_prev_kv: list[mvccpb.Event] | None = None
+            for watcher in list(group):  # a watcher too slow to keep up leaves the group
+                streams.add(watcher.stream)
+                if (watcher.no_put or watcher.no_delete
+                        or watcher.next_rev > in_range[0].kv.mod_revision):
+                    # A filter, or a watcher created with a future start revision: synced,
+                    # but it skips what comes before its start.
+                    shaped = watcher.shape(
+                        [e for e in in_range if e.kv.mod_revision >= watcher.next_rev])
+                    if not shaped:
+                        continue
+                elif watcher.prev_kv:
+                    shaped = in_range
+                else:
+                    if without_prev_kv is None:
+                        without_prev_kv = [_without_prev_kv(e) for e in in_range]
+                    shaped = without_prev_kv
+                if watcher.stream.has_room():
+                    watcher.stream.send_events(watcher, shaped, revision)
+                else:
+                    # Too slow: catch up from history from the first revision it missed.
+                    self._unset_synced(watcher)
+                    watcher.next_rev = max(first_rev, watcher.next_rev)
+                    self._unsynced.add(watcher)
+                    self._wake.set()
         for watcher in list(self._iter_synced()):
             watcher.next_rev = max(watcher.next_rev, revision + 1)
-        for stream in {w.stream for w in by_watcher}:
+        for stream in streams:
             if stream.pending_progress:
                 self.flush_progress(stream)
+
+    def _matching_groups(self, events: Sequence[mvccpb.Event]
+                         ) -> list[tuple[set[Watcher], list[mvccpb.Event]]]:
+        """Each group of synced watchers with an event in what it watches, with those events
+        (in revision order; the watchers' own filters are not applied yet)."""
+        matched: list[tuple[set[Watcher], list[mvccpb.Event]]] = []
+        if self._single:
+            by_key: dict[bytes, list[mvccpb.Event]] = {}
+            for event in events:
+                if event.kv.key in self._single:
+                    by_key.setdefault(event.kv.key, []).append(event)
+            matched.extend((self._single[key], in_key) for key, in_key in by_key.items())
+        for (start, end), group in self._ranges.items():
+            in_range = [e for e in events if _in_range(e.kv.key, start, end)]
+            if in_range:
+                matched.append((group, in_range))
+        return matched
 
     def _iter_synced(self):  # type: ignore[no-untyped-def]
         for group in self._single.values():
             yield from group
-        yield from self._ranges
+        for group in self._ranges.values():
+            yield from group
 
     def resync(self, revision: int) -> None:
         """The store was replaced by a snapshot at `revision`: every watcher catches up from
@@ -426,6 +456,15 @@ class WatchHub:
         """A stream took responses off its queue: demoted watchers may continue."""
         if self._unsynced:
             self._wake.set()
+
+
+def _leave(groups: dict[K, set[Watcher]], what: K, watcher: Watcher) -> None:
+    """Take `watcher` out of its group, and the group out once it is empty."""
+    group = groups.get(what)
+    if group is not None:
+        group.discard(watcher)
+        if not group:
+            del groups[what]
 
 
 def _store_range_end(range_end: bytes | None) -> bytes:

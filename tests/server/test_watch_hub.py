@@ -240,3 +240,73 @@ def test_events_waiting_in_the_queue_join_one_response_per_watcher() -> None:
                 for r in got] == [(1, [7], 7), (-1, [], 7), (1, [8], 8)]
 
     asyncio.run(scenario())
+
+
+def test_watchers_of_one_prefix_each_get_their_own_view_of_a_fan_out() -> None:
+    """Watchers of the same range are checked as a group; each still gets what it asked for."""
+    async def scenario() -> None:
+        history = MemoryHistory()
+        hub = WatchHub(history, revision=1)
+        streams = [hub.new_stream(1 << 20) for _ in range(3)]
+        prefix = pb.WatchCreateRequest(key=b"p/", range_end=b"p0")
+        # per stream: plain, prev_kv, no-put filter, from a future revision, one key in it
+        for s in streams:
+            s.create(prefix)
+            s.create(pb.WatchCreateRequest(key=b"p/", range_end=b"p0", prev_kv=True))
+            s.create(pb.WatchCreateRequest(key=b"p/", range_end=b"p0",
+                                           filters=[pb.WatchCreateRequest.NOPUT]))
+            s.create(pb.WatchCreateRequest(key=b"p/", range_end=b"p0", start_revision=4))
+            s.create(pb.WatchCreateRequest(key=b"p/b"))
+            drain(s)
+        streams[2].cancel(0)  # a cancelled member of the group hears nothing more
+        drain(streams[2])
+        delete = mvccpb.Event(type=DELETE, kv=mvccpb.KeyValue(key=b"p/b", mod_revision=3),
+                              prev_kv=mvccpb.KeyValue(key=b"p/b", value=b"old"))
+        write(hub, history, put_event(b"p/a", 2), put_event(b"q", 2))
+        write(hub, history, delete)
+        write(hub, history, put_event(b"p/c", 4))
+        for index, s in enumerate(streams):
+            got: dict[int, list[tuple[int, bytes, bool]]] = {}
+            for r in drain(s):
+                got.setdefault(r.watch_id, []).extend(
+                    (e.kv.mod_revision, e.kv.key, e.HasField("prev_kv")) for e in r.events)
+            expected = {
+                0: [(2, b"p/a", False), (3, b"p/b", False), (4, b"p/c", False)],
+                1: [(2, b"p/a", True), (3, b"p/b", True), (4, b"p/c", True)],
+                2: [(3, b"p/b", False)],
+                3: [(4, b"p/c", False)],
+                4: [(3, b"p/b", False)],
+            }
+            if index == 2:
+                del expected[0]
+            assert got == expected, f"stream {index}"
+        # the events the hub was given keep their prev_kv for the watchers that asked
+        assert history.log[0].HasField("prev_kv")
+
+    run(scenario)
+
+
+def test_a_full_stream_in_the_middle_of_a_group_is_demoted_alone() -> None:
+    async def scenario() -> None:
+        history = MemoryHistory()
+        hub = WatchHub(history, revision=1)
+        streams = [hub.new_stream(1 << 20) for _ in range(5)]
+        for s in streams:
+            s.create(pb.WatchCreateRequest(key=b"p/", range_end=b"p0"))
+            drain(s)
+        total = watch.STREAM_QUEUE_RESPONSES + 10
+        got: list[list[int]] = [[] for _ in streams]
+        for rev in range(2, 2 + total):
+            write(hub, history, put_event(b"p/k", rev))
+            for i, s in enumerate(streams):
+                if i != 2:  # stream 2 is not read until the end: it fills up
+                    got[i].extend(e.kv.mod_revision for r in drain(s) for e in r.events)
+        assert hub.watcher_count() == 5
+        for _ in range(100):
+            got[2].extend(e.kv.mod_revision for r in drain(streams[2]) for e in r.events)
+            if not hub.catch_up_once() and streams[2].queue.empty():
+                break
+        expected = list(range(2, 2 + total))
+        assert all(g == expected for g in got), [len(g) for g in got]
+
+    run(scenario)
