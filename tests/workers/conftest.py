@@ -16,8 +16,8 @@ WORKER_FLAGS = ("--etcdpy-read-workers", str(WORKERS))
 @pytest.fixture
 def with_workers(tmp_path: Path) -> Iterator[Member]:
     member = single_member("etcdpy", tmp_path, "w", WORKER_FLAGS)
-    start_all([member])
     try:
+        start_all([member])  # inside: a member that never serves is stopped all the same
         yield member
     finally:
         member.stop()
