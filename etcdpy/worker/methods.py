@@ -12,6 +12,7 @@ from enum import IntEnum
 
 from etcdpy._pb import POOL
 from etcdpy._pb.etcdserverpb import rpc_pb2  # noqa: F401 - registers the files in POOL
+from etcdpy._pb.forwardpb import forward_pb2  # noqa: F401
 from etcdpy._pb.v3electionpb import v3election_pb2  # noqa: F401
 from etcdpy._pb.v3lockpb import v3lock_pb2  # noqa: F401
 from etcdpy._pb.workerpb import worker_pb2  # noqa: F401
@@ -30,6 +31,7 @@ class Shape(IntEnum):
 
 _FILES = (
     "etcdpy/_pb/etcdserverpb/rpc.proto",
+    "etcdpy/_pb/forwardpb/forward.proto",
     "etcdpy/_pb/v3electionpb/v3election.proto",
     "etcdpy/_pb/v3lockpb/v3lock.proto",
     "etcdpy/_pb/workerpb/worker.proto",

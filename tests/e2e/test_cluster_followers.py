@@ -97,10 +97,11 @@ def test_put_get_txn_watch_lease_through_a_follower(tmp_path: Path) -> None:
 
 
 def test_keep_alives_through_a_follower_share_one_stream_to_the_leader(tmp_path: Path) -> None:
-    """A follower forwards keep-alives on one LeaseKeepAlive stream to the leader and pairs
+    """A follower forwards keep-alives on one stream to the leader, in batches, and pairs
     the leader's answers with its clients' requests in order: interleaved keep-alives of
-    several leases (one unknown, answered TTL 0) come back each with its own lease's answer,
-    and the leader sees one stream however many keep-alives and clients came through."""
+    several leases (one unknown, answered TTL 0) come back each with its own lease's answer;
+    the leader sees one stream however many keep-alives and clients came through (how they
+    are batched on it: tests/server/api/test_forward.py)."""
     with running_cluster(tmp_path, 3, FAST_TIMING) as cluster:
         lead = cluster.wait_leader()
         follower = cluster.followers()[0]
@@ -125,10 +126,13 @@ def test_keep_alives_through_a_follower_share_one_stream_to_the_leader(tmp_path:
             out = etcdctl([follower.endpoint], "lease", "keep-alive", "--once",
                           f"{lease:016x}").stdout
             assert f"lease {lease:016x} keepalived with TTL({ttls[lease]})" in out, out
-        started = metrics(lead.client_url)[
-            "grpc_server_started_total{grpc_method=LeaseKeepAlive,grpc_service="
-            "etcdserverpb.Lease,grpc_type=bidi_stream}"]
+        seen = metrics(lead.client_url)
+        forwarded = "grpc_method=KeepAlives,grpc_service=etcdpy.forward.LeaderForward"
+        started = seen[f"grpc_server_started_total{{{forwarded},grpc_type=bidi_stream}}"]
         assert started == 1, "one forwarding stream, not one per keep-alive or per client"
+        assert not any("grpc_method=LeaseKeepAlive" in name and value
+                       for name, value in seen.items()
+                       if name.startswith("grpc_server_started_total")), "nothing per lease"
 
 
 def _range(member: Member, serializable: bool) -> rpc_pb2.RangeResponse:

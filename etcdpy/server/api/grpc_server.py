@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+from etcdpy._pb.forwardpb import forward_pb2_grpc as forward_grpc
 from etcdpy._pb.v3electionpb import v3election_pb2_grpc as election_grpc
 from etcdpy._pb.v3lockpb import v3lock_pb2_grpc as lock_grpc
 from etcdpy.server.api.auth import AuthServicer
@@ -21,6 +22,7 @@ from etcdpy.server.api.interceptor import (
     ClientServices,
 )
 from etcdpy.server.api.kv import KVServicer
+from etcdpy.server.api.leader_forward import LeaderForwardServicer
 from etcdpy.server.api.lease import LeaseServicer
 from etcdpy.server.api.lock import LockServicer
 from etcdpy.server.api.maintenance import MaintenanceServicer
@@ -111,6 +113,7 @@ def build(server: EtcdServer, max_request_bytes: int, keepalive_min_time_s: floa
     pb_grpc.add_KVServicer_to_server(KVServicer(server), services)
     pb_grpc.add_WatchServicer_to_server(WatchServicer(server), services)
     pb_grpc.add_LeaseServicer_to_server(LeaseServicer(server), services)
+    forward_grpc.add_LeaderForwardServicer_to_server(LeaderForwardServicer(server), services)
     pb_grpc.add_ClusterServicer_to_server(ClusterServicer(server), services)
     pb_grpc.add_MaintenanceServicer_to_server(MaintenanceServicer(server), services)
     election_grpc.add_ElectionServicer_to_server(ElectionServicer(server), services)
