@@ -322,11 +322,13 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         server, cfg.max_request_bytes, cfg.grpc_keepalive_min_time.total_seconds(), reuse_port)
     if cfg.etcdpy_read_workers:
         worker_service.register(server, services)
-    ports = ClientPorts(cfg, server, client, envs.state.path, quota)
+    ports: ClientPorts | None = None
     try:
+        ports = ClientPorts(cfg, server, client, envs.state.path, quota)
         ports.bind()  # now, so that a port in use stops this member before it joins
     except ListenError as error:
-        await ports.stop()
+        if ports is not None:
+            await ports.stop()
         await client.stop(grace=0)
         await transport.stop()
         raise BootstrapError(str(error)) from None
@@ -402,10 +404,8 @@ class ClientPorts:
                 front = SharedPort(host, port, unix_paths, handler, options)
                 self._fronts.append(front)
                 self._client_fronts.append(front)
-            elif client.add_insecure_port(_host_port(str(url))) == 0:
-                raise OSError(f"cannot listen on {url}")
             else:
-                self._grpc_ports.append(_host_port(str(url)))
+                self._grpc_ports.append(self._grpc_port(client, str(url)))
         for url in cfg.listen_client_http_urls:
             host, port = _split_host_port(str(url))
             self._fronts.append(SharedPort(host, port, sock_path, handler, options))
@@ -413,6 +413,18 @@ class ClientPorts:
             host, port = _split_host_port(str(url))
             self._fronts.append(SharedPort(host, port, sock_path,
                                            handler.for_endpoints(Endpoints.METRICS), options))
+
+    def _grpc_port(self, client: grpc_server.ClientServers, url: str) -> str:
+        """Have gRPC bind a gRPC-only client port; ListenError (Go's words) if it cannot."""
+        address = _host_port(url)
+        try:
+            bound = client.add_insecure_port(address)
+        except RuntimeError:  # grpcio's "Failed to bind to address ..."
+            bound = 0
+        if bound == 0:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)  # no stop() for a half-built one
+            raise ListenError.probing(*_split_host_port(url))
+        return address
 
     def bind(self) -> None:
         """Take every HTTP-capable client address (they listen once start() serves them)."""

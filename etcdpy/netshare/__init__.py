@@ -68,6 +68,20 @@ class ListenError(OSError):
         reason = os.strerror(error.errno) if error.errno else str(error)
         return cls(f"listen tcp {where}: bind: {reason[:1].lower()}{reason[1:]}")
 
+    @classmethod
+    def probing(cls, host: str, port: int) -> ListenError:
+        """Why another listener (gRPC's, which reports no errno) could not bind host:port:
+        a plain bind of the same address gets the kernel's answer."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                return cls.of(host, port, error)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return cls(f"listen tcp {where}: bind: the address could not be bound")  # freed since
+
 
 class SharedPort:
     """Accepts on host:port; gRPC goes to `grpc_unix_path` (or, given several, to each in

@@ -84,3 +84,26 @@ def test_a_port_in_use_stops_the_member_like_etcd(tmp_path: Path, busy: str) -> 
     port = t if busy != "same-port" else client
     assert ours[1]["error"] == theirs[1]["error"] == (
         f"listen tcp 127.0.0.1:{port}: bind: address already in use")
+
+
+def test_a_grpc_only_client_port_in_use_stops_the_member_the_same_way(tmp_path: Path) -> None:
+    """With --listen-client-http-urls (not in etcd 3.5.1) gRPC binds the client port itself;
+    a busy one ends the member with the same words as a busy shared port, not a traceback."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        busy, peer = taken.getsockname()[1], free_port()
+        flags = _flags("m1", f"m1=http://127.0.0.1:{peer}", f"http://127.0.0.1:{peer}",
+                       peer, busy)
+        cmd = [sys.executable, "-m", "etcdpy", "--data-dir", str(tmp_path / "ours"), *flags,
+               "--listen-client-http-urls", f"http://127.0.0.1:{free_port()}"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    finally:
+        taken.close()
+    lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert [(x["level"], x["msg"]) for x in lines if x["level"] in ("warn", "fatal")][-2:] == [
+        ("warn", "failed to start etcd"), ("fatal", "discovery failed")]
+    assert lines[-1]["error"] == f"listen tcp 127.0.0.1:{busy}: bind: address already in use"
