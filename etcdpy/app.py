@@ -348,7 +348,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
 
     serving = asyncio.ensure_future(serve_clients())
     try:
-        await _run_until_stopped(server, client, health, ports)
+        await _run_until_stopped(server, client, health, ports, serving)
     finally:
         serving.cancel()
         await ports.stop()
@@ -516,15 +516,32 @@ def _dump_tasks() -> None:
         log.info("task", name=task.get_name(), coro=str(task.get_coro())[:120], stack=frames)
 
 
+def _failed(task: asyncio.Future[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
 async def _run_until_stopped(server: EtcdServer, client: Any, health: Any,
-                             ports: ClientPorts) -> None:
+                             ports: ClientPorts, serving: asyncio.Future[None]) -> None:
+    """Until a signal, the server's failure, or a failure to serve clients (`serving`, the
+    task that starts the client listeners once the member has published)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({stopping, server.failed}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[Any]] = {stopping, server.failed, serving}
+    while not (stopping.done() or server.failed.done() or _failed(serving)):
+        _done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if _failed(serving) and not server.failed.done():
+        # etcd's reaction to a client listener that fails: fatal, exit 1. A member that ran
+        # on would hold its peers' quorum while no client can reach it.
+        stopping.cancel()
+        await ports.stop()
+        await client.stop(grace=0)
+        await server.stop()
+        log.fatal("listener failed", error=str(serving.exception()))
+        raise SystemExit(1)
     if server.failed.done():
         error = server.failed.exception()
         await ports.stop()

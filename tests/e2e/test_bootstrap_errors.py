@@ -6,11 +6,12 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import find_binary, free_port
+from tests.e2e.harness import Member, find_binary, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -107,3 +108,42 @@ def test_a_grpc_only_client_port_in_use_stops_the_member_the_same_way(tmp_path: 
     assert [(x["level"], x["msg"]) for x in lines if x["level"] in ("warn", "fatal")][-2:] == [
         ("warn", "failed to start etcd"), ("fatal", "discovery failed")]
     assert lines[-1]["error"] == f"listen tcp 127.0.0.1:{busy}: bind: address already in use"
+
+
+def _wait_for_line(member: Member, text: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert member.proc is not None and member.proc.poll() is None, member.log_tail()
+        if text in member.log_tail(400):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{member.name} never logged {text!r}:\n{member.log_tail()}")
+
+
+def test_a_client_listener_that_fails_once_published_ends_the_member(tmp_path: Path) -> None:
+    """The client ports are bound at start but listen only once the member has published; if
+    listening fails then (here: another socket bound the same address with SO_REUSEADDR
+    while ours was not listening, and listened first), the member logs etcd's fatal
+    `listener failed` and exits 1 instead of running on without clients."""
+    m1, m2 = (Member("etcdpy", name, tmp_path / name, free_port(), free_port())
+              for name in ("m1", "m2"))
+    cluster = f"m1={m1.peer_url},m2={m2.peer_url}"
+    thief = socket.socket()
+    try:
+        m1.start(cluster)
+        _wait_for_line(m1, "became pre-candidate")  # running: client ports bound, not listening
+        thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        thief.bind(("127.0.0.1", m1.client_port))
+        thief.listen()
+        m2.start(cluster)  # quorum: m1 publishes, then tries to serve its clients
+        assert m1.proc is not None
+        assert m1.proc.wait(timeout=60) == 1, m1.log_tail()
+        lines = [json.loads(x) for x in m1.log_tail(400).splitlines() if x.startswith("{")]
+        fatal = [x for x in lines if x["level"] == "fatal"]
+        assert [x["msg"] for x in fatal] == ["listener failed"], m1.log_tail()
+        assert "address already in use" in fatal[0]["error"].lower(), fatal
+        assert "Traceback" not in m1.log_tail(400)
+    finally:
+        thief.close()
+        m1.stop()
+        m2.stop()
