@@ -48,11 +48,19 @@ class Served:
         return sum(s.proxied_calls for s in self.workers.values())
 
 
-def survey(endpoint: str, workers: int, max_connections: int = 300) -> Served:
-    """Open connections until every one of `workers` workers and the member have answered
-    (bounded); with k+1 processes accepting, 300 connections miss one with odds ~1e-25."""
+def survey(endpoint: str, workers: int, max_connections: int = 300,
+           timeout_s: float = 30.0) -> Served:
+    """Open connections until every one of `workers` workers and the member have answered:
+    at least `max_connections` (with k+1 processes accepting, 300 connections miss one with
+    odds ~1e-25) and, for workers still starting (they start once the member serves, a
+    second or more on a busy machine), more until `timeout_s` has passed."""
     served = Served({}, set())
-    for _ in range(max_connections):
+    deadline = time.monotonic() + timeout_s
+    attempts = 0
+    while attempts < max_connections or time.monotonic() < deadline:
+        if attempts >= max_connections:
+            time.sleep(0.05)
+        attempts += 1
         with fresh_channel(endpoint) as channel:
             s = stats(channel)
         if s.is_worker:
@@ -62,7 +70,7 @@ def survey(endpoint: str, workers: int, max_connections: int = 300) -> Served:
         if len(served.workers) == workers and served.member_pids:
             return served
     raise AssertionError(f"only {len(served.workers)} of {workers} workers and "
-                         f"{len(served.member_pids)} member answered in {max_connections}")
+                         f"{len(served.member_pids)} member answered in {attempts}")
 
 
 def rpc_error(call: object) -> tuple[grpc.StatusCode, str]:
@@ -78,7 +86,8 @@ def replaced(endpoint: str, workers: int, victim: int) -> bool:
     """All `workers` answer again and the killed `victim` is not among them (False while its
     replacement is still starting)."""
     try:
-        return victim not in survey(endpoint, workers, max_connections=60).workers
+        return victim not in survey(endpoint, workers, max_connections=60,
+                                    timeout_s=0).workers
     except AssertionError:
         return False
 
