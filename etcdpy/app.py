@@ -11,11 +11,9 @@ import asyncio
 import datetime
 import os
 import random
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from etcdpy.server.etcdserver import EtcdServer, MemberRemoved, ServerSettings
 from etcdpy.server.membership import MembershipView
 from etcdpy.server.raft_node import RaftNode
 from etcdpy.server.snapshots import SnapshotImages
+from etcdpy.sockdir import SocketDir
 from etcdpy.storage.env import EnvOptions, MemberEnvs, member_dir_exists
 from etcdpy.storage.lease import Lessor
 from etcdpy.storage.mvcc.kvstore import KVStore
@@ -364,7 +363,8 @@ class ClientPorts:
 
     def __init__(self, cfg: Config, server: EtcdServer, client: grpc_server.ClientServers,
                  state_dir: Path, quota: int) -> None:
-        self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-client-")
+        self._socket_dir = SocketDir("client")
+        self._sock_dir = self._socket_dir.path
         # the member's gRPC servers, one socket each; the first is the member's own
         unix_paths = client.add_unix_sockets(self._sock_dir)
         sock_path = unix_paths[0]
@@ -422,7 +422,7 @@ class ClientPorts:
         except RuntimeError:  # grpcio's "Failed to bind to address ..."
             bound = 0
         if bound == 0:
-            shutil.rmtree(self._sock_dir, ignore_errors=True)  # no stop() for a half-built one
+            self._socket_dir.close()  # no stop() for a half-built one
             raise ListenError.probing(*_split_host_port(url))
         return address
 
@@ -463,7 +463,7 @@ class ClientPorts:
         await self._gateway.close()
         if self._v2keys is not None:
             await self._v2keys.close()
-        shutil.rmtree(self._sock_dir, ignore_errors=True)
+        self._socket_dir.close()
 
 
 async def _no_http(conn: socket.socket, _prefix: bytes) -> None:

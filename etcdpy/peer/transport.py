@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -33,6 +31,7 @@ from etcdpy import logutil
 from etcdpy._pb.peerpb import peer_pb2_grpc as pb_grpc
 from etcdpy.netshare import HttpHandler, HttpRequest, HttpResponse, SharedPort
 from etcdpy.raft import Message, MessageType
+from etcdpy.sockdir import SocketDir
 
 from .options import MAX_GRPC_MESSAGE, TransportOptions
 from .sender import LinkState, PeerSender
@@ -100,7 +99,7 @@ class GrpcTransport:
         self._server: grpc.aio.Server | None = None
         self._fronts: list[SharedPort] = []
         self._tcp_ports: list[int] = []
-        self._sock_dir: str | None = None
+        self._sock_dir: SocketDir | None = None
         self.unknown_target_drops = 0
         self._started = False
 
@@ -121,8 +120,8 @@ class GrpcTransport:
         self._server = server
         try:
             if self._opts.shared_port:
-                self._sock_dir = tempfile.mkdtemp(prefix="etcdpy-peer-")
-                sock_path = os.path.join(self._sock_dir, "grpc.sock")
+                self._sock_dir = SocketDir("peer")
+                sock_path = os.path.join(self._sock_dir.path, "grpc.sock")
                 server.add_insecure_port(f"unix:{sock_path}")
                 await server.start()
                 for url in self._listen_urls:
@@ -156,7 +155,7 @@ class GrpcTransport:
             await self._server.stop(grace=1.0)
             self._server = None
         if self._sock_dir is not None:
-            shutil.rmtree(self._sock_dir, ignore_errors=True)
+            self._sock_dir.close()
             self._sock_dir = None
 
     def listen_ports(self) -> list[int]:
