@@ -72,6 +72,39 @@ def _without_prev_kv(event: mvccpb.Event) -> mvccpb.Event:
     return event
 
 
+def serialized_events(events: Sequence[mvccpb.Event], revision: int) -> bytes:
+    """A piece of a SerializedEvents: the events and the header revision, serialized."""
+    resp = pb.WatchResponse(events=events)
+    resp.header.revision = revision
+    return resp.SerializeToString()
+
+
+@dataclass(slots=True, eq=False)
+class SerializedEvents:
+    """An events response for one watcher, kept serialized: the fan-out serializes what a
+    group of watchers sees once, not once per watcher, and a watcher's response is its pieces
+    followed by its watch id and the header (`wire`). Protobuf reads concatenated messages as
+    one merged message: repeated fields append (the events of joined pieces, in order) and
+    the last scalar wins (the header revision of the newest piece)."""
+
+    watch_id: int
+    pieces: list[bytes]  # each from serialized_events, whole revisions, oldest first
+    count: int  # events in the pieces; invariant: > 0
+
+    def wire(self, tail: bytes) -> bytes:
+        """The response as sent: `tail` holds the watch id and the rest of the header."""
+        return b"".join(self.pieces) + tail
+
+    def message(self) -> pb.WatchResponse:
+        """The same response as a message (in-process readers: recipes, tests)."""
+        resp = pb.WatchResponse.FromString(b"".join(self.pieces))
+        resp.watch_id = self.watch_id
+        return resp
+
+
+Response = pb.WatchResponse | SerializedEvents
+
+
 @dataclass(eq=False)
 class Watcher:
     id: int
@@ -106,16 +139,16 @@ class Watcher:
         return out
 
 
-class _ResponseQueue(asyncio.Queue[pb.WatchResponse]):
+class _ResponseQueue(asyncio.Queue[Response]):
     """A stream's outgoing responses. A response taken off it (however it is taken) is on
     its way to the client, so nothing may join it any more."""
 
-    def __init__(self, maxsize: int, joinable: dict[int, pb.WatchResponse]) -> None:
+    def __init__(self, maxsize: int, joinable: dict[int, SerializedEvents]) -> None:
         super().__init__(maxsize)
         self._joinable = joinable
 
-    def _get(self) -> pb.WatchResponse:
-        resp: pb.WatchResponse = super()._get()  # type: ignore[misc]
+    def _get(self) -> Response:
+        resp: Response = super()._get()  # type: ignore[misc]
         if self._joinable.get(resp.watch_id) is resp:
             del self._joinable[resp.watch_id]
         return resp
@@ -133,7 +166,7 @@ class WatchStream:
     # each is in the queue, and nothing but other watchers' events was queued after it (any
     # other response empties this), so joining never moves an event past a created, cancel
     # or progress response.
-    joinable: dict[int, pb.WatchResponse] = field(default_factory=dict)
+    joinable: dict[int, SerializedEvents] = field(default_factory=dict)
     queue: _ResponseQueue = field(init=False)
     next_auto_id: int = 0
     pending_progress: bool = False
@@ -150,7 +183,7 @@ class WatchStream:
         self.queue.put_nowait(resp)
         self.joinable.clear()
 
-    def take(self) -> pb.WatchResponse | None:
+    def take(self) -> Response | None:
         """The next response to send, or None if there is none yet."""
         return None if self.queue.empty() else self.queue.get_nowait()
 
@@ -217,16 +250,10 @@ class WatchStream:
 
     def send_events(self, watcher: Watcher, events: list[mvccpb.Event], revision: int) -> None:
         """Queue the events of one or more whole revisions, fragmenting when asked."""
-        watcher.sent_since_progress = True
         if not watcher.fragment:
-            waiting = self.joinable.get(watcher.id)
-            if waiting is not None and len(waiting.events) + len(events) <= JOIN_MAX_EVENTS:
-                waiting.events.extend(events)
-                waiting.header.revision = revision
-                return
-            self.joinable[watcher.id] = self._queue_events(
-                pb.WatchResponse(watch_id=watcher.id, events=events), revision)
+            self.send_serialized(watcher, serialized_events(events, revision), len(events))
             return
+        watcher.sent_since_progress = True
         chunk: list[mvccpb.Event] = []
         size = 0
         for event in events:
@@ -238,6 +265,21 @@ class WatchStream:
             chunk.append(event)
             size += event_size
         self._queue_events(pb.WatchResponse(watch_id=watcher.id, events=chunk), revision)
+
+    def send_serialized(self, watcher: Watcher, piece: bytes, count: int) -> None:
+        """Queue `count` events of whole revisions, serialized (serialized_events), for a
+        watcher that did not ask for fragments: joined to its response still waiting in the
+        queue while that stays within JOIN_MAX_EVENTS."""
+        assert count > 0 and not watcher.fragment
+        watcher.sent_since_progress = True
+        waiting = self.joinable.get(watcher.id)
+        if waiting is not None and waiting.count + count <= JOIN_MAX_EVENTS:
+            waiting.pieces.append(piece)
+            waiting.count += count
+            return
+        resp = SerializedEvents(watcher.id, [piece], count)
+        self.queue.put_nowait(resp)
+        self.joinable[watcher.id] = resp
 
     def _queue_events(self, resp: pb.WatchResponse, revision: int) -> pb.WatchResponse:
         """Queue an events response (other watchers' joinable responses stay joinable)."""
@@ -309,31 +351,36 @@ class WatchHub:
         self.revision = revision
         streams: set[WatchStream] = set()
         for group, in_range in self._matching_groups(events):
-            without_prev_kv: list[mvccpb.Event] | None = None
+            # What the group's plain watchers are sent, serialized once for all of them:
+            # with prev_kv (True) and without (False).
+            shared: dict[bool, bytes] = {}
             for watcher in list(group):  # a watcher too slow to keep up leaves the group
-                streams.add(watcher.stream)
-                if (watcher.no_put or watcher.no_delete
+                stream = watcher.stream
+                streams.add(stream)
+                shaped: list[mvccpb.Event] | None = None
+                if (watcher.no_put or watcher.no_delete or watcher.fragment
                         or watcher.next_rev > in_range[0].kv.mod_revision):
-                    # A filter, or a watcher created with a future start revision: synced,
-                    # but it skips what comes before its start.
+                    # A filter, fragments, or a watcher created with a future start
+                    # revision: synced, but it skips what comes before its start.
                     shaped = watcher.shape(
                         [e for e in in_range if e.kv.mod_revision >= watcher.next_rev])
                     if not shaped:
                         continue
-                elif watcher.prev_kv:
-                    shaped = in_range
-                else:
-                    if without_prev_kv is None:
-                        without_prev_kv = [_without_prev_kv(e) for e in in_range]
-                    shaped = without_prev_kv
-                if watcher.stream.has_room():
-                    watcher.stream.send_events(watcher, shaped, revision)
-                else:
+                if not stream.has_room():
                     # Too slow: catch up from history from the first revision it missed.
                     self._unset_synced(watcher)
                     watcher.next_rev = max(first_rev, watcher.next_rev)
                     self._unsynced.add(watcher)
                     self._wake.set()
+                elif shaped is not None:
+                    stream.send_events(watcher, shaped, revision)
+                else:
+                    piece = shared.get(watcher.prev_kv)
+                    if piece is None:
+                        view = (in_range if watcher.prev_kv
+                                else [_without_prev_kv(e) for e in in_range])
+                        piece = shared[watcher.prev_kv] = serialized_events(view, revision)
+                    stream.send_serialized(watcher, piece, len(in_range))
         for watcher in list(self._iter_synced()):
             watcher.next_rev = max(watcher.next_rev, revision + 1)
         for stream in streams:

@@ -53,9 +53,11 @@ def write(hub: WatchHub, history: MemoryHistory, *events: mvccpb.Event) -> None:
 
 
 def drain(stream: watch.WatchStream) -> list[pb.WatchResponse]:
+    """The queued responses as the client will read them (serialized ones parsed back)."""
     out = []
     while not stream.queue.empty():
-        out.append(stream.queue.get_nowait())
+        resp = stream.queue.get_nowait()
+        out.append(resp.message() if isinstance(resp, watch.SerializedEvents) else resp)
     return out
 
 
@@ -310,3 +312,24 @@ def test_a_full_stream_in_the_middle_of_a_group_is_demoted_alone() -> None:
         assert all(g == expected for g in got), [len(g) for g in got]
 
     run(scenario)
+
+
+def test_a_serialized_response_reads_back_as_the_message_it_stands_for() -> None:
+    """What the fan-out sends as bytes (pieces, then the watch id and header tail) parses as
+    the WatchResponse the client would otherwise get: events of joined pieces in order, the
+    newest piece's revision, the tail's watch id and header fields."""
+    first = [put_event(b"k1", 7), put_event(b"k2", 7)]
+    second = [put_event(b"k1", 9)]
+    resp = watch.SerializedEvents(
+        5, [watch.serialized_events(first, 7), watch.serialized_events(second, 9)], 3)
+    header = pb.ResponseHeader(cluster_id=11, member_id=22, raft_term=3)
+    for watch_id in (0, 5):
+        resp.watch_id = watch_id
+        tail = pb.WatchResponse(watch_id=watch_id, header=header).SerializeToString()
+        got = pb.WatchResponse.FromString(resp.wire(tail))
+        want = pb.WatchResponse(
+            watch_id=watch_id, events=first + second,
+            header=pb.ResponseHeader(cluster_id=11, member_id=22, raft_term=3, revision=9))
+        assert got == want
+        assert resp.message() == pb.WatchResponse(
+            watch_id=watch_id, events=first + second, header=pb.ResponseHeader(revision=9))

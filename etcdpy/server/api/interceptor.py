@@ -187,12 +187,24 @@ def _checked(handler: grpc.RpcMethodHandler, method: str, limit: int,
             return await inner(requests, context)
 
         return grpc.stream_unary_rpc_method_handler(client_streaming, **kw)
+    if handler.response_serializer is not None:
+        kw["response_serializer"] = _passing_bytes(handler.response_serializer)
     client_streaming = handler.stream_stream is not None
     inner = handler.stream_stream if client_streaming else handler.unary_stream
     counter = GRPC_HANDLED.counter(method, GrpcType.of(client_streaming, True))
     make = (grpc.stream_stream_rpc_method_handler if client_streaming
             else grpc.unary_stream_rpc_method_handler)
     return make(_server_streaming(inner, counter, client_streaming, admin_check), **kw)
+
+
+def _passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A streaming servicer may send a response it serialized itself (the watch fan-out
+    serializes once what many watchers are sent): bytes go out as they are."""
+
+    def serialized(response: Any) -> bytes:
+        return response if response.__class__ is bytes else serialize(response)
+
+    return serialized
 
 
 def _unary(inner: Callable[..., Awaitable[Any]], counter: MethodCounter, limit: int,

@@ -26,7 +26,7 @@ from etcdpy.server.api import validate
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES
 from etcdpy.server.api.kv import KVWrites
 from etcdpy.server.etcdserver import EtcdServer
-from etcdpy.server.watch import WatchStream
+from etcdpy.server.watch import SerializedEvents, WatchStream
 
 # concurrency.NewSession grants a lease of this TTL when the request names none (lease 0).
 DEFAULT_SESSION_TTL_S = 60
@@ -140,8 +140,9 @@ class Recipes:
             stream.close()
 
     async def _next(self, stream: WatchStream) -> pb.WatchResponse:
-        resp = await stream.queue.get()
+        taken = await stream.queue.get()
         self.server.watch_hub.stream_drained()
+        resp = taken.message() if isinstance(taken, SerializedEvents) else taken
         self.server.fill_header(resp.header, keep_revision=True)
         return resp
 

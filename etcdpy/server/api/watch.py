@@ -15,7 +15,9 @@ from etcdpy.server import errors
 from etcdpy.server.api.interceptor import GRPC_OVERHEAD_BYTES, lost_leader, requires_leader
 from etcdpy.server.auth_perms import PermType
 from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.watch import SerializedEvents
 
+MAX_TAILS = 4096  # watch ids a stream keeps a tail for (a stream may create many watchers)
 # The cancel reason is the text of the gRPC error, as grpc-go prints it.
 PERMISSION_DENIED_REASON = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
@@ -31,6 +33,7 @@ class WatchServicer(pb_grpc.WatchServicer):
         # etcd fragments a watch response only above --max-request-bytes plus the same 512 KiB
         # of gRPC overhead it allows on requests.
         stream = hub.new_stream(self._server.max_request_bytes + GRPC_OVERHEAD_BYTES)
+        tails = _Tails(self._server)
 
         async def read_requests() -> None:
             async for request in request_iterator:
@@ -80,7 +83,12 @@ class WatchServicer(pb_grpc.WatchServicer):
                         continue
                     resp = get.result()
                 hub.stream_drained()
-                self._server.fill_header(resp.header, keep_revision=True)
+                if resp.__class__ is SerializedEvents:
+                    # Sent as it is (see interceptor._passing_bytes), its watch id and the
+                    # rest of the header after it.
+                    yield resp.wire(tails.of(resp.watch_id))  # type: ignore[union-attr]
+                    continue
+                self._server.fill_header(resp.header, keep_revision=True)  # type: ignore[union-attr]
                 yield resp
         finally:
             if monitor is not None:
@@ -106,3 +114,29 @@ def _denied(creq: pb.WatchCreateRequest, revision: int) -> pb.WatchResponse:
                             cancel_reason=PERMISSION_DENIED_REASON)
     resp.header.revision = revision
     return resp
+
+
+class _Tails:
+    """What follows a SerializedEvents on the wire: its watch id and the header fields
+    fill_header sets (the revision is in the pieces). Kept per watch id while the header
+    stays the same (a new term changes it)."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self._server = server
+        self._header = pb.ResponseHeader()
+        self._tails: dict[int, bytes] = {}
+
+    def of(self, watch_id: int) -> bytes:
+        header = self._header
+        server = self._server
+        if (header.raft_term, header.member_id, header.cluster_id) != (
+                server.term, server.member_id, server.cluster_id):
+            server.fill_header(header, keep_revision=True)
+            self._tails.clear()
+        tail = self._tails.get(watch_id)
+        if tail is None:
+            if len(self._tails) >= MAX_TAILS:
+                self._tails.clear()
+            tail = pb.WatchResponse(watch_id=watch_id, header=header).SerializeToString()
+            self._tails[watch_id] = tail
+        return tail
