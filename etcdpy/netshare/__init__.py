@@ -64,9 +64,9 @@ class ListenError(OSError):
 
     @classmethod
     def of(cls, host: str, port: int, error: OSError) -> ListenError:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         reason = os.strerror(error.errno) if error.errno else str(error)
-        return cls(f"listen tcp {where}: bind: {reason[:1].lower()}{reason[1:]}")
+        return cls(f"listen tcp {_go_address(host, port)}: bind: "
+                   f"{reason[:1].lower()}{reason[1:]}")
 
     @classmethod
     def probing(cls, host: str, port: int) -> ListenError:
@@ -79,8 +79,13 @@ class ListenError(OSError):
                 probe.bind((host, port))
             except OSError as error:
                 return cls.of(host, port, error)
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return cls(f"listen tcp {where}: bind: the address could not be bound")  # freed since
+        # freed since gRPC tried
+        return cls(f"listen tcp {_go_address(host, port)}: bind: the address could not be bound")
+
+
+def _go_address(host: str, port: int) -> str:
+    """host:port as Go's net package prints it (IPv6 hosts in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class SharedPort:
