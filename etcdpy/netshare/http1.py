@@ -1,7 +1,9 @@
 """A small HTTP/1.1 server over asyncio streams, built on h11 (sans-I/O HTTP/1.1).
 
 Only what etcd's HTTP endpoints need: requests with bodies of bounded size, keep-alive,
-responses with a fixed body or a streamed (chunked) one. h11 does the parsing and framing,
+responses with a fixed body or a streamed (chunked) one, and protocol upgrades (101) that hand
+the connection to whoever accepted them (the peer transport's message streams, see
+`etcdpy.peer.stream`). h11 does the parsing and framing,
 so this module only moves bytes and calls the handler. h11 was chosen over aiohttp because it
 is one small pure-Python dependency and its events map one to one onto what is done here.
 """
@@ -56,6 +58,11 @@ class HttpResponse:
     # A bytes body is sent with Content-Length; an async iterator is sent chunked, for
     # long-lived streams such as the gateway's watch.
     body: bytes | AsyncIterator[bytes] = field(default=b"")
+    # With status 101 (and nothing else): the protocol the connection switches to.
+    upgrade: UpgradeHandler | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.status == 101) == (self.upgrade is not None), "101 goes with an upgrade"
 
     @staticmethod
     def text(status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
@@ -71,6 +78,9 @@ class HttpResponse:
 
 
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+# Takes over a connection after a 101 answer: its streams, and the bytes that arrived after the
+# request (already read, so not in the reader). The connection is closed when it returns.
+UpgradeHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,9 @@ async def serve_http1(
             except Exception:  # a handler bug must answer 500, not kill the connection loop
                 log.error("http handler failed", exc_info=True, path=request.path)
                 response = HttpResponse.text(500, "internal server error\n")
+            if response.upgrade is not None:
+                await _switch(conn, reader, writer, response)
+                return
             await _send(conn, writer, response, reader)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
@@ -194,6 +207,22 @@ async def _stream(
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+async def _switch(conn: h11.Connection, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter, resp: HttpResponse) -> None:
+    """Answer 101 and hand the connection over (h11 allows it only for a request that asked
+    to upgrade; any other gets a 400 instead)."""
+    assert resp.upgrade is not None
+    if conn.their_state is not h11.MIGHT_SWITCH_PROTOCOL:
+        await _send(conn, writer, HttpResponse.text(400, "no upgrade was asked for\n"))
+        return
+    writer.write(conn.send(h11.InformationalResponse(
+        status_code=101, headers=list(resp.headers), reason=_REASONS[101])))
+    await writer.drain()
+    assert conn.our_state is h11.SWITCHED_PROTOCOL
+    trailing, _closed = conn.trailing_data
+    await resp.upgrade(reader, writer, bytes(trailing))
 
 
 async def _send(

@@ -46,6 +46,14 @@ class TransportOptions:
     shared_port: bool = True
     port_front: SharedPortOptions = field(default_factory=SharedPortOptions)
 
+    # Send Raft messages on streams of our own beside gRPC (`stream.py`) where the peer
+    # offers them; False keeps to gRPC streams (for comparing, and tests of that path).
+    raw_streams: bool = True
+
+    @property
+    def keepalive_s(self) -> tuple[float, float]:
+        return self.keepalive_time_s, self.keepalive_timeout_s
+
     def __post_init__(self) -> None:
         assert self.queue_messages > 0 and self.queue_bytes > 0
         assert 0 < self.batch_bytes < MAX_GRPC_MESSAGE

@@ -1,4 +1,5 @@
-"""The sending side for one peer: a bounded queue drained by one long-lived gRPC stream.
+"""The sending side for one peer: a bounded queue drained by one long-lived stream, of our
+own where the peer offers it (`stream.py`), else of gRPC.
 
 Invariants (checked with asserts where they change):
 * `len(queue) <= queue_messages` and `queued_bytes <= queue_bytes`: `enqueue` drops instead
@@ -18,7 +19,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import IntEnum
 from urllib.parse import urlsplit
 
@@ -42,12 +43,9 @@ from .options import (
 )
 from .sink import MessageSink
 from .snapshot import SnapshotPayload, SnapshotReader
+from .stream import NotOffered, RemovedByPeerError, StreamClient
 
 log = logutil.get("peer")
-
-
-class RemovedByPeerError(ConnectionError):
-    """The peer refused our stream because we were removed from the cluster."""
 
 
 class LinkState(IntEnum):
@@ -111,6 +109,7 @@ class PeerSender:
         self._wake = asyncio.Event()
         self.state = LinkState.CONNECTING
         self.active_since: float | None = None  # wall-clock seconds, like etcd's ActiveSince
+        self.stream_kind = ""  # "raw" (stream.py) or "grpc" while ACTIVE, else ""
         self.dropped = 0
         self.sent_batches = 0
         self.sent_messages = 0
@@ -220,6 +219,7 @@ class PeerSender:
                 error = f"{type(exc).__name__}: {exc}"
             was_active = self.state is LinkState.ACTIVE
             self.state = LinkState.BROKEN
+            self.stream_kind = ""
             self.active_since = None
             self._drop_queue()
             self._url_index += 1
@@ -237,6 +237,33 @@ class PeerSender:
             await asyncio.sleep(self._backoff.next_delay())
 
     async def _session(self, url: str) -> None:
+        if self._opts.raw_streams:
+            try:
+                client = await asyncio.wait_for(
+                    StreamClient.open(url, self._metadata(), self._cluster_id(),
+                                      self._opts.keepalive_s),
+                    self._opts.connect_timeout_s)
+            except NotOffered as exc:  # an older member, a gRPC-only port: gRPC it is
+                log.debug("peer offers no raw stream", **{"remote-peer-id": f"{self.peer_id:x}",
+                                                          "url": url, "answer": str(exc)})
+            else:
+                try:
+                    self._became_active(url, "raw")
+                    await self._pump(client.write, client.acks())
+                finally:
+                    await client.close()
+                return
+        await self._grpc_session(url)
+
+    def _became_active(self, url: str, kind: str) -> None:
+        self.state = LinkState.ACTIVE
+        self.stream_kind = kind
+        self.active_since = time.time()
+        self._backoff.reset()
+        log.info("peer became active", **{"peer-id": f"{self.peer_id:x}", "url": url,
+                                          "stream": kind})
+
+    async def _grpc_session(self, url: str) -> None:
         opts = self._opts
         async with grpc.aio.insecure_channel(grpc_target(url), options=channel_options(opts)) as ch:
             call = pb_grpc.RaftPeerStub(ch).Stream(metadata=self._metadata())
@@ -254,23 +281,23 @@ class PeerSender:
                         f"{code.name}: {details}" if code != grpc.StatusCode.OK
                         else f"peer answered with cluster ID {remote!r}"
                     )
-                self.state = LinkState.ACTIVE
-                self.active_since = time.time()
-                self._backoff.reset()
-                log.info("peer became active", **{"peer-id": f"{self.peer_id:x}", "url": url})
-                await self._pump(call)
+                self._became_active(url, "grpc")
+                await self._pump(call.write, (ack.batches async for ack in call))
             finally:
                 call.cancel()
 
-    async def _pump(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _pump(self, write: Callable[[pb.MessageBatch], Awaitable[None]],
+                    acks: AsyncIterator[int]) -> None:
+        """Write batches while fewer than the window are unacknowledged; returns when the
+        peer ends the stream, raises when it fails."""
         acked = 0
         written = 0
 
         async def read_acks() -> None:
             nonlocal acked
-            async for ack in call:
-                assert ack.batches <= written, "peer acknowledged more than was sent"
-                acked = ack.batches
+            async for batches in acks:
+                assert batches <= written, "peer acknowledged more than was sent"
+                acked = batches
                 self._wake.set()
 
         reader = asyncio.create_task(read_acks())
@@ -287,7 +314,7 @@ class PeerSender:
                     first = False
                     # Counted before the write returns: the ack may arrive before it does.
                     written += 1
-                    await call.write(batch)
+                    await write(batch)
                     self.sent_batches += 1
                     self.sent_messages += len(batch.messages)
                     assert written - acked <= self._opts.max_inflight_batches

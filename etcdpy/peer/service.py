@@ -1,4 +1,6 @@
-"""The receiving side: a `RaftPeer` servicer that hands peers' messages to the node."""
+"""The receiving side: who may send to this member (`PeerGate`), what one incoming message
+stream does with its batches (`StreamReceiver`), and the `RaftPeer` gRPC servicer built on
+them. `stream.py` serves the same streams without gRPC."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def advertised_urls(text: str | bytes | None) -> list[str]:
     return urls
 
 
-def _parse_hex(text: str | bytes | None) -> int | None:
+def parse_hex(text: str | bytes | None) -> int | None:
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     try:
@@ -56,20 +58,107 @@ def _parse_hex(text: str | bytes | None) -> int | None:
         return None
 
 
-class RaftPeerServicer(pb_grpc.RaftPeerServicer):
+class Refusal(Exception):
+    """Why a peer's stream is not (or no longer) accepted, as the gRPC status it ends with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PeerGate:
+    """Who may send to this member: the admission checks every incoming stream passes."""
+
     def __init__(
         self,
         local_id: int,
         cluster_id: Callable[[], int],
         sink: MessageSink,
-        snapshot_dir: str,
-        max_incoming_snapshots: int,
         learn_remote: Callable[[int, Sequence[str]], None] = lambda peer_id, urls: None,
     ) -> None:
-        self._local_id = local_id
+        self.local_id = local_id
+        self.cluster_id = cluster_id
+        self.sink = sink
         self._learn_remote = learn_remote
-        self._cluster_id = cluster_id
-        self._sink = sink
+
+    def admit(self, cluster_id: int | None, from_id: int | None, to_id: int | None,
+              peer_urls: str | bytes | None) -> int:
+        """The sender's ID, or Refusal for a peer of another cluster, a stream meant for
+        another member or a removed sender (each logged as etcd logs it)."""
+        local_cluster = self.cluster_id()
+        if cluster_id != local_cluster:
+            log.warning(
+                "request cluster ID mismatch",
+                **{
+                    "local-member-id": _hex(self.local_id),
+                    "local-member-cluster-id": _hex(local_cluster),
+                    "remote-peer-id": _hex(from_id or 0),
+                    "remote-peer-cluster-id": _hex(cluster_id or 0),
+                },
+            )
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
+        if to_id != self.local_id:
+            log.warning(
+                "ignored peer request meant for another member",
+                **{"local-member-id": _hex(self.local_id), "to": _hex(to_id or 0)},
+            )
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "to member ID mismatch")
+        if from_id is None or self.sink.is_removed(from_id):
+            log.warning("rejected stream from removed member", **{"remote-peer-id": _hex(
+                from_id or 0)})
+            raise Refusal(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
+        # A sender we may not know yet (it joined while we were behind): learn where it is.
+        urls = advertised_urls(peer_urls)
+        if urls:
+            self._learn_remote(from_id, urls)
+        return from_id
+
+
+class StreamReceiver:
+    """One admitted message stream: hands each batch's messages to the node and says when
+    to acknowledge. Invariant: `batches` counts the batches taken; an ack always carries it."""
+
+    def __init__(self, gate: PeerGate, from_id: int) -> None:
+        self._gate = gate
+        self._from_id = from_id
+        self.batches = 0
+        self._ack_every = 1  # until the first batch says otherwise (a sender that never does)
+
+    def take(self, batch: pb.MessageBatch) -> bool:
+        """Deliver `batch`; True when an acknowledgement of `batches` is due now. Raises
+        Refusal when the sender was removed meanwhile or the batch contradicts the stream."""
+        gate, sink = self._gate, self._gate.sink
+        if sink.is_removed(self._from_id):
+            raise Refusal(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
+        if batch.cluster_id and (batch.cluster_id, batch.from_id, batch.to_id) != (
+            gate.cluster_id(), self._from_id, gate.local_id
+        ):
+            # The first batch repeats the headers; they must agree with them.
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "batch header mismatch")
+        if self.batches == 0 and batch.ack_every:
+            self._ack_every = batch.ack_every
+        for wire in batch.messages:
+            try:
+                msg = decode_message(wire)
+            except CodecError as exc:
+                log.warning("dropped undecodable peer message", error=str(exc))
+                continue
+            if msg.type == MessageType.SNAP:
+                # Snapshots travel via SendSnapshot with their data; one here has none.
+                log.warning("dropped MsgSnap received on the message stream")
+                continue
+            try:
+                sink.process(msg)
+            except Exception:  # the node's bug must not end the peer's stream
+                log.error("processing a peer message failed", exc_info=True)
+        self.batches += 1
+        return self.batches % self._ack_every == 0
+
+
+class RaftPeerServicer(pb_grpc.RaftPeerServicer):
+    def __init__(self, gate: PeerGate, snapshot_dir: str, max_incoming_snapshots: int) -> None:
+        self._gate = gate
         self._snapshot_dir = snapshot_dir
         self._snapshot_slots = asyncio.Semaphore(max_incoming_snapshots)
 
@@ -77,78 +166,32 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
         self, context: grpc.aio.ServicerContext, cluster_id: int | None, from_id: int | None,
         to_id: int | None,
     ) -> int:
-        """Refuse a peer of another cluster, a message for another member, a removed sender."""
-        local_cluster = self._cluster_id()
-        if cluster_id != local_cluster:
-            log.warning(
-                "request cluster ID mismatch",
-                **{
-                    "local-member-id": _hex(self._local_id),
-                    "local-member-cluster-id": _hex(local_cluster),
-                    "remote-peer-id": _hex(from_id or 0),
-                    "remote-peer-cluster-id": _hex(cluster_id or 0),
-                },
-            )
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
-        if to_id != self._local_id:
-            log.warning(
-                "ignored peer request meant for another member",
-                **{"local-member-id": _hex(self._local_id), "to": _hex(to_id or 0)},
-            )
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "to member ID mismatch")
-        if from_id is None or self._sink.is_removed(from_id):
-            log.warning("rejected stream from removed member", **{"remote-peer-id": _hex(
-                from_id or 0)})
-            await context.abort(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
-        assert from_id is not None
-        # A sender we may not know yet (it joined while we were behind): learn where it is.
         metadata = dict(context.invocation_metadata() or ())
-        urls = advertised_urls(metadata.get(MD_PEER_URLS))
-        if urls:
-            self._learn_remote(from_id, urls)
-        return from_id
+        try:
+            return self._gate.admit(cluster_id, from_id, to_id, metadata.get(MD_PEER_URLS))
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+            raise AssertionError("abort returns only by raising") from None
 
     async def Stream(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[pb.MessageBatch], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamAck]:
         md = dict(context.invocation_metadata() or ())
         from_id = await self._check(
-            context, _parse_hex(md.get(MD_CLUSTER_ID)), _parse_hex(md.get(MD_FROM)),
-            _parse_hex(md.get(MD_TO)),
+            context, parse_hex(md.get(MD_CLUSTER_ID)), parse_hex(md.get(MD_FROM)),
+            parse_hex(md.get(MD_TO)),
         )
         # Answer the headers at once: the sender counts the stream as working only then, so a
         # refused peer never looks connected.
-        await context.send_initial_metadata(((MD_CLUSTER_ID, _hex(self._cluster_id())),))
-        batches = 0
-        ack_every = 1  # until the first batch says otherwise (a sender that never does: each)
-        sink = self._sink
+        await context.send_initial_metadata(((MD_CLUSTER_ID, _hex(self._gate.cluster_id())),))
+        receiver = StreamReceiver(self._gate, from_id)
         async for batch in request_iterator:
-            if sink.is_removed(from_id):
-                await context.abort(grpc.StatusCode.NOT_FOUND, REMOVED_MESSAGE)
-            if batch.cluster_id and (batch.cluster_id, batch.from_id, batch.to_id) != (
-                self._cluster_id(), from_id, self._local_id
-            ):
-                # The first batch repeats the headers; they must agree with them.
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "batch header mismatch")
-            if batches == 0 and batch.ack_every:
-                ack_every = batch.ack_every
-            for wire in batch.messages:
-                try:
-                    msg = decode_message(wire)
-                except CodecError as exc:
-                    log.warning("dropped undecodable peer message", error=str(exc))
-                    continue
-                if msg.type == MessageType.SNAP:
-                    # Snapshots travel via SendSnapshot with their data; one here has none.
-                    log.warning("dropped MsgSnap received on the message stream")
-                    continue
-                try:
-                    sink.process(msg)
-                except Exception:  # the node's bug must not end the peer's stream
-                    log.error("processing a peer message failed", exc_info=True)
-            batches += 1
-            if batches % ack_every == 0:
-                yield pb.StreamAck(batches=batches)
+            try:
+                ack_due = receiver.take(batch)
+            except Refusal as refusal:
+                await context.abort(refusal.code, refusal.message)
+            if ack_due:
+                yield pb.StreamAck(batches=receiver.batches)
 
     async def SendSnapshot(  # noqa: N802 (gRPC method name)
         self, request_iterator: AsyncIterator[pb.SnapshotChunk], context: grpc.aio.ServicerContext
@@ -200,5 +243,5 @@ class RaftPeerServicer(pb_grpc.RaftPeerServicer):
                 **{"remote-snapshot-sender-id": _hex(from_id), "incoming-snapshot-index":
                    msg.snapshot.metadata.index, "incoming-snapshot-size": writer.received},
             )
-            self._sink.snapshot_received(msg, path)
+            self._gate.sink.snapshot_received(msg, path)
             return pb.SnapshotAck(received_bytes=writer.received)

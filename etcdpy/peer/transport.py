@@ -13,7 +13,8 @@ Lifecycle, all on one event loop:
 Receiving: one grpc.aio server (the `RaftPeer` servicer, `service.py`). With
 `shared_port` (default) it listens on a private Unix socket and each listen URL gets an
 `etcdpy.netshare.SharedPort` in front that also answers HTTP/1.1 (`GET /members`,
-`GET /version`); otherwise gRPC binds the TCP ports itself and there is no HTTP.
+`GET /version`) and the message streams that skip gRPC (`stream.py`); otherwise gRPC binds the
+TCP ports itself and there is no HTTP (senders then use gRPC streams).
 Sending: one `PeerSender` per peer (`sender.py`).
 """
 
@@ -35,9 +36,11 @@ from etcdpy.sockdir import SocketDir
 
 from .options import MAX_GRPC_MESSAGE, TransportOptions
 from .sender import LinkState, PeerSender
-from .service import RaftPeerServicer
+from .service import PeerGate, RaftPeerServicer
 from .sink import MessageSink
 from .snapshot import SnapshotPayload
+from .stream import PATH as STREAM_PATH
+from .stream import StreamServer
 
 __all__ = ["GrpcTransport", "LinkState", "MessageSink", "SnapshotPayload", "TransportOptions"]
 
@@ -97,6 +100,7 @@ class GrpcTransport:
         # becomes a peer when the membership adds it. invariant: _remotes <= _peers.keys()
         self._remotes: set[int] = set()
         self._server: grpc.aio.Server | None = None
+        self._streams: StreamServer | None = None
         self._fronts: list[SharedPort] = []
         self._tcp_ports: list[int] = []
         self._sock_dir: SocketDir | None = None
@@ -112,11 +116,10 @@ class GrpcTransport:
         if not self._listen_urls:
             return
         server = grpc.aio.server(options=_server_options())
-        servicer = RaftPeerServicer(
-            self.local_id, lambda: self.cluster_id, self._sink, self._snapshot_dir,
-            self._opts.max_incoming_snapshots, self.add_remote,
-        )
+        gate = PeerGate(self.local_id, lambda: self.cluster_id, self._sink, self.add_remote)
+        servicer = RaftPeerServicer(gate, self._snapshot_dir, self._opts.max_incoming_snapshots)
         pb_grpc.add_RaftPeerServicer_to_server(servicer, server)
+        self._streams = StreamServer(gate, self._opts.keepalive_s)
         self._server = server
         try:
             if self._opts.shared_port:
@@ -126,7 +129,8 @@ class GrpcTransport:
                 await server.start()
                 for url in self._listen_urls:
                     host, port = _host_port(url)
-                    front = SharedPort(host, port, sock_path, self._http, self._opts.port_front)
+                    front = SharedPort(host, port, sock_path, self._serve_http,
+                                       self._opts.port_front)
                     await front.start()
                     self._fronts.append(front)
             else:
@@ -142,6 +146,11 @@ class GrpcTransport:
             raise
         log.info("serving peer traffic", **{"listen-peer-urls": list(self._listen_urls),
                                               "ports": self.listen_ports()})
+
+    async def _serve_http(self, req: HttpRequest) -> HttpResponse:
+        if req.path == STREAM_PATH and self._streams is not None:
+            return self._streams.answer(req)
+        return await self._http(req)
 
     async def stop(self) -> None:
         """Stop every sender and the server; waits, with bounded grace, for all of them."""
@@ -224,6 +233,11 @@ class GrpcTransport:
     def link_state(self, peer_id: int) -> LinkState | None:
         sender = self._peers.get(peer_id)
         return sender.state if sender is not None else None
+
+    def stream_kind(self, peer_id: int) -> str:
+        """"raw" or "grpc": what the active stream to `peer_id` is; "" when none is."""
+        sender = self._peers.get(peer_id)
+        return sender.stream_kind if sender is not None else ""
 
     def dropped(self, peer_id: int) -> int:
         """Messages to `peer_id` dropped so far (full queue, broken link, busy snapshot)."""

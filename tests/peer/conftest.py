@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import socket
@@ -15,6 +16,9 @@ from etcdpy.peer.transport import GrpcTransport
 from etcdpy.raft import Message, MessageType
 
 CLUSTER = 0xC1C1
+# Whether make_transport's senders try raw streams (stream.py) before gRPC: the `streams`
+# fixture runs a test both ways.
+RAW_STREAMS = [True]
 
 
 @dataclass
@@ -85,11 +89,12 @@ def make_transport(
     options: TransportOptions | None = None,
     **kwargs: object,
 ) -> GrpcTransport:
+    options = dataclasses.replace(options or TransportOptions(), raw_streams=RAW_STREAMS[0])
     return GrpcTransport(
         member_id, cluster_id, sink,
         listen_urls=[f"http://127.0.0.1:{port}"],
         snapshot_dir=os.path.join(tmp, f"snap-{member_id}"),
-        options=options or TransportOptions(),
+        options=options,
         rng=random.Random(member_id),
         **kwargs,  # type: ignore[arg-type]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,12 +15,30 @@ from etcdpy.peer.codec import fill_message
 from etcdpy.peer.options import MD_CLUSTER_ID, MD_FROM, MD_TO, TransportOptions
 from etcdpy.peer.sender import LinkState, grpc_target
 
-from .conftest import CLUSTER, RecordingSink, app, free_port, make_transport, url_of, wait_until
+from .conftest import (
+    CLUSTER,
+    RAW_STREAMS,
+    RecordingSink,
+    app,
+    free_port,
+    make_transport,
+    url_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_three_members_exchange_messages_in_order_and_batched(tmp_path: Path) -> None:
+@pytest.fixture(autouse=True, params=["raw", "grpc"])
+def streams(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs with the senders' raw streams (the default) and with gRPC's."""
+    RAW_STREAMS[0] = request.param == "raw"
+    yield request.param
+    RAW_STREAMS[0] = True
+
+
+def test_three_members_exchange_messages_in_order_and_batched(tmp_path: Path, streams: str
+                                                               ) -> None:
     async def main() -> None:
         sinks = {i: RecordingSink() for i in (1, 2, 3)}
         ts = {i: make_transport(i, sinks[i], str(tmp_path)) for i in (1, 2, 3)}
@@ -52,6 +71,7 @@ def test_three_members_exchange_messages_in_order_and_batched(tmp_path: Path) ->
                         assert sender.sent_batches < n, "messages were not batched"
                         assert t.dropped(j) == 0
                         assert t.active_since(j) is not None
+                        assert t.stream_kind(j) == streams
             assert not any(s.unreachable for s in sinks.values())
         finally:
             for t in ts.values():
@@ -162,8 +182,8 @@ def test_byte_bound_on_the_queue(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_peer_of_another_cluster_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                            ) -> None:
+def test_peer_of_another_cluster_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                            streams: str) -> None:
     async def main() -> None:
         s1, s2 = RecordingSink(), RecordingSink()
         t1 = make_transport(1, s1, str(tmp_path), cluster_id=0xAAAA)
@@ -186,7 +206,9 @@ def test_peer_of_another_cluster_is_refused(tmp_path: Path, caplog: pytest.LogCa
     fields = refusals[0].fields  # type: ignore[attr-defined]
     assert fields["local-member-cluster-id"] == "bbbb"
     assert fields["remote-peer-cluster-id"] == "aaaa"
-    assert any("FAILED_PRECONDITION" in str(getattr(r, "fields", {}).get("error", ""))
+    # The sender says what the receiver answered: gRPC's status, or the HTTP one.
+    refused = "FAILED_PRECONDITION" if streams == "grpc" else "412: cluster ID mismatch"
+    assert any(refused in str(getattr(r, "fields", {}).get("error", ""))
                for r in caplog.records)
 
 
