@@ -221,7 +221,9 @@ class StreamClient:
         raise ConnectionError("stream closed by the peer")
 
     async def close(self) -> None:
-        self._writer.close()
+        # Abort rather than close: a close waits to flush what is buffered, and a peer that
+        # stopped reading would hold the sender's next attempt back until TCP gives up.
+        self._writer.transport.abort()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
 
