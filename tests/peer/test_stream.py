@@ -4,7 +4,9 @@ ends up on, and what the receiver does with requests and frames that are not wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,67 +16,53 @@ from etcdpy.peer.codec import fill_message
 from etcdpy.peer.options import MD_CLUSTER_ID, MD_FROM, MD_TO, TransportOptions
 from etcdpy.peer.sender import LinkState
 from etcdpy.peer.stream import MAX_FRAME, PATH, PROTOCOL, frame
+from etcdpy.peer.transport import GrpcTransport
 
 from .conftest import CLUSTER, RecordingSink, app, make_transport, url_of, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
-async def _exchange(t1, t2, sink2: RecordingSink, count: int) -> None:  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def _two_members(tmp_path: Path, receiver_options: TransportOptions | None = None
+                       ) -> AsyncIterator[tuple[GrpcTransport, RecordingSink, GrpcTransport,
+                                                RecordingSink]]:
+    """Member 1 (a sender) and member 2 (a receiver) on loopback, both started."""
+    s1, s2 = RecordingSink(), RecordingSink()
+    t1 = make_transport(1, s1, str(tmp_path))
+    t2 = make_transport(2, s2, str(tmp_path), options=receiver_options)
+    try:
+        await t1.start()
+        await t2.start()
+        yield t1, s1, t2, s2
+    finally:
+        await t1.stop()
+        await t2.stop()
+
+
+async def _exchange(t1: GrpcTransport, t2: GrpcTransport, sink2: RecordingSink,
+                    count: int) -> None:
     t1.add_peer(2, [url_of(t2)])
     t1.send([app(1, 2, k) for k in range(count)])
     await wait_until(lambda: len(sink2.processed) == count, "delivery")
     assert [m.index for m in sink2.processed] == list(range(count))
 
 
-def test_a_gRPC_only_port_gets_a_gRPC_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("receiver, kind", [
+    ("offers raw streams", "raw"),
+    ("gRPC-only port", "grpc"),
+    ("answers 404", "grpc"),  # a member from before these streams: the path is unknown there
+])
+def test_the_sender_uses_the_stream_the_peer_offers(tmp_path: Path, receiver: str,
+                                                    kind: str) -> None:
     async def main() -> None:
-        s1, s2 = RecordingSink(), RecordingSink()
-        t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path), options=TransportOptions(shared_port=False))
-        try:
-            await t1.start()
-            await t2.start()
+        options = TransportOptions(shared_port=False) if receiver == "gRPC-only port" else None
+        async with _two_members(tmp_path, options) as (t1, s1, t2, s2):
+            if receiver == "answers 404":
+                t2._streams = None
             await _exchange(t1, t2, s2, 50)
-            assert t1.stream_kind(2) == "grpc"
+            assert t1.stream_kind(2) == kind
             assert 2 not in s1.unreachable, "falling back is not a failure"
-        finally:
-            await t1.stop()
-            await t2.stop()
-    asyncio.run(main())
-
-
-def test_a_member_that_does_not_offer_raw_streams_gets_a_gRPC_stream(tmp_path: Path) -> None:
-    """A member from before these streams answers their path with 404."""
-    async def main() -> None:
-        s1, s2 = RecordingSink(), RecordingSink()
-        t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path))
-        try:
-            await t1.start()
-            await t2.start()
-            t2._streams = None  # as an older member: the path is unknown there
-            await _exchange(t1, t2, s2, 50)
-            assert t1.stream_kind(2) == "grpc"
-        finally:
-            await t1.stop()
-            await t2.stop()
-    asyncio.run(main())
-
-
-def test_a_raw_stream_is_used_where_offered(tmp_path: Path) -> None:
-    async def main() -> None:
-        s1, s2 = RecordingSink(), RecordingSink()
-        t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path))
-        try:
-            await t1.start()
-            await t2.start()
-            await _exchange(t1, t2, s2, 50)
-            assert t1.stream_kind(2) == "raw"
-        finally:
-            await t1.stop()
-            await t2.stop()
     asyncio.run(main())
 
 
@@ -132,11 +120,7 @@ def test_requests_that_cannot_be_admitted_are_answered_with_etcds_status(
 @pytest.mark.parametrize("bad", ["oversized", "undecodable", "cut"])
 def test_a_broken_stream_is_closed_and_the_member_serves_on(tmp_path: Path, bad: str) -> None:
     async def main() -> None:
-        s1, s2 = RecordingSink(), RecordingSink()
-        t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path))
-        try:
-            await t2.start()
+        async with _two_members(tmp_path) as (t1, _s1, t2, s2):
             port = t2.listen_ports()[0]
             head, reader, writer = await _request(port, UPGRADE)
             assert head.startswith(b"HTTP/1.1 101 ") and f"{CLUSTER:x}".encode() in head
@@ -154,31 +138,19 @@ def test_a_broken_stream_is_closed_and_the_member_serves_on(tmp_path: Path, bad:
             assert await _closed_by_server(reader)
             writer.close()
             assert [m.index for m in s2.processed] == [0]
-            await t1.start()  # a real sender still gets through
-            t1.add_peer(2, [url_of(t2)])
+            t1.add_peer(2, [url_of(t2)])  # a real sender still gets through
             t1.send([app(1, 2, 5)])
             await wait_until(lambda: [m.index for m in s2.processed] == [0, 5], "delivery")
-        finally:
-            await t1.stop()
-            await t2.stop()
     asyncio.run(main())
 
 
 def test_a_sender_removed_while_streaming_learns_it_at_its_next_attempt(tmp_path: Path) -> None:
     async def main() -> None:
-        s1, s2 = RecordingSink(), RecordingSink()
-        t1 = make_transport(1, s1, str(tmp_path))
-        t2 = make_transport(2, s2, str(tmp_path))
-        try:
-            await t1.start()
-            await t2.start()
+        async with _two_members(tmp_path) as (t1, s1, t2, s2):
             await _exchange(t1, t2, s2, 3)
             assert t1.link_state(2) is LinkState.ACTIVE and t1.stream_kind(2) == "raw"
             s2.removed.add(1)
             t1.send([app(1, 2, 3)])
             await wait_until(lambda: 2 in s1.removed_by, "removal reported to the sender")
             assert [m.index for m in s2.processed] == [0, 1, 2]
-        finally:
-            await t1.stop()
-            await t2.stop()
     asyncio.run(main())
