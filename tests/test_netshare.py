@@ -43,7 +43,18 @@ async def handler(req: HttpRequest) -> HttpResponse:
         return HttpResponse(200, (), _chunks())
     if req.path == "/boom":
         raise RuntimeError("handler bug")
+    if req.path == "/upgrade":
+        return HttpResponse(101, (("Upgrade", "echo"), ("Connection", "Upgrade")), upgrade=_echo)
     return HttpResponse.text(404, "404 page not found\n")
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                pending: bytes) -> None:
+    """An upgraded connection's protocol: everything comes back, the early bytes first."""
+    writer.write(pending)
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
 
 
 class Front:
@@ -363,4 +374,25 @@ def test_asyncio_relays_on_one_loop_keep_their_bytes_apart_and_end() -> None:
             server.close()
             shutil.rmtree(tmp, ignore_errors=True)
 
+    asyncio.run(main())
+
+
+def test_an_upgrade_hands_the_connection_over_with_the_bytes_already_read() -> None:
+    async def main() -> None:
+        async with Front(RelayMode.ASYNCIO) as front:
+            reader, writer = await asyncio.open_connection("127.0.0.1", front.port.port)
+            # A 101 for a request that did not ask to upgrade would break HTTP: 400 instead.
+            writer.write(b"GET /upgrade HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 400"), head
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", front.port.port)
+            # Bytes of the new protocol sent with the request reach the new owner first.
+            writer.write(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                         b"Upgrade: echo\r\n\r\nearly-")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 101 Switching Protocols"), head
+            writer.write(b"late")
+            assert await asyncio.wait_for(reader.readexactly(10), 10) == b"early-late"
+            writer.close()
     asyncio.run(main())
