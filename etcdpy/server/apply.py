@@ -21,12 +21,11 @@ from typing import Any, Protocol
 from etcdpy import logutil
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.internalpb import internal_pb2 as internalpb
-from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 from etcdpy.raft import ConfChange, Entry, EntryType
 from etcdpy.server import errors, txn
 from etcdpy.server.auth import AUTH_REQUESTS, AuthStore
 from etcdpy.server.membership import MembershipView
-from etcdpy.server.mvcc_view import WriteTxnView, event_to_pb
+from etcdpy.server.mvcc_view import WriteTxnView
 from etcdpy.storage.auth_store import AuthRecords
 from etcdpy.storage.errors import (
     CompactedError,
@@ -35,6 +34,7 @@ from etcdpy.storage.errors import (
     LeaseNotFoundError,
 )
 from etcdpy.storage.lease_store import attached_keys
+from etcdpy.storage.mvcc.kv_codec import Event
 from etcdpy.storage.mvcc.kvstore import KVStore, WriteBatch
 
 log = logutil.get("apply")
@@ -64,7 +64,8 @@ class ApplyResult:
     """What one batch produced, for the caller to hand out after the commit."""
 
     revision: int
-    events: list[mvccpb.Event] = field(default_factory=list)
+    # the store's events; the watch hub makes messages of those a watcher wants
+    events: list[Event] = field(default_factory=list)
     results: list[tuple[int, Any]] = field(default_factory=list)  # (request id, response|error)
     compacted_to: int = 0
 
@@ -146,8 +147,7 @@ class Applier:
         except errors.EtcdError as error:
             return error
         finally:
-            for event in w.end():
-                out.events.append(event_to_pb(event))
+            out.events.extend(w.end())
 
     def _dispatch(self, which: str | None, request: internalpb.InternalRequest,
                   view: WriteTxnView, w: Any) -> Any:

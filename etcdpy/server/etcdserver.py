@@ -120,7 +120,7 @@ class EtcdServer:
         self._images = images
         self._ids = IdGenerator(settings.member_id, int(time.time() * 1000))
         self._wait = Wait()
-        self.watch_hub = WatchHub(_StoreHistory(store), store.current_rev)
+        self.watch_hub = WatchHub(_StoreHistory(store), store.current_rev, event_to_pb)
         self.auth = auth or AuthStore(store.env, SimpleTokens(settings.auth_token_ttl_s),
                                       settings.bcrypt_cost)
         self.applier = Applier(store, lessor, self, membership, settings.min_lease_ttl_s,

@@ -292,11 +292,31 @@ def _with_rev(resp: pb.WatchResponse, revision: int) -> pb.WatchResponse:
     return resp
 
 
+class NewEvent(Protocol):
+    """An event as the apply loop hands it over: the hub reads its key to match watchers and
+    asks `to_pb` for the message only when some watcher matches (most writes have none)."""
+
+    @property
+    def kv(self) -> _Keyed: ...
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> bytes: ...
+
+
+def _already_pb(event: NewEvent) -> mvccpb.Event:
+    assert isinstance(event, mvccpb.Event), type(event)
+    return event
+
+
 class WatchHub:
     """Every watcher of this member. `notify` is called by the apply loop after each commit."""
 
-    def __init__(self, history: History, revision: int) -> None:
+    def __init__(self, history: History, revision: int,
+                 to_pb: Callable[[NewEvent], mvccpb.Event] = _already_pb) -> None:
         self._history = history
+        self._to_pb = to_pb
         self.revision = revision  # the last revision whose events were notified
         # Synced watchers, grouped by what they watch: a fan-out (many watchers of one key or
         # prefix) checks each event against the group once, not once per watcher.
@@ -344,7 +364,7 @@ class WatchHub:
 
     # --- the write side ---
 
-    def notify(self, revision: int, events: Sequence[mvccpb.Event]) -> None:
+    def notify(self, revision: int, events: Sequence[NewEvent]) -> None:
         """Events of the revisions after `self.revision` up to `revision`, just committed."""
         assert revision >= self.revision, "the store's revision never goes back"
         first_rev = self.revision + 1
@@ -387,13 +407,13 @@ class WatchHub:
             if stream.pending_progress:
                 self.flush_progress(stream)
 
-    def _matching_groups(self, events: Sequence[mvccpb.Event]
+    def _matching_groups(self, events: Sequence[NewEvent]
                          ) -> list[tuple[set[Watcher], list[mvccpb.Event]]]:
         """Each group of synced watchers with an event in what it watches, with those events
-        (in revision order; the watchers' own filters are not applied yet)."""
-        matched: list[tuple[set[Watcher], list[mvccpb.Event]]] = []
+        as messages (in revision order; the watchers' own filters are not applied yet)."""
+        matched: list[tuple[set[Watcher], list[NewEvent]]] = []
         if self._single:
-            by_key: dict[bytes, list[mvccpb.Event]] = {}
+            by_key: dict[bytes, list[NewEvent]] = {}
             for event in events:
                 if event.kv.key in self._single:
                     by_key.setdefault(event.kv.key, []).append(event)
@@ -402,7 +422,21 @@ class WatchHub:
             in_range = [e for e in events if _in_range(e.kv.key, start, end)]
             if in_range:
                 matched.append((group, in_range))
-        return matched
+        if not matched:
+            return []
+        # Each event becomes a message once, however many groups it matched.
+        as_pb: dict[int, mvccpb.Event] = {}
+        to_pb = self._to_pb
+        out: list[tuple[set[Watcher], list[mvccpb.Event]]] = []
+        for group, hits in matched:
+            converted = []
+            for event in hits:
+                message = as_pb.get(id(event))
+                if message is None:
+                    message = as_pb[id(event)] = to_pb(event)
+                converted.append(message)
+            out.append((group, converted))
+        return out
 
     def _iter_synced(self):  # type: ignore[no-untyped-def]
         for group in self._single.values():
