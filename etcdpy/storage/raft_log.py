@@ -18,7 +18,10 @@ log start to it.
 
 ``first/last index`` and the last term are cached so ``term()`` of the last entry
 and ``last_index()`` cost no LMDB access; ``entries()`` and ``term(i)`` read only the
-entries asked for (one cursor walk), never the whole log.
+entries asked for (one cursor walk), never the whole log. The newest entries written are
+also kept in memory (``RecentEntries``): the core reads what it has just persisted (to apply
+it, and to send it to followers that acknowledged the entries before), and decoding it back
+from LMDB every time was a measurable share of a busy loop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import lmdb
 
@@ -60,6 +64,18 @@ def decode_entry(index: int, b: bytes) -> Entry:
     return Entry(term=term, index=index, type=EntryType(typ), data=bytes(b[_ENTRY_HDR.size :]))
 
 
+def _limit(entries: Sequence[Entry], max_size: int | None) -> list[Entry]:
+    """The longest prefix within max_size bytes, but at least one entry (as etcd's limitSize)."""
+    if max_size is None:
+        return list(entries)
+    total = 0
+    for n, e in enumerate(entries):
+        total += e.size()
+        if n and total > max_size:
+            return list(entries[:n])
+    return list(entries)
+
+
 def encode_snapshot_meta(m: SnapshotMetadata) -> bytes:
     cs = m.conf_state
     ids = cs.voters + cs.learners
@@ -84,6 +100,46 @@ class LogBounds:
 
     def __post_init__(self) -> None:
         assert self.start_index <= self.last_index, self
+
+
+TAIL_MAX_ENTRIES: Final = 2048
+TAIL_MAX_BYTES: Final = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEntries:
+    """The newest entries saved, contiguous from `first`. Never changed in place: the writer
+    thread replaces the whole value, so the loop thread reading it sees one consistent tail.
+    Invariant: entries[i].index == first + i; nbytes == sum of their sizes."""
+
+    first: int
+    entries: tuple[Entry, ...] = ()
+    nbytes: int = 0
+
+    def covers(self, lo: int, hi: int) -> bool:
+        return self.first <= lo and hi <= self.first + len(self.entries)
+
+    def after_append(self, ents: Sequence[Entry]) -> RecentEntries:
+        """The tail once `ents` (contiguous) replaced everything from their first index on."""
+        first = ents[0].index
+        if self.first <= first <= self.first + len(self.entries):
+            kept = self.entries[: first - self.first]
+            nbytes = self.nbytes - sum(e.size() for e in self.entries[len(kept):])
+            start = self.first
+        else:  # not adjacent (a snapshot moved the log): start over from these
+            kept, nbytes, start = (), 0, first
+        entries = kept + tuple(ents)
+        nbytes += sum(e.size() for e in ents)
+        drop = max(0, len(entries) - TAIL_MAX_ENTRIES)
+        nbytes -= sum(e.size() for e in entries[:drop])
+        while drop < len(entries) - 1 and nbytes > TAIL_MAX_BYTES:
+            nbytes -= entries[drop].size()
+            drop += 1
+        if drop:
+            entries, start = entries[drop:], start + drop
+        tail = RecentEntries(start, entries, nbytes)
+        assert not entries or entries[0].index == start and entries[-1].index == ents[-1].index
+        return tail
 
 
 class LmdbRaftStorage:
@@ -113,6 +169,7 @@ class LmdbRaftStorage:
             else:
                 last_index, last_term = start_index, start_term
         self._bounds = LogBounds(start_index, start_term, last_index, last_term)
+        self._recent = RecentEntries(last_index + 1)
 
     # --- LogStorage (read side) ---------------------------------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:
@@ -137,6 +194,9 @@ class LmdbRaftStorage:
             return b.start_term
         if index == b.last_index:
             return b.last_term
+        recent = self._recent
+        if recent.covers(index, index + 1):
+            return recent.entries[index - recent.first].term
         with self._env.begin() as txn:
             raw = txn.get(_IDX.pack(index), db=self._log)
         assert raw is not None, f"hole in the raft log at {index}"
@@ -152,6 +212,9 @@ class LmdbRaftStorage:
         out: list[Entry] = []
         if lo == hi:
             return out
+        recent = self._recent
+        if recent.covers(lo, hi):
+            return _limit(recent.entries[lo - recent.first: hi - recent.first], max_size)
         total = 0
         with self._env.begin() as txn:
             cur = txn.cursor(self._log)
@@ -225,6 +288,10 @@ class LmdbRaftStorage:
         if sync:
             self._env.sync()
         # update caches only after the commit succeeded
+        if snap_meta is not self._snap_meta:
+            self._recent = RecentEntries(b.last_index + 1)
+        if ents:
+            self._recent = self._recent.after_append(ents)
         self._bounds = b
         self._snap_meta = snap_meta
         if hard_state is not None:

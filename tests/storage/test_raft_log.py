@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from etcdpy.raft.errors import Compacted, SnapshotOutOfDate, Unavailable
 from etcdpy.raft.storage import MemoryStorage
 from etcdpy.raft.types import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
+from etcdpy.storage import raft_log
 from etcdpy.storage.env import MemberEnvs
-from etcdpy.storage.raft_log import LmdbRaftStorage
+from etcdpy.storage.raft_log import LmdbRaftStorage, RecentEntries
 
 from .conftest import SMALL
 
@@ -126,9 +127,19 @@ def _outcome(f: object) -> object:
         return type(err)
 
 
+@pytest.fixture(params=["tail-default", "tail-of-4-entries", "tail-of-40-bytes"])
+def tail_limits(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small limits make the in-memory tail drop entries, so reads cross from it to LMDB."""
+    if request.param == "tail-of-4-entries":
+        monkeypatch.setattr(raft_log, "TAIL_MAX_ENTRIES", 4)
+    elif request.param == "tail-of-40-bytes":
+        monkeypatch.setattr(raft_log, "TAIL_MAX_BYTES", 40)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(op, max_size=12))
-def test_matches_memory_storage(tmp_path_factory: pytest.TempPathFactory, ops: list) -> None:
+@given(ops=st.lists(op, max_size=12))
+def test_matches_memory_storage(tmp_path_factory: pytest.TempPathFactory, ops: list,
+                                tail_limits: None) -> None:
     mem = MemoryStorage()
     with MemberEnvs(tmp_path_factory.mktemp("rl"), SMALL) as e:
         disk = LmdbRaftStorage(e.raft)
@@ -154,3 +165,30 @@ def test_matches_memory_storage(tmp_path_factory: pytest.TempPathFactory, ops: l
             assert _outcome(lambda lo=lo, hi=hi: mem.entries(lo + 1, hi + 1)) == _outcome(
                 lambda lo=lo, hi=hi: disk.entries(lo + 1, hi + 1))
             assert mem.snapshot() == disk.snapshot()
+            # What the recent entries kept in memory answer is what the file holds: a second
+            # reader opened now has none in memory and reads LMDB.
+            from_file = LmdbRaftStorage(e.raft)
+            for start in range(lo + 1, hi + 1):
+                for limit in (None, 1, 30, 60):
+                    assert disk.entries(start, hi + 1, limit) == from_file.entries(
+                        start, hi + 1, limit)
+                assert disk.term(start) == from_file.term(start)
+
+
+def test_recent_entries_keep_the_newest_within_both_limits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(raft_log, "TAIL_MAX_ENTRIES", 5)
+    monkeypatch.setattr(raft_log, "TAIL_MAX_BYTES", 100)
+    tail = RecentEntries(1).after_append(_ents(1, 4, 1))  # 3 entries of 26 bytes
+    assert [e.index for e in tail.entries] == [1, 2, 3] and tail.nbytes == 78
+    tail = tail.after_append(_ents(4, 6, 1))  # 5 entries, 130 bytes: the oldest go
+    assert [e.index for e in tail.entries] == [3, 4, 5] and tail.nbytes == 78
+    assert tail.first == 3 and tail.covers(3, 6) and not tail.covers(2, 4)
+    tail = tail.after_append(_ents(4, 5, 2))  # a conflicting suffix from 4 is replaced
+    assert [(e.index, e.term) for e in tail.entries] == [(3, 1), (4, 2)]
+    assert tail.nbytes == 52
+    tail = tail.after_append(_ents(9, 10, 2))  # not adjacent: starts over
+    assert tail.first == 9 and [e.index for e in tail.entries] == [9]
+    big = Entry(term=3, index=10, type=EntryType.NORMAL, data=b"x" * 500)
+    tail = tail.after_append([big])  # one entry over the byte limit is still kept
+    assert [e.index for e in tail.entries] == [10] and tail.nbytes == 516
