@@ -27,8 +27,9 @@ from typing import Protocol, TypeVar
 from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
 from etcdpy._pb.mvccpb import kv_pb2 as mvccpb
 
-EventType = mvccpb.Event.EventType
-FilterType = pb.WatchCreateRequest.FilterType
+# Plain ints from the message classes (protobuf's enum wrappers resolve names in Python).
+EventType = mvccpb.Event
+FilterType = pb.WatchCreateRequest
 
 # Texts etcd puts in cancel_reason.
 EMPTY_RANGE = "mvcc: watcher range is empty"
