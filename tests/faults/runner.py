@@ -10,6 +10,10 @@ lab's client host, so it reaches the members' 10.x addresses; on the loopback fa
 beside them. The parent owns the lab (namespaces, bridge) and removes it, and every process in
 it, whatever the child did.
 
+SIGTERM, SIGHUP or ^C stop the runner cleanly: the parent passes SIGTERM to the running
+children, each child stops its traffic and members (its `finally`s run, as they would not
+under a bare signal), and the parent then removes the labs as after any schedule.
+
 `scripts/faults` is the command line of this module; see `main`.
 """
 
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -40,6 +45,39 @@ from tests.faults.traffic import Traffic, keys
 from tests.faults.verdict import CheckResult, check_history
 
 CHILD_SLACK_S = 300.0  # start-up, settling, checking: beyond the schedule's own duration
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """A stop signal as an exception in the main thread, so every `finally` on the way out
+    runs (the default action ends the process on the spot)."""
+    raise SystemExit(128 + signum)
+
+
+class _Children:
+    """The schedules' child processes running now, for the parent to stop on a signal."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[str]] = set()
+
+    def add(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def terminate_all(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+
+
+_CHILDREN = _Children()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,11 +279,18 @@ def run_one(seed: int, options: Options, out_root: Path, slot: int = 0) -> RunRe
         wrap = list
     argv = wrap([sys.executable, "-m", "tests.faults.runner", "--child", str(seed),
                  options.to_json(), json.dumps([asdict(p) for p in places]), str(out_dir)])
+    proc: subprocess.Popen[str] | None = None
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, cwd=REPO, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)},
-                              timeout=schedule.duration_s + CHILD_SLACK_S, check=False)
-        lines = proc.stdout.strip().splitlines()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=REPO, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        _CHILDREN.add(proc)
+        try:
+            stdout, _ = proc.communicate(timeout=schedule.duration_s + CHILD_SLACK_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        lines = stdout.strip().splitlines()
         if proc.returncode == 0 and lines:
             result = RunResult(**json.loads(lines[-1]))
         else:
@@ -256,6 +301,8 @@ def run_one(seed: int, options: Options, out_root: Path, slot: int = 0) -> RunRe
         result = RunResult(seed, schedule.size, False, "error", "child timed out", False, 0,
                            {}, str(out_dir))
     finally:
+        if proc is not None:
+            _CHILDREN.discard(proc)
         if lab is not None:
             _kill_netns_processes(lab)
             lab.close()
@@ -307,20 +354,27 @@ def run_many(seeds: Sequence[int], options: Options, out_root: Path, jobs: int =
                    for slot, s in enumerate(seeds[:jobs])}
         queue = list(seeds[jobs:])
         done_count = 0
-        while pending:
-            done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
-            for fut in done:
-                slot = pending.pop(fut)
-                r = fut.result()
-                summary.results.append(r)
-                done_count += 1
-                verdict = "ok" if r.ok else f"VIOLATION {r.kind}"
-                print(f"[{done_count}/{len(seeds)}] seed {r.seed} size {r.size} "
-                      f"ops {r.operations} faults {sum(r.faults.values())} "
-                      f"{r.seconds:.0f}s: {verdict}", flush=True)
-                if queue and not (stop_at_first and summary.failures):
-                    nxt = queue.pop(0)
-                    pending[pool.submit(_run_safely, nxt, options, out_root, slot)] = slot
+        try:
+            while pending:
+                done, _ = concurrent.futures.wait(pending, return_when="FIRST_COMPLETED")
+                for fut in done:
+                    slot = pending.pop(fut)
+                    r = fut.result()
+                    summary.results.append(r)
+                    done_count += 1
+                    verdict = "ok" if r.ok else f"VIOLATION {r.kind}"
+                    print(f"[{done_count}/{len(seeds)}] seed {r.seed} size {r.size} "
+                          f"ops {r.operations} faults {sum(r.faults.values())} "
+                          f"{r.seconds:.0f}s: {verdict}", flush=True)
+                    if queue and not (stop_at_first and summary.failures):
+                        nxt = queue.pop(0)
+                        pending[pool.submit(_run_safely, nxt, options, out_root, slot)] = slot
+        except BaseException:
+            # Stopped (a signal, ^C): end the running schedules now, before the pool waits
+            # for its threads; each thread then removes its lab as after any schedule.
+            print("stopping: ending the running schedules", file=sys.stderr, flush=True)
+            _CHILDREN.terminate_all()
+            raise
     return summary
 
 
@@ -340,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--check", metavar="HISTORY", help="only check a saved history.jsonl")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_on_signal)
     if a.child:
         return _child(*a.child)
     if a.check:
