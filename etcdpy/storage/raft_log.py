@@ -34,6 +34,7 @@ from typing import Final
 import lmdb
 
 from ..raft.errors import Compacted, SnapshotOutOfDate, Unavailable
+from ..raft.storage import limit_size
 from ..raft.types import (
     ConfChange,
     ConfChangeType,
@@ -62,18 +63,6 @@ def encode_entry(e: Entry) -> bytes:
 def decode_entry(index: int, b: bytes) -> Entry:
     term, typ = _ENTRY_HDR.unpack_from(b)
     return Entry(term=term, index=index, type=EntryType(typ), data=bytes(b[_ENTRY_HDR.size :]))
-
-
-def _limit(entries: Sequence[Entry], max_size: int | None) -> list[Entry]:
-    """The longest prefix within max_size bytes, but at least one entry (as etcd's limitSize)."""
-    if max_size is None:
-        return list(entries)
-    total = 0
-    for n, e in enumerate(entries):
-        total += e.size()
-        if n and total > max_size:
-            return list(entries[:n])
-    return list(entries)
 
 
 def encode_snapshot_meta(m: SnapshotMetadata) -> bytes:
@@ -214,7 +203,8 @@ class LmdbRaftStorage:
             return out
         recent = self._recent
         if recent.covers(lo, hi):
-            return _limit(recent.entries[lo - recent.first: hi - recent.first], max_size)
+            return limit_size(list(recent.entries[lo - recent.first: hi - recent.first]),
+                              max_size)
         total = 0
         with self._env.begin() as txn:
             cur = txn.cursor(self._log)

@@ -25,9 +25,10 @@ MEMBERS_UP_S = 90.0  # namespaces, members, proxies: well past a schedule's star
 STOPPED_S = 90.0  # the child's cleanup (traffic, members) and the lab's removal
 
 
-def _pids_mentioning(text: str) -> list[int]:
-    """Processes whose command line contains `text` (the run's output dir)."""
-    found = []
+def _processes_mentioning(text: str) -> dict[int, str]:
+    """pid -> command line of the processes whose command line contains `text` (the run's
+    output dir); a process that exits while this reads /proc is simply not listed."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -36,7 +37,7 @@ def _pids_mentioning(text: str) -> list[int]:
         except OSError:
             continue
         if text in cmdline:
-            found.append(int(entry.name))
+            found[int(entry.name)] = cmdline
     return found
 
 
@@ -72,8 +73,8 @@ def test_sigterm_stops_the_runner_and_removes_what_it_started(where: str, tmp_pa
         # Three members (and, with namespaces, the lab) are up when their data dirs' paths
         # show in three etcdpy command lines.
         def members_up() -> bool:
-            return len([p for p in _pids_mentioning(str(out))
-                        if b"etcdpy" in Path(f"/proc/{p}/cmdline").read_bytes()]) >= 3
+            return len([cmd for cmd in _processes_mentioning(str(out)).values()
+                        if "-m etcdpy" in cmd]) >= 3
 
         assert _wait_for(members_up, MEMBERS_UP_S), "the schedule's members never started"
         if where == "namespaces":
@@ -88,6 +89,6 @@ def test_sigterm_stops_the_runner_and_removes_what_it_started(where: str, tmp_pa
     assert "stopping: ending the running schedules" in output
     # Nothing of the run is left: members (and proxies, which die with their members' run)
     # and the namespaces.
-    assert _wait_for(lambda: not _pids_mentioning(str(out)), 20), (
-        f"left running: {_pids_mentioning(str(out))}\n{output}")
+    assert _wait_for(lambda: not _processes_mentioning(str(out)), 20), (
+        f"left running: {_processes_mentioning(str(out))}\n{output}")
     assert not _namespaces_of(runner.pid)
