@@ -173,21 +173,29 @@ def _double_vote_bait(cluster: FaultCluster, step: Step, rng: random.Random) -> 
     """Bait for a forgotten vote (3 members), with nothing but kills, a pause, a partition and
     slow links, timed by who leads (as a Jepsen nemesis targets the leader):
 
-    1. slow the links into the two followers, kill the leader L;
+    1. slow the links into the two followers and let L append for a moment, so that L's log
+       ends with entries neither follower has yet; kill L;
     2. as soon as one follower W wins the next term T, pause W and kill the other, V, which
        voted for W but cannot yet have W's first entry of T (its inbound link is slow);
-    3. cut L off from W and restart L and V. V is in term T and has forgotten its vote, so
-       L (whose log is the longest) can win T too with V's vote: two leaders in one term;
+    3. cut L off from W and restart L, then V. V is in term T and has forgotten its vote, so
+       L can win T too with V's vote: two leaders in one term. L's longer log makes L refuse
+       V's own pre-votes, so V cannot move the term on first;
     4. after the hold, resume W, which still leads T and sends V its own entries of T.
 
-    With votes on disk, V refuses L in step 3 (it voted for W in T) and nothing is lost.
+    It works only when W wins the first election after L's death (T is one past L's term, so
+    L's campaign is for T), hence short delays: with long ones the followers split their
+    votes for several terms. With votes on disk, V refuses L in step 3 (it voted for W in T)
+    and nothing is lost.
     """
     old = cluster.leader()
     if old is None or len(cluster.fmembers) != 3:
         return Fault("double-vote bait: no leader to start from, skipped", _nothing)
     others = [m for m in cluster.fmembers if m is not old]
     for m in others:
-        m.proxy_command("delay 300 50")
+        # longer than it takes to see W win and kill V (a status call), short enough
+        # that the followers rarely both become candidates in one round
+        m.proxy_command("delay 100 10")
+    time.sleep(0.4)
     old.kill()
     deadline = time.monotonic() + 10.0
     winner: FaultMember | None = None
@@ -203,8 +211,8 @@ def _double_vote_bait(cluster: FaultCluster, step: Step, rng: random.Random) -> 
     voter.kill()
     cluster.drop_from(old, [winner])
     cluster.drop_from(winner, [old])
-    voter.restart()
     old.restart()
+    voter.restart()
     time.sleep(step.hold_s)
     winner.resume()
     time.sleep(rng.uniform(1.0, 3.0))  # let both leaders of the term talk to the voter
