@@ -37,6 +37,10 @@ class Violation(Exception):
         self.invariant = invariant
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        # rebuilt from its fields when a seed's result comes back from a worker process
+        return self.__class__, (self.invariant, self.detail)
+
 
 @dataclass(frozen=True, slots=True)
 class Committed:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import multiprocessing
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import bugs
 from .cluster import Simulation
@@ -17,6 +22,31 @@ DEFAULT_SERVER_STEPS = 3000  # server_runner.DEFAULT_SERVER_STEPS (asserted ther
 SERVER_BUG_NAMES = ("compact-without-snapshot", "drop-last-apply", "read-before-apply")
 
 DEFAULT_STEPS = 10000
+
+R = TypeVar("R")
+
+
+def default_jobs() -> int:
+    """Processes for many seeds: one per core (a seed is pure CPU and shares nothing with the
+    others); SIM_JOBS overrides it."""
+    return int(os.environ.get("SIM_JOBS", "0")) or os.cpu_count() or 1
+
+
+def map_seeds(run: Callable[[int], R], seeds: range, jobs: int) -> Iterator[R]:
+    """`run(seed)` for every seed, yielded in seed order whatever the number of processes, so
+    a summary (and the first failure found) is the same as a sequential run's. `run` must be
+    picklable (a module-level function, or a partial of one) when jobs > 1."""
+    if jobs <= 1 or len(seeds) <= 1:
+        yield from map(run, seeds)
+        return
+    # spawn, not fork: the caller (pytest, a CLI with threads) must not be forked mid-flight
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=context) as pool:
+        try:
+            # chunks amortize the hand-off; several per process keep the tail short
+            yield from pool.map(run, seeds, chunksize=max(1, len(seeds) // (jobs * 8)))
+        finally:
+            pool.shutdown(cancel_futures=True)  # a caller that stops at a failure
 
 
 def nodes_for(seed: int, nodes: str) -> int:
@@ -39,6 +69,11 @@ def run_seed(
         return sim.run()
 
 
+def _run_mixed_seed(seed: int, nodes: str, steps: int, bug: str | None,
+                    commit_rule: bool) -> RunResult:
+    return run_seed(seed, nodes_for(seed, nodes), steps, bug, commit_rule=commit_rule)
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     runs: int
@@ -59,11 +94,14 @@ def run_seeds(
     stop_at_first: bool = False,
     progress: Callable[[str], None] | None = None,
     commit_rule: bool = True,
+    jobs: int = 1,
 ) -> Summary:
     failures: list[RunResult] = []
     committed = leaders = reads = crashes = confs = runs = 0
-    for seed in range(start, start + count):
-        r = run_seed(seed, nodes_for(seed, nodes), steps, bug, commit_rule=commit_rule)
+    run = functools.partial(_run_mixed_seed, nodes=nodes, steps=steps, bug=bug,
+                            commit_rule=commit_rule)
+    for r in map_seeds(run, range(start, start + count), jobs):
+        seed = r.seed
         runs += 1
         committed += r.stats.committed
         leaders += r.stats.leaders
@@ -116,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the COMMIT_RULE check (end-to-end checks only)",
     )
+    p.add_argument("--jobs", type=int, default=default_jobs(),
+                   help="processes running seeds (default: one per core, or SIM_JOBS)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every event")
     a = p.parse_args(argv)
     a.steps_given = a.steps is not None
@@ -149,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     summ = run_seeds(
-        a.start, a.seeds, a.nodes, a.steps, a.bug, a.stop, progress, not a.no_commit_rule
+        a.start, a.seeds, a.nodes, a.steps, a.bug, a.stop, progress, not a.no_commit_rule,
+        jobs=a.jobs,
     )
     print(
         f"{summ.runs} seeds ({a.start}..{a.start + summ.runs - 1}, nodes {a.nodes}, "

@@ -29,6 +29,10 @@ class ServerViolation(Exception):
         self.invariant = invariant
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        # rebuilt from its fields when a seed's result comes back from a worker process
+        return self.__class__, (self.invariant, self.detail)
+
 
 class StateAgreement:
     """The first member seen at an applied index fixes (revision, compact revision, hash_kv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,11 @@ def run_server_seed(seed: int, nodes: int, steps: int = DEFAULT_SERVER_STEPS,
     return ServerSimulation(seed, nodes, steps, verbose=verbose, bug=bug).run()
 
 
+def _run_sized_seed(seed: int, nodes: Callable[[int], int], steps: int,
+                    bug: str | None) -> ServerRunResult:
+    return run_server_seed(seed, nodes(seed), steps, bug)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSummary:
     runs: int
@@ -47,12 +53,14 @@ class ServerSummary:
 def run_server_seeds(
     start: int, count: int, nodes: Callable[[int], int], steps: int = DEFAULT_SERVER_STEPS,
     bug: str | None = None, stop_at_first: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, jobs: int = 1,
 ) -> ServerSummary:
+    """`nodes` must be picklable (a module-level function) when jobs > 1."""
     failures: list[ServerRunResult] = []
     applied = acked = reads = crashes = installs = leaders = confs = runs = 0
-    for seed in range(start, start + count):
-        r = run_server_seed(seed, nodes(seed), steps, bug)
+    run = functools.partial(_run_sized_seed, nodes=nodes, steps=steps, bug=bug)
+    for r in runner.map_seeds(run, range(start, start + count), jobs):
+        seed = r.seed
         runs += 1
         s = r.stats
         applied += s.applied
@@ -86,6 +94,10 @@ def format_server_failure(r: ServerRunResult) -> str:
     return "\n".join(lines)
 
 
+def _nodes(spec: str, nodes_for: Callable[[int, str], int], seed: int) -> int:
+    return nodes_for(seed, spec)
+
+
 def server_main(a: argparse.Namespace, nodes_for: Callable[[int, str], int]) -> int:
     """`scripts/sim --server ...` (arguments parsed by runner.main)."""
     steps = a.steps if a.steps_given else DEFAULT_SERVER_STEPS
@@ -103,8 +115,9 @@ def server_main(a: argparse.Namespace, nodes_for: Callable[[int, str], int]) -> 
             return 1
         print("OK")
         return 0
-    summ = run_server_seeds(a.start, a.seeds, lambda seed: nodes_for(seed, a.nodes), steps,
-                            a.bug, a.stop, lambda line: print(line, flush=True))
+    summ = run_server_seeds(a.start, a.seeds, functools.partial(_nodes, a.nodes, nodes_for),
+                            steps, a.bug, a.stop, lambda line: print(line, flush=True),
+                            jobs=a.jobs)
     print(
         f"{summ.runs} seeds ({a.start}..{a.start + summ.runs - 1}, nodes {a.nodes}, {steps} "
         f"steps, server layer): {len(summ.failures)} failing; {summ.applied} entries applied, "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .runner import nodes_for
+from .runner import default_jobs, nodes_for
 from .server_cluster import SERVER_BUGS
 from .server_runner import (
     DEFAULT_SERVER_STEPS,
@@ -33,7 +33,7 @@ def _mixed(seed: int) -> int:
 
 
 def test_100_seeds_of_the_server_layer_have_no_violation() -> None:
-    summ = run_server_seeds(0, CI_SEEDS, _mixed, DEFAULT_SERVER_STEPS)
+    summ = run_server_seeds(0, CI_SEEDS, _mixed, DEFAULT_SERVER_STEPS, jobs=default_jobs())
     print(
         f"\n{summ.runs} seeds x {DEFAULT_SERVER_STEPS} events (server layer): "
         f"{len(summ.failures)} failing; {summ.applied} entries applied, {summ.acked_writes} "

@@ -7,13 +7,13 @@ A soak runs thousands more seeds: `scripts/sim --seeds 5000 --start 300`.
 
 from __future__ import annotations
 
-from .runner import DEFAULT_STEPS, format_failure, run_seeds
+from .runner import DEFAULT_STEPS, default_jobs, format_failure, run_seeds
 
 CI_SEEDS = 300
 
 
 def test_300_seeds_mixed_3_and_5_nodes_have_no_violation() -> None:
-    summ = run_seeds(0, CI_SEEDS, nodes="mixed", steps=DEFAULT_STEPS)
+    summ = run_seeds(0, CI_SEEDS, nodes="mixed", steps=DEFAULT_STEPS, jobs=default_jobs())
     print(
         f"\n{summ.runs} seeds x {DEFAULT_STEPS} events: {len(summ.failures)} failing; "
         f"{summ.committed} entries committed, {summ.leaders} elections won, "
@@ -30,3 +30,15 @@ def test_300_seeds_mixed_3_and_5_nodes_have_no_violation() -> None:
     assert not summ.failures, f"failing seeds: {failing}\n\n" + "\n\n".join(
         format_failure(r) for r in summ.failures[:3]
     )
+
+
+def test_seeds_run_in_processes_sum_up_as_in_one() -> None:
+    """The CI runs spread seeds over processes: same summary, failures and order as one."""
+    args = dict(nodes="mixed", steps=3000, bug="commit-old-term")
+    one = run_seeds(0, 12, **args, jobs=1)  # type: ignore[arg-type]
+    two = run_seeds(0, 12, **args, jobs=2)  # type: ignore[arg-type]
+    assert one.failures, "the bug must show, so that violations cross the process boundary"
+    assert [(r.seed, r.trace_hash, str(r.violation)) for r in two.failures] == [
+        (r.seed, r.trace_hash, str(r.violation)) for r in one.failures]
+    assert (two.runs, two.committed, two.leaders, two.reads, two.crashes) == (
+        one.runs, one.committed, one.leaders, one.reads, one.crashes)
