@@ -65,6 +65,7 @@ def wait_serving(member: Member, timeout_s: float = WAIT_S) -> None:
         except subprocess.TimeoutExpired:
             return False
         return r.returncode == 0
+    member.wait_listening(timeout_s)
     wait_for(f"{member.name} serving", probe, timeout_s, interval_s=0.1)
 
 

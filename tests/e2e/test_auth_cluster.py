@@ -39,6 +39,7 @@ def wait_serving_as_root(member: Member) -> None:
         assert member.proc is not None and member.proc.poll() is None, member.log_tail()
         r = etcdctl([member.endpoint], *ROOT, "get", "probe", timeout_s=8, check=False)
         return r.returncode == 0
+    member.wait_listening()
     wait_for(f"{member.name} serving with auth", probe, interval_s=0.2)
 
 
