@@ -110,17 +110,22 @@ class Member:
         Probing with etcdctl alone is slow: a gRPC client whose first connection is refused
         waits a second or more (its reconnect backoff) before it tries again, so a member
         that was ready at 0.8 s would be seen only at 1.1-2 s. A refused TCP connect costs
-        nothing, so it is polled first.
+        nothing, so it is polled first. Only a refusal means "not yet": where this process
+        cannot reach the endpoint at all (a member in a network namespace), it returns at
+        once and the caller's own probe does the waiting.
         """
+        host, port = self.endpoint.rsplit(":", 1)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 return
             try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1.0):
+                with socket.create_connection((host, int(port)), timeout=0.5):
                     return
-            except OSError:
+            except ConnectionRefusedError:
                 time.sleep(0.02)
+            except OSError:
+                return
 
     def wait_serving(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait until the client port answers a linearizable read (a leader exists)."""
