@@ -34,9 +34,8 @@ def test_300_seeds_mixed_3_and_5_nodes_have_no_violation() -> None:
 
 def test_seeds_run_in_processes_sum_up_as_in_one() -> None:
     """The CI runs spread seeds over processes: same summary, failures and order as one."""
-    args = dict(nodes="mixed", steps=3000, bug="commit-old-term")
-    one = run_seeds(0, 12, **args, jobs=1)  # type: ignore[arg-type]
-    two = run_seeds(0, 12, **args, jobs=2)  # type: ignore[arg-type]
+    one, two = (run_seeds(0, 12, nodes="mixed", steps=3000, bug="commit-old-term", jobs=jobs)
+                for jobs in (1, 2))
     assert one.failures, "the bug must show, so that violations cross the process boundary"
     assert [(r.seed, r.trace_hash, str(r.violation)) for r in two.failures] == [
         (r.seed, r.trace_hash, str(r.violation)) for r in one.failures]
