@@ -6,6 +6,8 @@ Each run starts real etcd 3.5.1, etcdpy and the bare grpc.aio server for about a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -50,6 +52,9 @@ def check_rows(results: dict[str, Any], workload: str) -> None:
     # The ratios are exactly the quotients of the medians the table shows.
     assert etcdpy["x_etcd"] == pytest.approx(etcdpy["ops_per_s"] / rows["etcd-1"]["ops_per_s"])
     assert etcdpy["x_bare"] == pytest.approx(etcdpy["ops_per_s"] / rows["bare"]["ops_per_s"])
+    # One round: its paired ratio is the ratio, lowest and highest alike.
+    for key in ("x_etcd", "x_bare"):
+        assert etcdpy[f"{key}_min"] == pytest.approx(etcdpy[key]) == etcdpy[f"{key}_max"]
     runs = [r for r in results["runs"] if r["workload"] == workload]
     assert len(runs) == len(TARGETS) and all(r["ok"] and r["errors"] == 0 for r in runs)
 
@@ -82,6 +87,28 @@ def test_quick_run_uses_go_generator_when_it_can(tmp_path: Path) -> None:
     expected = "py-grpc-aio" if generators.go_unavailable() else "go-clientv3"
     assert results["meta"]["generator"] == expected
     check_rows(results, "seqput")
+
+
+def test_ratio_spread_pairs_rounds() -> None:
+    """Round by round, etcdpy is divided by the etcd and bare runs of that same round; a round
+    where one of them failed gives no ratio, and the table prints the lowest and highest."""
+    from scripts.bench.driver import Run, print_table, summarise
+
+    def run(rnd: int, target: str, ops: float, ok: bool = True) -> Run:
+        return Run(round=rnd, target=target, workload="put", ok=ok, ops_per_s=ops)
+
+    runs = [run(1, "etcd-1", 1000), run(1, "etcdpy-1", 200), run(1, "bare", 400),
+            run(2, "etcd-1", 500), run(2, "etcdpy-1", 150), run(2, "bare", 200, ok=False),
+            run(3, "etcd-1", 800), run(3, "etcdpy-1", 240), run(3, "bare", 300)]
+    (row,) = [r for r in summarise(runs, ["put"], ["etcd-1", "etcdpy-1", "bare"])
+              if r["target"] == "etcdpy-1"]
+    assert row["x_etcd"] == pytest.approx(200 / 800)  # quotient of the medians
+    assert (row["x_etcd_min"], row["x_etcd_max"]) == (pytest.approx(0.2), pytest.approx(0.3))
+    assert (row["x_bare_min"], row["x_bare_max"]) == (pytest.approx(0.5), pytest.approx(0.8))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_table([row], [])
+    assert "0.20-0.30" in out.getvalue() and "0.50-0.80" in out.getvalue()
 
 
 def test_profile_summary_buckets_stacks(tmp_path: Path) -> None:

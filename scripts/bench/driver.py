@@ -4,8 +4,10 @@ Every round starts each target fresh (new data dirs, 1 or 3 members on loopback,
 runs the workloads against it with the same load generator, and stops it; the target order
 flips every round so slow drift on a shared machine hits all targets alike. The 1M-key load
 (data-dir size, resident memory, restart-to-serving time) runs once, on 1-member clusters.
-At the end it prints medians over rounds with ratios etcdpy/etcd and etcdpy/bare, and writes
-results.json and ratios.png (if matplotlib is installed) into --out.
+At the end it prints medians over rounds with ratios etcdpy/etcd and etcdpy/bare (quotients of
+the medians), the lowest and highest of the same ratios taken round by round (on a shared
+machine a lone round can be off by a fifth or more, so read a target as met only when the
+spread agrees), and writes results.json and ratios.png (if matplotlib is installed) into --out.
 
     scripts/bench/run [--rounds 3] [--workloads put,range] [--targets etcd-1,etcdpy-1] [--quick]
 """
@@ -298,8 +300,19 @@ def median_of(runs: list[Run], target: str, workload: str, attr: str) -> float |
     return statistics.median(vals) if vals else None
 
 
+def paired_ratios(runs: list[Run], target: str, ref: str, workload: str) -> list[float]:
+    """ops/s of `target` over `ref`'s in each round both ran: a round runs its targets back to
+    back, so these pairs share the machine's state of the moment. Their spread says how far one
+    round's ratio can be trusted on a shared machine (the median ratio alone does not)."""
+    by_round = {r.round: r.ops_per_s for r in runs
+                if r.ok and r.target == ref and r.workload == workload and r.ops_per_s > 0}
+    return [r.ops_per_s / by_round[r.round] for r in runs
+            if r.ok and r.target == target and r.workload == workload and r.round in by_round]
+
+
 def summarise(runs: list[Run], names: list[str], targets: list[str]) -> list[dict[str, object]]:
-    """Medians over rounds per (workload, target), with etcdpy's ratios to etcd and bare."""
+    """Medians over rounds per (workload, target), with etcdpy's ratios to etcd and bare (the
+    quotients of the medians) and the lowest and highest of the per-round ratios."""
     rows: list[dict[str, object]] = []
     for w in names:
         for t in targets:
@@ -322,8 +335,20 @@ def summarise(runs: list[Run], names: list[str], targets: list[str]) -> list[dic
                 row["x_etcd"] = ops / etcd_ops if etcd_ops else None
                 row["p50_x_etcd"] = p50 / etcd_p50 if etcd_p50 and isinstance(p50, float) else None
                 row["x_bare"] = ops / bare_ops if bare_ops else None
+                for key, other in (("x_etcd", ref), ("x_bare", "bare")):
+                    paired = paired_ratios(runs, t, other, w)
+                    if paired:
+                        row[f"{key}_min"], row[f"{key}_max"] = min(paired), max(paired)
             rows.append(row)
     return rows
+
+
+def spread(row: dict[str, object], key: str) -> str:
+    """"lowest-highest" of a row's per-round ratios, or a dash."""
+    lo, hi = row.get(f"{key}_min"), row.get(f"{key}_max")
+    if isinstance(lo, float) and isinstance(hi, float):
+        return f"{lo:.2f}-{hi:.2f}"
+    return "-"
 
 
 def fmt(v: object, spec: str) -> str:
@@ -335,12 +360,14 @@ def fmt(v: object, spec: str) -> str:
 
 def print_table(rows: list[dict[str, object]], loads: list[dict[str, float | str]]) -> None:
     print(f"{'workload':8s} {'target':9s} {'ops/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
-          f"{'cpu us/op':>9s} {'x etcd':>7s} {'p50 x':>6s} {'x bare':>7s}")
+          f"{'cpu us/op':>9s} {'x etcd':>7s} {'p50 x':>6s} {'x bare':>7s} "
+          f"{'rounds x etcd':>13s} {'rounds x bare':>13s}")
     for r in rows:
         print(f"{r['workload']!s:8s} {r['target']!s:9s} {fmt(r['ops_per_s'], '9.0f')} "
               f"{fmt(r['p50_ms'], '8.2f')} {fmt(r['p99_ms'], '8.2f')} "
               f"{fmt(r['server_cpu_us_per_op'], '9.0f')} {fmt(r.get('x_etcd'), '7.2f')} "
-              f"{fmt(r.get('p50_x_etcd'), '6.2f')} {fmt(r.get('x_bare'), '7.2f')}")
+              f"{fmt(r.get('p50_x_etcd'), '6.2f')} {fmt(r.get('x_bare'), '7.2f')} "
+              f"{spread(r, 'x_etcd'):>13s} {spread(r, 'x_bare'):>13s}")
     if loads:
         print(f"\n{'load':8s} {'target':9s} {'keys/s':>9s} {'data MB':>8s} {'RSS MB':>8s} "
               f"{'restart s':>9s}")
