@@ -1,0 +1,141 @@
+"""Where RaftNode writes a Ready: on the loop thread when that delays nothing, else in its
+writer thread (raft_node.py's module docstring). Real Raft core, in-memory log storage; the
+writer records the thread each write ran on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from etcdpy.raft import (
+    Entry,
+    EntryType,
+    HardState,
+    MemoryStorage,
+    Message,
+    MessageType,
+    ReadState,
+    Snapshot,
+    SoftState,
+    StateType,
+)
+from etcdpy.server.raft_node import INLINE_SAVE_MAX_ENTRIES, RaftNode
+from tests.raft.test_rawnode import fresh, node, run
+
+
+class RecordingWriter:
+    """Persists into the core's MemoryStorage and notes (thread name, entries) per write."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._storage = storage
+        self.writes: list[tuple[str, int]] = []
+
+    def save(self, hard_state: HardState | None, entries: Sequence[Entry],
+             snapshot: Snapshot | None, sync: bool) -> None:
+        self._storage.append(entries)
+        if hard_state is not None:
+            self._storage.set_hard_state(hard_state)
+        if entries:
+            self.writes.append((threading.current_thread().name, len(entries)))
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.messages.extend(messages)
+
+
+class Applied:
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+
+    def apply(self, entries: Sequence[Entry]) -> None:
+        self.data.extend(e.data for e in entries if e.type == EntryType.NORMAL and e.data)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        raise AssertionError("no snapshot expected")
+
+    def on_read_states(self, read_states: Sequence[ReadState]) -> None:
+        pass
+
+    def on_soft_state(self, soft_state: SoftState, term: int) -> None:
+        pass
+
+    def on_proposal_dropped(self, request_id: int) -> None:
+        raise AssertionError(f"proposal {request_id} dropped")
+
+    def merge_snapshot(self, message: Message) -> Message:
+        return message
+
+    def between_readies(self) -> None:
+        pass
+
+
+async def _until(check: object, what: str) -> None:
+    for _ in range(500):  # bounded: 5 s
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_single_member_writes_one_proposal_inline_and_a_burst_in_the_thread() -> None:
+    rawnode, storage = fresh([1])
+    rawnode.campaign()
+    run(rawnode, storage)
+    assert rawnode.status().soft_state.raft_state == StateType.LEADER
+    writer, applied = RecordingWriter(storage), Applied()
+    raft = RaftNode(rawnode, writer, Sent(), applied, tick_interval_s=0.1)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(raft.run())
+        try:
+            raft.propose(1, b"alone")
+            await _until(lambda: applied.data == [b"alone"], "the lone put applied")
+            burst = [b"burst-%d" % i for i in range(INLINE_SAVE_MAX_ENTRIES + 3)]
+            for i, data in enumerate(burst):  # queued before the loop runs: one Ready
+                raft.propose(10 + i, data)
+            await _until(lambda: applied.data[1:] == burst, "the burst applied")
+        finally:
+            raft.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert writer.writes == [("MainThread", 1), (writer.writes[1][0], INLINE_SAVE_MAX_ENTRIES + 3)]
+    assert writer.writes[1][0].startswith("raft-log")
+
+
+def test_a_leader_with_appends_to_send_writes_in_the_thread() -> None:
+    """A leader's one-entry Ready carries the MsgApp for its follower; the peer streams are
+    written by the loop, so that write must not block the loop."""
+    storage = MemoryStorage.bootstrap([1, 2])
+    rawnode = node(storage, 1, pre_vote=False)
+    run(rawnode, storage)
+    rawnode.campaign()
+    run(rawnode, storage)
+    term = rawnode.status().hard_state.term
+    rawnode.step(Message(type=MessageType.VOTE_RESP, from_=2, to=1, term=term))
+    run(rawnode, storage)
+    assert rawnode.status().soft_state.raft_state == StateType.LEADER
+    # The follower acknowledges the leader's first entry, so appends flow to it (replicate).
+    rawnode.step(Message(type=MessageType.APP_RESP, from_=2, to=1, term=term,
+                         index=storage.last_index()))
+    run(rawnode, storage)
+    writer, sent = RecordingWriter(storage), Sent()
+    raft = RaftNode(rawnode, writer, sent, Applied(), tick_interval_s=0.1)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(raft.run())
+        try:
+            raft.propose(1, b"replicated")
+            await _until(lambda: writer.writes, "the leader's write")
+        finally:
+            raft.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert any(m.type == MessageType.APP and m.to == 2 for m in sent.messages)
+    assert writer.writes[0][1] == 1 and writer.writes[0][0].startswith("raft-log")
