@@ -6,8 +6,6 @@ Each run starts real etcd 3.5.1, etcdpy and the bare grpc.aio server for about a
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -89,7 +87,7 @@ def test_quick_run_uses_go_generator_when_it_can(tmp_path: Path) -> None:
     check_rows(results, "seqput")
 
 
-def test_ratio_spread_pairs_rounds() -> None:
+def test_ratio_spread_pairs_rounds(capsys: pytest.CaptureFixture[str]) -> None:
     """Round by round, etcdpy is divided by the etcd and bare runs of that same round; a round
     where one of them failed gives no ratio, and the table prints the lowest and highest."""
     from scripts.bench.driver import Run, print_table, summarise
@@ -105,10 +103,9 @@ def test_ratio_spread_pairs_rounds() -> None:
     assert row["x_etcd"] == pytest.approx(200 / 800)  # quotient of the medians
     assert (row["x_etcd_min"], row["x_etcd_max"]) == (pytest.approx(0.2), pytest.approx(0.3))
     assert (row["x_bare_min"], row["x_bare_max"]) == (pytest.approx(0.5), pytest.approx(0.8))
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        print_table([row], [])
-    assert "0.20-0.30" in out.getvalue() and "0.50-0.80" in out.getvalue()
+    print_table([row], [])
+    out = capsys.readouterr().out
+    assert "0.20-0.30" in out and "0.50-0.80" in out
 
 
 def test_profile_summary_buckets_stacks(tmp_path: Path) -> None:

@@ -344,7 +344,7 @@ def summarise(runs: list[Run], names: list[str], targets: list[str]) -> list[dic
 
 
 def spread(row: dict[str, object], key: str) -> str:
-    """"lowest-highest" of a row's per-round ratios, or a dash."""
+    """The lowest and highest of a row's per-round ratios as "lo-hi", or a dash."""
     lo, hi = row.get(f"{key}_min"), row.get(f"{key}_max")
     if isinstance(lo, float) and isinstance(hi, float):
         return f"{lo:.2f}-{hi:.2f}"

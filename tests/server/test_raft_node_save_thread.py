@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from etcdpy.raft import (
     Entry,
@@ -74,9 +74,9 @@ class Applied:
         pass
 
 
-async def _until(check: object, what: str) -> None:
+async def _until(check: Callable[[], object], what: str) -> None:
     for _ in range(500):  # bounded: 5 s
-        if check():  # type: ignore[operator]
+        if check():
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
