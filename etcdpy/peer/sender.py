@@ -8,6 +8,8 @@ Invariants (checked with asserts where they change):
   receiver acknowledges every `ack_every` batches (`ack_interval`, half the window), so an ack
   is always due before the sender has to wait for one.
 * at most one snapshot transfer to this peer at a time.
+* every message handed to `enqueue` ends up counted once, in `sent_messages` when its batch's
+  write returns or in `dropped` (refused, queued when the stream broke, or in a failed write).
 Messages are written in the order they were enqueued; a broken stream drops what was queued
 (Raft retransmits) rather than replaying stale messages into the next connection.
 """
@@ -314,7 +316,13 @@ class PeerSender:
                     first = False
                     # Counted before the write returns: the ack may arrive before it does.
                     written += 1
-                    await write(batch)
+                    try:
+                        await write(batch)
+                    except BaseException:
+                        # Taken from the queue, never sent: counted like the queue the
+                        # broken stream drops, so every message is either sent or dropped.
+                        self.dropped += len(batch.messages)
+                        raise
                     self.sent_batches += 1
                     self.sent_messages += len(batch.messages)
                     assert written - acked <= self._opts.max_inflight_batches
