@@ -1,7 +1,7 @@
 """The sending side for one peer: a bounded queue drained by one long-lived stream, of our
 own where the peer offers it (`stream.py`), else of gRPC.
 
-Invariants (checked with asserts where they change):
+Invariants (checked with asserts where they change, the last one by tests/peer/test_units.py):
 * `len(queue) <= queue_messages` and `queued_bytes <= queue_bytes`: `enqueue` drops instead
   of growing, so a slow or dead peer costs bounded memory and never blocks the caller.
 * batches written - batches acknowledged <= max_inflight_batches on the current stream. The

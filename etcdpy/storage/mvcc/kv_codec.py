@@ -6,9 +6,9 @@ values omitted; fields in number order, which is what Go's marshaller emits).  T
 exact bytes are what HashKV checksums.  Every put encodes one and decodes the key's
 previous one, and ranges decode what they return, so both go through protobuf's C
 implementation (the generated ``mvccpb.KeyValue``): for a 256-byte value, 3.1 us to decode
-and 2.4 us to encode, against 9.7 and 2.9 us for the varint loops in Python this module had.  ``tests/storage/
-test_kv_codec.py`` checks the bytes against an encoder built from kv.proto's field
-numbers, not from the generated code.
+and 2.4 us to encode, against 9.7 and 2.9 us for the varint loops in Python this module
+had.  ``tests/storage/test_kv_codec.py`` checks the bytes against an encoder built from
+kv.proto's field numbers, not from the generated code.
 """
 
 from __future__ import annotations
