@@ -30,7 +30,14 @@ from pathlib import Path
 from types import FrameType
 
 from scripts.bench import generators, plot
-from scripts.bench.servers import Deployment, TargetSpec, cpu_seconds, disk_bytes, rss_bytes
+from scripts.bench.servers import (
+    Deployment,
+    TargetSpec,
+    cpu_seconds,
+    disk_bytes,
+    rss_bytes,
+    thread_cpu_seconds,
+)
 from tests.e2e.harness import find_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +92,10 @@ class Run:
     server_cpu_us_per_op: float = 0.0  # steadier than ops/s when the machine is shared
     generator_cpu_s: float = 0.0  # to show the generator is not the bottleneck
     extra: dict[str, float] | None = None
+    # Cores used, over the run, by the busiest process's main thread (a Python server's event
+    # loop) and by every other thread of the target's processes together (see loop_usage).
+    busiest_main_thread_cores: float = 0.0
+    other_threads_cores: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,23 @@ class GenResult:
                          float(d["p50_ms"]), float(d["p99_ms"]), float(d["p999_ms"]),
                          int(d["errors"]), str(d.get("first_error", "")),
                          {str(k): float(v) for k, v in (d.get("extra") or {}).items()})
+
+
+def loop_usage(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
+               wall_s: float) -> tuple[float, float]:
+    """(cores of the busiest main thread, cores of all other threads) between two samples.
+
+    One process's main thread near 1.0 is a saturated event loop; well below it, with the
+    server at its limit, the loop waits: for the disk (an fsync on the loop thread) or for the
+    GIL, which the other threads' Python work holds meanwhile."""
+    if wall_s <= 0:
+        return 0.0, 0.0
+    busiest = others = 0.0
+    for pid, (main, other) in after.items():
+        main0, other0 = before.get(pid, (0.0, 0.0))
+        busiest = max(busiest, main - main0)
+        others += other - other0
+    return busiest / wall_s, others / wall_s
 
 
 class Bench:
@@ -191,6 +219,7 @@ class Bench:
         flags = [f"--duration={self.args.duration:g}s"]
         pids = d.pids()
         cpu0 = cpu_seconds(pids)
+        threads0, wall0 = thread_cpu_seconds(pids), time.monotonic()
         spies = self.profile(rnd, d, w)
         try:
             res, err, gen_cpu = self.generate(w, d.endpoints, flags,
@@ -203,16 +232,22 @@ class Bench:
                     spy.kill()
                     spy.wait()
         cpu = cpu_seconds(pids) - cpu0
+        main_cores, other_cores = loop_usage(threads0, thread_cpu_seconds(pids),
+                                             time.monotonic() - wall0)
         if res is None:
             run = Run(rnd, d.spec.name, w.name, False, first_error=err, generator_cpu_s=gen_cpu)
             self.say(f"round {rnd} {d.spec.name:9s} {w.name:7s} FAILED: {err}")
         else:
             run = Run(rnd, d.spec.name, w.name, True, res.ops, res.seconds, res.ops_per_s,
                       res.p50_ms, res.p99_ms, res.p999_ms, res.errors, res.first_error,
-                      cpu / res.ops * 1e6 if res.ops else 0.0, gen_cpu, res.extra or None)
+                      cpu / res.ops * 1e6 if res.ops else 0.0, gen_cpu, res.extra or None,
+                      main_cores, other_cores)
+            # A Go server's main thread means nothing: the threads are shown for Python ones.
+            threads = ("" if d.spec.kind == "etcd" else
+                       f"(loop {main_cores:4.2f} + threads {other_cores:4.2f} cores)  ")
             self.say(f"round {rnd} {d.spec.name:9s} {w.name:7s} {run.ops_per_s:9.0f} ops/s  "
                      f"p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  "
-                     f"server {run.server_cpu_us_per_op:5.0f} us/op  "
+                     f"server {run.server_cpu_us_per_op:5.0f} us/op {threads} "
                      f"generator {gen_cpu / max(run.seconds, 1e-9):4.2f} cores  "
                      f"errors {run.errors}")
         self.runs.append(run)
@@ -324,6 +359,8 @@ def summarise(runs: list[Run], names: list[str], targets: list[str]) -> list[dic
                 "p50_ms": median_of(runs, t, w, "p50_ms"),
                 "p99_ms": median_of(runs, t, w, "p99_ms"),
                 "server_cpu_us_per_op": median_of(runs, t, w, "server_cpu_us_per_op"),
+                "busiest_main_thread_cores": median_of(runs, t, w, "busiest_main_thread_cores"),
+                "other_threads_cores": median_of(runs, t, w, "other_threads_cores"),
                 "rounds": sum(1 for r in runs if r.ok and r.target == t and r.workload == w),
             }
             if t.startswith("etcdpy-"):
