@@ -20,6 +20,15 @@ Applying while the next write runs (a pipeline) was tried and measured: it short
 round, so batches shrink and the state commit that blocks the loop runs more often; with 256
 clients it lost 10-20% of put throughput, so the rounds stay sequential.
 
+Applying in a thread of its own, so that the state commit's fsync would not hold the loop,
+was measured as well (one member, put with 256 clients, against the bare server in the same
+runs): the whole batch applied in a thread, 0.70 and 0.68x the bare server against 0.70 and
+0.73x; only the state transaction begun and committed in a thread, the applying itself left
+on the loop, 0.67 and 0.65x against 0.67 and 0.73x; sequential put slower in both, by the
+hand-offs. The member is bound by the GIL more than by the loop's waits: under that load its
+loop thread uses about 0.9 of a core and its other threads 0.2 (the benchmark prints both), so
+Python work moved to another thread still waits for the same lock. Apply stays on the loop.
+
 A small Ready on a quiet node (a sequential writer on one member, a follower's single-entry
 append) is written on the loop thread instead: handing it to the writer thread and back costs
 two thread wake-ups, about 0.3 ms of a 2.8 ms sequential put on the 2-core development machine,
