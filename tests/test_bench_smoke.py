@@ -182,3 +182,39 @@ def test_target_names_say_members_workers_and_a_grpc_only_port() -> None:
     for bad in ("etcd-1g", "etcd-1w", "etcdpy-2", "etcdpy-1x"):  # etcd 3.5.1 has neither flag
         with pytest.raises(AssertionError):
             TargetSpec.parse(bad)
+
+
+def test_bare_server_sends_each_put_to_the_watchers_it_matches() -> None:
+    """The yardstick's watches: a created response first, then one response per matching put,
+    in order, to a prefix watcher and a single-key watcher sharing one stream."""
+    import grpc
+
+    from etcdpy._pb.etcdserverpb import rpc_pb2 as pb
+    from etcdpy._pb.etcdserverpb import rpc_pb2_grpc as pb_grpc
+    from scripts.bench.servers import wait_ready
+    from tests.e2e.harness import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.bench.bare_server", "--port", str(port),
+                             "--servers", "2"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"127.0.0.1:{port}", proc)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            creates = [pb.WatchRequest(create_request=pb.WatchCreateRequest(
+                           key=b"w/", range_end=b"w0")),
+                       pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"w/b"))]
+            stream = pb_grpc.WatchStub(channel).Watch(iter(creates), timeout=30)
+            first = [next(stream), next(stream)]
+            assert [(r.watch_id, r.created) for r in first] == [(0, True), (1, True)]
+            kv = pb_grpc.KVStub(channel)
+            for key in (b"w/a", b"x", b"w/b"):
+                kv.Put(pb.PutRequest(key=key, value=b"v" + key), timeout=10)
+            got = [(r.watch_id, [(e.kv.key, e.kv.value) for e in r.events])
+                   for r in (next(stream) for _ in range(3))]
+            assert got == [(0, [(b"w/a", b"vw/a")]), (0, [(b"w/b", b"vw/b")]),
+                           (1, [(b"w/b", b"vw/b")])]
+            stream.cancel()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

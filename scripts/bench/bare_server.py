@@ -1,8 +1,9 @@
 """The bare grpc.aio KV server: the most a single Python process can serve, as a yardstick.
 
-Put, Range and put-only Txn against a dict, and lease grants and keep-alives against a counter,
-with no Raft, no disk, no MVCC and no expiry: what is left is grpcio's and protobuf's own cost per
-request (per message on a keep-alive stream). Several grpc.aio servers share the port (SO_REUSEPORT) on one
+Put, Range and put-only Txn against a dict, lease grants and keep-alives against a counter, and
+watches that get every put they match as it happens, with no Raft, no disk, no MVCC, no expiry
+and no history: what is left is grpcio's and protobuf's own cost per request (per message on a
+keep-alive or watch stream). Several grpc.aio servers share the port (SO_REUSEPORT) on one
 event loop, as etcdpy's member runs several behind its client port: one grpc.aio server takes
 in one new call per loop turn, and four do 1.5x the calls of one on 2 cores, eight another
 10-15% (etcdpy.server.api.grpc_server.ClientServers; the default count is the member's). The side-by-side benchmark (scripts/bench/driver.py) and the
@@ -34,6 +35,7 @@ class BareKV(rpc_pb2_grpc.KVServicer):
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
         self.rev = 1  # etcd's first revision of an empty store
+        self.watches = BareWatch(self)
 
     def _header(self, header: rpc_pb2.ResponseHeader) -> None:
         header.cluster_id = CLUSTER_ID
@@ -44,6 +46,7 @@ class BareKV(rpc_pb2_grpc.KVServicer):
     async def Put(self, request, context):  # type: ignore[no-untyped-def]  # noqa: N802
         self.rev += 1
         self.data[request.key] = request.value
+        self.watches.notify(request.key, request.value)
         resp = rpc_pb2.PutResponse()
         self._header(resp.header)
         return resp
@@ -74,9 +77,65 @@ class BareKV(rpc_pb2_grpc.KVServicer):
             if op.WhichOneof("request") != "request_put":
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bare server: puts only")
             self.data[op.request_put.key] = op.request_put.value
+            self.watches.notify(op.request_put.key, op.request_put.value)
             self._header(resp.responses.add().response_put.header)
         self._header(resp.header)
         return resp
+
+
+def _watched(key: bytes, start: bytes, end: bytes) -> bool:
+    """Whether a watch of `start` (`end` empty) or of [start, end) sees a put to `key`."""
+    if not end:
+        return key == start
+    return start <= key and (end == b"\0" or key < end)
+
+
+class BareWatch(rpc_pb2_grpc.WatchServicer):
+    """Each put goes to every watcher whose key or range it is in, as a response of its own
+    (no joining of events that wait, unlike etcd and etcdpy); creates are answered, cancels
+    and start revisions ignored: there is no history. A stream's responses wait in an
+    unbounded queue (the benchmark's load is bounded)."""
+
+    def __init__(self, kv: BareKV) -> None:
+        self._kv = kv  # for the header's revision
+        # (stream's queue, watch id) -> (key, range end: b"" one key, b"\0" every key after)
+        self._watchers: dict[tuple[asyncio.Queue[rpc_pb2.WatchResponse], int],
+                             tuple[bytes, bytes]] = {}
+
+    def notify(self, key: bytes, value: bytes) -> None:
+        for (queue, watch_id), (start, end) in self._watchers.items():
+            if _watched(key, start, end):
+                resp = rpc_pb2.WatchResponse(watch_id=watch_id)
+                self._kv._header(resp.header)
+                kv = resp.events.add().kv
+                kv.key, kv.value = key, value
+                kv.mod_revision = kv.create_revision = self._kv.rev
+                kv.version = 1
+                queue.put_nowait(resp)
+
+    async def Watch(self, request_iterator, context):  # type: ignore[no-untyped-def]  # noqa: N802
+        queue: asyncio.Queue[rpc_pb2.WatchResponse] = asyncio.Queue()
+        ids: list[int] = []
+
+        async def read_requests() -> None:
+            async for request in request_iterator:
+                if request.WhichOneof("request_union") != "create_request":
+                    continue
+                create = request.create_request
+                ids.append(len(ids))
+                resp = rpc_pb2.WatchResponse(watch_id=ids[-1], created=True)
+                self._kv._header(resp.header)
+                queue.put_nowait(resp)
+                self._watchers[(queue, ids[-1])] = (create.key, create.range_end)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            while True:
+                yield await queue.get()
+        finally:  # the client went away
+            reader.cancel()
+            for watch_id in ids:
+                self._watchers.pop((queue, watch_id), None)
 
 
 class BareLease(rpc_pb2_grpc.LeaseServicer):
@@ -121,6 +180,7 @@ async def serve(host: str, port: int, count: int) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", int(count > 1))])
         rpc_pb2_grpc.add_KVServicer_to_server(kv, server)
         rpc_pb2_grpc.add_LeaseServicer_to_server(lease, server)
+        rpc_pb2_grpc.add_WatchServicer_to_server(kv.watches, server)
         port = server.add_insecure_port(f"{host}:{port}")  # port 0: the others take the same
         await server.start()
         servers.append(server)

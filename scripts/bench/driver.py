@@ -66,7 +66,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         Workload("range", 256, 16, bare=True),
         Workload("srange", 256, 16, bare=True),
         Workload("txnput", 256, 16, bare=True),
-        Workload("watch", 1, 16, python=False, flags=("--watchers", watchers)),
+        Workload("watch", 1, 16, bare=True, python=False, flags=("--watchers", watchers)),
         Workload("lease", 64, 16, bare=True, python=False, flags=("--leases", leases)),
         Workload("load", 16, 4, python=False),  # the 1M-key data set; see run_load
     ]
