@@ -25,9 +25,10 @@ was measured as well (one member, put with 256 clients, against the bare server 
 runs): the whole batch applied in a thread, 0.70 and 0.68x the bare server against 0.70 and
 0.73x; only the state transaction begun and committed in a thread, the applying itself left
 on the loop, 0.67 and 0.65x against 0.67 and 0.73x; sequential put slower in both, by the
-hand-offs. The member is bound by the GIL more than by the loop's waits: under that load its
-loop thread uses about 0.9 of a core and its other threads 0.2 (the benchmark prints both), so
-Python work moved to another thread still waits for the same lock. Apply stays on the loop.
+hand-offs. Under that load the loop thread uses about 0.9 of a core and waits in the state
+commit for most of the rest (the benchmark prints both the loop's cores and the other
+threads'), so at most that tenth was to be won, and the runs' noise (10-20%) hides anything
+smaller; the moved variants did not show it. Apply stays on the loop.
 
 A small Ready on a quiet node (a sequential writer on one member, a follower's single-entry
 append) is written on the loop thread instead: handing it to the writer thread and back costs
