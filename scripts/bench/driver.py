@@ -125,9 +125,10 @@ def loop_usage(before: dict[int, tuple[float, float]], after: dict[int, tuple[fl
                wall_s: float) -> tuple[float, float]:
     """(cores of the busiest main thread, cores of all other threads) between two samples.
 
-    One process's main thread near 1.0 is a saturated event loop; well below it, with the
-    server at its limit, the loop waits: for the disk (an fsync on the loop thread) or for the
-    GIL, which the other threads' Python work holds meanwhile."""
+    One process's main thread near 1.0 is a saturated event loop. Well below it, with the
+    server at its limit, the loop waits: for the disk (an fsync on the loop thread), for the
+    GIL while other threads run Python, or for a core when the machine is full (the load
+    generator shares it); /proc/PID/status's context switches tell the last apart."""
     if wall_s <= 0:
         return 0.0, 0.0
     busiest = others = 0.0

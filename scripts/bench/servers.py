@@ -141,7 +141,7 @@ def thread_cpu_seconds(pids: list[int]) -> dict[int, tuple[float, float]]:
 
     A Python server's main thread runs its event loop; the others are gRPC's pollers and
     etcdpy's writer threads, which share the GIL with it. The two apart show whether the loop
-    itself is saturated or waits for the disk or the GIL."""
+    itself is saturated or waits (see driver.loop_usage)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[float, float]] = {}
     for p in pids:
