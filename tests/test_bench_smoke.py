@@ -218,3 +218,14 @@ def test_bare_server_sends_each_put_to_the_watchers_it_matches() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_loop_usage_counts_thread_by_thread() -> None:
+    """The busiest main thread over the wall time, and the other threads' CPU summed thread by
+    thread: a thread that ended between the samples takes nothing away from the others."""
+    from scripts.bench.driver import loop_usage
+
+    before = {10: {10: 1.0, 11: 5.0, 12: 0.5}, 20: {20: 0.0}}
+    after = {10: {10: 2.0, 12: 1.0, 13: 0.25}, 20: {20: 1.5}}  # 11 ended, 13 started
+    assert loop_usage(before, after, 2.0) == (0.75, 0.375)
+    assert loop_usage(before, after, 0.0) == (0.0, 0.0)

@@ -121,7 +121,7 @@ class GenResult:
                          {str(k): float(v) for k, v in (d.get("extra") or {}).items()})
 
 
-def loop_usage(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
+def loop_usage(before: dict[int, dict[int, float]], after: dict[int, dict[int, float]],
                wall_s: float) -> tuple[float, float]:
     """(cores of the busiest main thread, cores of all other threads) between two samples.
 
@@ -132,10 +132,16 @@ def loop_usage(before: dict[int, tuple[float, float]], after: dict[int, tuple[fl
     if wall_s <= 0:
         return 0.0, 0.0
     busiest = others = 0.0
-    for pid, (main, other) in after.items():
-        main0, other0 = before.get(pid, (0.0, 0.0))
-        busiest = max(busiest, main - main0)
-        others += other - other0
+    for pid, threads in after.items():
+        threads0 = before.get(pid, {})
+        for tid, cpu in threads.items():
+            # Thread by thread: one that ended between the samples (its CPU gone from the
+            # second) must not make the others' sum shrink; one that started counts whole.
+            used = cpu - threads0.get(tid, 0.0)
+            if tid == pid:
+                busiest = max(busiest, used)
+            else:
+                others += used
     return busiest / wall_s, others / wall_s
 
 

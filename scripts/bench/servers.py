@@ -136,32 +136,29 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_seconds(pids: list[int]) -> dict[int, tuple[float, float]]:
-    """Per process: (CPU of its main thread, CPU of all its other threads).
+def thread_cpu_seconds(pids: list[int]) -> dict[int, dict[int, float]]:
+    """Per process, the CPU seconds of each of its threads (by thread id; the main thread's id
+    is the process's).
 
     A Python server's main thread runs its event loop; the others are gRPC's pollers and
     etcdpy's writer threads, which share the GIL with it. The two apart show whether the loop
     itself is saturated or waits (see driver.loop_usage)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[float, float]] = {}
+    out: dict[int, dict[int, float]] = {}
     for p in pids:
-        main = other = 0
         try:
             tasks = os.listdir(f"/proc/{p}/task")
         except OSError:
             continue
+        threads: dict[int, float] = {}
         for task in tasks:
             try:
                 with open(f"/proc/{p}/task/{task}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # the thread ended meanwhile
-            ticks = int(fields[11]) + int(fields[12])
-            if int(task) == p:
-                main += ticks
-            else:
-                other += ticks
-        out[p] = (main / tick, other / tick)
+            threads[int(task)] = (int(fields[11]) + int(fields[12])) / tick
+        out[p] = threads
     return out
 
 
