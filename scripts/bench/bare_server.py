@@ -92,7 +92,8 @@ def _watched(key: bytes, start: bytes, end: bytes) -> bool:
 
 class BareWatch(rpc_pb2_grpc.WatchServicer):
     """Each put goes to every watcher whose key or range it is in, as a response of its own
-    (no joining of events that wait, unlike etcd and etcdpy); creates are answered, cancels
+    (etcdpy joins events waiting for one watcher into one response, and etcd does for a
+    watcher catching up; this never does); creates are answered, cancels
     and start revisions ignored: there is no history. A stream's responses wait in an
     unbounded queue (the benchmark's load is bounded)."""
 
