@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from etcdpy import ETCD_SERVER_VERSION, __version__, eventloop, logutil, testdefects
+from etcdpy import ETCD_SERVER_VERSION, __version__, eventloop, gctuning, logutil, testdefects
 from etcdpy.cluster.bootstrap import (
     BootstrapError,
     bootstrap_or_restart,
@@ -341,6 +341,7 @@ async def _serve_member(cfg: Config, envs: MemberEnvs, quota: int, initial_clust
         await ports.start()
         await health.set("", grpc_server.SERVING)
         log.info("ready to serve client requests")
+        gctuning.freeze_after_startup()
         for url in cfg.listen_client_urls:
             log.info("serving client traffic insecurely; this is strongly discouraged!",
                      address=_host_port(str(url)))

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from etcdpy import ETCD_SERVER_VERSION, __version__, allocator, grpc_engine
+from etcdpy import ETCD_SERVER_VERSION, __version__, allocator, gctuning, grpc_engine
 from etcdpy import config as cfg
 
 VERSION_TEXT = f"etcdpy Version: {__version__}\netcd API Version: {ETCD_SERVER_VERSION}"
@@ -75,6 +75,7 @@ def command(rest: tuple[str, ...], **raw: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `etcdpy` and `python -m etcdpy`."""
     allocator.tune()
+    gctuning.tune()
     grpc_engine.choose_poller()  # before anything imports grpc
     args = list(sys.argv[1:] if argv is None else argv)
     try:

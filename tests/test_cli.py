@@ -7,11 +7,13 @@ compare the error lines, so that a drift between the two shows up here.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("ETCD_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def collector_thresholds_restored() -> Iterator[None]:
+    """`cli.main` sets the server's collector thresholds, which are not this process's."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from etcdpy import allocator, eventloop, logutil
+from etcdpy import allocator, eventloop, gctuning, logutil
 
 from .accept import Acceptor, RelayMode
 
@@ -119,12 +119,14 @@ def add_child_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 async def _child_main(args: argparse.Namespace) -> None:
+    gctuning.freeze_after_startup()
     await serve_front_child(args.listen_fd, args.control_fd, args.unix, RelayMode(args.relay),
                             args.max_connections, args.sniff_timeout)
 
 
 def main(argv: list[str] | None = None) -> None:
     allocator.tune()
+    gctuning.tune()
     ap = argparse.ArgumentParser(prog="etcdpy.netshare.front")
     add_child_arguments(ap)
     args = ap.parse_args(argv)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from etcdpy import allocator, eventloop, logutil
+from etcdpy import allocator, eventloop, gctuning, logutil
 from etcdpy.netshare.accept import RelayMode
 from etcdpy.netshare.front import add_child_arguments, serve_front_child
 from etcdpy.server.api.grpc_server import server_options
@@ -92,6 +92,7 @@ async def serve(args: argparse.Namespace) -> None:
     batcher.start()
     control_writes.start()
     log.info("read worker serving", index=args.index, pid=os.getpid())
+    gctuning.freeze_after_startup()
     try:
         await serve_front_child(args.listen_fd, args.control_fd, args.unix,
                                 RelayMode(args.relay), args.max_connections, args.sniff_timeout,
@@ -113,6 +114,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     allocator.tune()
+    gctuning.tune()
     args = parse_args(argv)
     logutil.setup(args.log_level)
     # The member decides when we stop (by closing the control socket); a terminal's Ctrl-C

@@ -20,7 +20,7 @@ import signal
 
 import grpc
 
-from etcdpy import eventloop
+from etcdpy import allocator, eventloop, gctuning
 from etcdpy._pb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.api.grpc_server import RELAYED_SERVERS
 
@@ -186,6 +186,7 @@ async def serve(host: str, port: int, count: int) -> None:
         await server.start()
         servers.append(server)
     print(f"bare grpc.aio KV server ({count} servers) on {host}:{port}", flush=True)
+    gctuning.freeze_after_startup()  # as a member does once it serves
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -201,6 +202,10 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=RELAYED_SERVERS,
                     help="grpc.aio servers on the port (default: as many as a member runs)")
     args = ap.parse_args()
+    # The process tuning every etcdpy process gets (malloc thresholds, garbage collector), so
+    # that the yardstick differs from a member only in what a member does per request.
+    allocator.tune()
+    gctuning.tune()
     eventloop.run(serve(args.host, args.port, args.servers))  # the member's loop, like for like
 
 
