@@ -108,9 +108,27 @@ def test_single_member_writes_one_proposal_inline_and_a_burst_in_the_thread() ->
     assert writer.writes[1][0].startswith("raft-log")
 
 
-def test_a_leader_with_appends_to_send_writes_in_the_thread() -> None:
-    """A leader's one-entry Ready carries the MsgApp for its follower; the peer streams are
-    written by the loop, so that write must not block the loop."""
+class LoopStreams:
+    """Like the peer transport: `send` only queues, and a task on the loop writes the queue to
+    the wire on a later turn (here: the `wire` list)."""
+
+    def __init__(self) -> None:
+        self.queued: list[Message] = []
+        self.wire: list[Message] = []
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.queued.extend(messages)
+        asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self.wire.extend(self.queued)
+        self.queued.clear()
+
+
+def test_a_leader_lets_its_appends_leave_before_writing_its_own_copy_inline() -> None:
+    """A leader's one-entry Ready carries the MsgApp for its follower. It is written on the
+    loop thread (no hand-off), but only after the loop had a turn, so that the MsgApp was on
+    the wire before this member's own write started."""
     storage = MemoryStorage.bootstrap([1, 2])
     rawnode = node(storage, 1, pre_vote=False)
     run(rawnode, storage)
@@ -124,8 +142,18 @@ def test_a_leader_with_appends_to_send_writes_in_the_thread() -> None:
     rawnode.step(Message(type=MessageType.APP_RESP, from_=2, to=1, term=term,
                          index=storage.last_index()))
     run(rawnode, storage)
-    writer, sent = RecordingWriter(storage), Sent()
-    raft = RaftNode(rawnode, writer, sent, Applied(), tick_interval_s=0.1)
+    streams = LoopStreams()
+    on_wire_at_write: list[list[Message]] = []
+
+    class ObservingWriter(RecordingWriter):
+        def save(self, hard_state: HardState | None, entries: Sequence[Entry],
+                 snapshot: Snapshot | None, sync: bool) -> None:
+            if entries:
+                on_wire_at_write.append(list(streams.wire))
+            super().save(hard_state, entries, snapshot, sync)
+
+    writer = ObservingWriter(storage)
+    raft = RaftNode(rawnode, writer, streams, Applied(), tick_interval_s=0.1)
 
     async def scenario() -> None:
         task = asyncio.create_task(raft.run())
@@ -137,5 +165,7 @@ def test_a_leader_with_appends_to_send_writes_in_the_thread() -> None:
             await task
 
     asyncio.run(scenario())
-    assert any(m.type == MessageType.APP and m.to == 2 for m in sent.messages)
-    assert writer.writes[0][1] == 1 and writer.writes[0][0].startswith("raft-log")
+    assert writer.writes[0] == ("MainThread", 1)
+    sent_before = [m for m in on_wire_at_write[0] if m.type == MessageType.APP and m.to == 2]
+    assert sent_before and sent_before[-1].entries[-1].data == b"replicated", (
+        "the MsgApp carrying the entry must be written to the wire before the leader's own write")
