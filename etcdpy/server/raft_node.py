@@ -38,7 +38,11 @@ waiting. Any burst (more entries, or proposals queued meanwhile) still goes to t
 under load the loop keeps taking requests while the batch is written. A leader's small Ready
 carries appends for its followers, which must reach them while its own fsync runs, not after
 it: the peer streams that carry them are written by tasks on this loop, so the driver yields
-to the loop once (they write what they were handed) before it writes inline. On three
+to the loop once (they write what they were handed) before it writes inline. It does so only
+when everything before these entries is committed; with earlier appends still awaiting
+acknowledgement (a few concurrent writers), the write goes to the thread, so that the loop
+commits and answers those while it runs (inline, 8 writers on three members lost about 5%
+of their puts). On three
 members, where the leader's hand-offs waited for the GIL and the busy cores, each took about
 0.5 ms (traced: the writer thread began 0.5-0.6 ms after the hand-off, and the loop resumed
 about 0.4 ms after the write ended).
@@ -310,8 +314,12 @@ class RaftNode:
         self._rawnode.advance()
 
     def _quiet_enough_to_save_inline(self, rd: Ready) -> bool:
-        return (rd.snapshot is None and len(rd.entries) <= INLINE_SAVE_MAX_ENTRIES
-                and not self._proposals)
+        if rd.snapshot is not None or len(rd.entries) > INLINE_SAVE_MAX_ENTRIES or self._proposals:
+            return False
+        # A leader whose earlier appends still await acknowledgement: those arrive during this
+        # write, and the loop commits and answers them meanwhile if the write is in the thread.
+        return not (rd.messages and rd.entries
+                    and rd.entries[0].index > self.committed_index + 1)
 
     def _merge_snapshots(self, messages: Sequence[Message]) -> Sequence[Message]:
         if not any(m.type == MessageType.SNAP for m in messages):

@@ -126,9 +126,9 @@ class LoopStreams:
 
 
 def test_a_leader_lets_its_appends_leave_before_writing_its_own_copy_inline() -> None:
-    """A leader's one-entry Ready carries the MsgApp for its follower. It is written on the
-    loop thread (no hand-off), but only after the loop had a turn, so that the MsgApp was on
-    the wire before this member's own write started."""
+    """A leader's one-entry Ready carries the MsgApp for its follower. With nothing else in
+    flight it is written on the loop thread (no hand-off), but only after the loop had a
+    turn, so that the MsgApp was on the wire before this member's own write started."""
     storage = MemoryStorage.bootstrap([1, 2])
     rawnode = node(storage, 1, pre_vote=False)
     run(rawnode, storage)
@@ -160,12 +160,17 @@ def test_a_leader_lets_its_appends_leave_before_writing_its_own_copy_inline() ->
         try:
             raft.propose(1, b"replicated")
             await _until(lambda: writer.writes, "the leader's write")
+            # The follower has not acknowledged that entry: the next append is written in
+            # the thread, so that the loop can take the acknowledgement meanwhile.
+            raft.propose(2, b"behind an unacknowledged one")
+            await _until(lambda: len(writer.writes) == 2, "the second write")
         finally:
             raft.stop()
             await task
 
     asyncio.run(scenario())
     assert writer.writes[0] == ("MainThread", 1)
+    assert writer.writes[1][0].startswith("raft-log"), writer.writes
     sent_before = [m for m in on_wire_at_write[0] if m.type == MessageType.APP and m.to == 2]
     assert sent_before and sent_before[-1].entries[-1].data == b"replicated", (
         "the MsgApp carrying the entry must be written to the wire before the leader's own write")
