@@ -33,19 +33,18 @@ smaller; the moved variants did not show it. Apply stays on the loop.
 A small Ready on a quiet node (a sequential writer, a follower's single-entry append) is
 written on the loop thread instead: handing it to the writer thread and back costs two thread
 wake-ups, about 0.3 ms of a 2.8 ms sequential put on one member of the 2-core development
-machine, while blocking the loop for its fsync delays nothing when no other proposal is
-waiting. Any burst (more entries, or proposals queued meanwhile) still goes to the thread, so
-under load the loop keeps taking requests while the batch is written. A leader's small Ready
-carries appends for its followers, which must reach them while its own fsync runs, not after
-it: the peer streams that carry them are written by tasks on this loop, so the driver yields
-to the loop once (they write what they were handed) before it writes inline. It does so only
-when everything before these entries is committed; with earlier appends still awaiting
-acknowledgement (a few concurrent writers), the write goes to the thread, so that the loop
-commits and answers those while it runs (inline, 8 writers on three members lost about 5%
-of their puts). On three
-members, where the leader's hand-offs waited for the GIL and the busy cores, each took about
-0.5 ms (traced: the writer thread began 0.5-0.6 ms after the hand-off, and the loop resumed
-about 0.4 ms after the write ended).
+machine (about 0.5 ms each on the leader of three members, where they wait for the GIL and
+the busy cores), while blocking the loop for its fsync delays nothing when no other proposal
+is waiting. Any burst (more entries, or proposals queued meanwhile) still goes to the thread,
+so under load the loop keeps taking requests while the batch is written.
+
+A leader's small Ready also carries appends for its followers, which must reach them while
+its own fsync runs, not after it. The peer streams that carry them are written by tasks on
+this loop, so the driver yields to the loop once (they write what they were handed) before it
+writes inline. It writes inline only when everything before these entries is committed: with
+earlier appends still awaiting acknowledgement (a few concurrent writers), the write goes to
+the thread, so that the loop commits and answers those while it runs (written inline, 8
+writers on three members lost about 5% of their puts).
 
 A hard state that only moves the commit index needs no fsync (`must_sync` is false): it is
 kept in memory and written with the next Ready that writes anything, so a quiet member does
